@@ -1,0 +1,28 @@
+//! Per-CPU counters: `{ packets, bytes }` per slot, bumped with plain load/add/store (a per-CPU
+//! slot has one writer; rbpf has no atomics).
+
+use l3mp_asm::{
+    alu64, call, jump_if, load, load_map, mov, store, AluOp, Cond, Helper, Program, Reg, Size, Src,
+};
+
+use super::layout::*;
+
+/// Adds one packet of r9 bytes to the slot `key` (an immediate or a register other than
+/// r1/r2). Clobbers r0..r5.
+pub fn count(p: &mut Program, key: impl Into<Src>, skip: &str) {
+    p.extend([
+        store(Size::W, Reg::R10, STACK_KEY, key),
+        mov(Reg::R2, Reg::R10),
+        alu64(AluOp::Add, Reg::R2, i32::from(STACK_KEY)),
+        load_map(Reg::R1, COUNTERS_MAP),
+        call(Helper::MapLookupElem),
+        jump_if(Cond::Eq, Reg::R0, 0, skip),
+        load(Size::DW, Reg::R1, Reg::R0, 0),
+        alu64(AluOp::Add, Reg::R1, 1),
+        store(Size::DW, Reg::R0, 0, Reg::R1),
+        load(Size::DW, Reg::R1, Reg::R0, 8),
+        alu64(AluOp::Add, Reg::R1, Reg::R9),
+        store(Size::DW, Reg::R0, 8, Reg::R1),
+    ]);
+    p.label(skip);
+}

@@ -1,0 +1,178 @@
+//! The wire format, shared by every program: the label is the low N bits of DSCP.
+//!
+//! IPv4: DSCP is the upper six bits of the TOS byte, so label bits are TOS bits 2..2+N; the two
+//! ECN bits are never touched, and the header checksum is updated incrementally (RFC 1624,
+//! eqn. 3) on every write. IPv6: the traffic class straddles the first two bytes, DSCP being
+//! bits 6..12 of the first big-endian 16-bit word; there is no header checksum.
+
+use l3mp_asm::{alu64, jump_if, load, mov, store, swap, AluOp, Cond, Endian, Program, Reg, Size};
+
+use super::layout::*;
+
+/// The IP version of a packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Family {
+    V4,
+    V6,
+}
+
+impl Family {
+    /// Both families, in the order the programs lay them out.
+    pub const ALL: [Family; 2] = [Family::V4, Family::V6];
+
+    /// The listing label of the family's block.
+    pub fn block(self) -> &'static str {
+        match self {
+            Family::V4 => "ipv4",
+            Family::V6 => "ipv6",
+        }
+    }
+
+    /// The EtherType as a native-endian load reads it.
+    pub fn ethertype(self) -> i32 {
+        match self {
+            Family::V4 => ETH_P_IP,
+            Family::V6 => ETH_P_IPV6,
+        }
+    }
+
+    /// The version nibble.
+    pub fn version(self) -> i32 {
+        match self {
+            Family::V4 => 4,
+            Family::V6 => 6,
+        }
+    }
+}
+
+/// The label bits of the first 16-bit word of an IPv6 header, as a native-endian load of that
+/// word holds them (`mask << 6` of the big-endian value).
+fn ipv6_word(bits: u16) -> i32 {
+    i32::from(u16::from_ne_bytes((bits << 6).to_be_bytes()))
+}
+
+/// Where the TOS byte lands inside a native-endian load of the IPv4 header's first 16-bit word.
+const TOS_SHIFT: i32 = if cfg!(target_endian = "little") { 8 } else { 0 };
+
+/// Checks the header at `ip` (offset from r7) is whole and well-formed; otherwise jumps to
+/// `fail`. With `check_version`, the version nibble must match the family (on Ethernet, where
+/// the EtherType chose the family). Uses r2..r4.
+pub fn check_header(p: &mut Program, family: Family, ip: i16, check_version: bool, fail: &str) {
+    let hlen = match family {
+        Family::V4 => IPV4_HLEN,
+        Family::V6 => IPV6_HLEN,
+    };
+    p.extend([
+        mov(Reg::R2, Reg::R7),
+        alu64(AluOp::Add, Reg::R2, i32::from(ip + hlen)),
+        jump_if(Cond::Gt, Reg::R2, Reg::R8, fail),
+        load(Size::B, Reg::R3, Reg::R7, ip),
+    ]);
+    if check_version {
+        p.extend([
+            mov(Reg::R4, Reg::R3),
+            alu64(AluOp::Rsh, Reg::R4, 4),
+            jump_if(Cond::Ne, Reg::R4, family.version(), fail),
+        ]);
+    }
+    if family == Family::V4 {
+        // IHL counts 32-bit words: at least 5, and the options must be in the packet.
+        p.extend([
+            alu64(AluOp::And, Reg::R3, 15),
+            jump_if(Cond::Lt, Reg::R3, 5, fail),
+            alu64(AluOp::Lsh, Reg::R3, 2),
+            mov(Reg::R2, Reg::R7),
+            alu64(AluOp::Add, Reg::R2, Reg::R3),
+            alu64(AluOp::Add, Reg::R2, i32::from(ip)),
+            jump_if(Cond::Gt, Reg::R2, Reg::R8, fail),
+        ]);
+    }
+}
+
+/// `dst = label` of the checked header at `ip`.
+pub fn read_label(p: &mut Program, family: Family, ip: i16, bits: u8, dst: Reg) {
+    let mask = (1i32 << bits) - 1;
+    match family {
+        Family::V4 => p.extend([
+            load(Size::B, dst, Reg::R7, ip + IPV4_TOS),
+            alu64(AluOp::Rsh, dst, 2),
+            alu64(AluOp::And, dst, mask),
+        ]),
+        Family::V6 => p.extend([
+            load(Size::H, dst, Reg::R7, ip),
+            swap(Endian::Be, 16, dst),
+            alu64(AluOp::Rsh, dst, 6),
+            alu64(AluOp::And, dst, mask),
+        ]),
+    };
+}
+
+/// Sets the label bits of the checked header at `ip` to `label` (0 clears them), keeping ECN
+/// and the rest of DSCP, and fixes the IPv4 checksum. Uses r2..r4.
+pub fn write_label(p: &mut Program, family: Family, ip: i16, bits: u8, label: u8) {
+    let mask = (1u16 << bits) - 1;
+    match family {
+        Family::V4 => {
+            let keep = !(i32::from(mask) << 2) & 0xff;
+            p.extend([
+                load(Size::B, Reg::R3, Reg::R7, ip + IPV4_TOS),
+                mov(Reg::R4, Reg::R3),
+                alu64(AluOp::And, Reg::R4, keep),
+            ]);
+            if label != 0 {
+                p.push(alu64(AluOp::Or, Reg::R4, i32::from(label) << 2));
+            }
+            p.push(store(Size::B, Reg::R7, ip + IPV4_TOS, Reg::R4));
+            p.comment("RFC 1624: HC' = ~(~HC + ~m + m'), m = the 16-bit word holding TOS");
+            p.extend([
+                alu64(AluOp::Lsh, Reg::R3, TOS_SHIFT),
+                alu64(AluOp::Xor, Reg::R3, 0xffff),
+                alu64(AluOp::Lsh, Reg::R4, TOS_SHIFT),
+                load(Size::H, Reg::R2, Reg::R7, ip + IPV4_CSUM),
+                alu64(AluOp::Xor, Reg::R2, 0xffff),
+                alu64(AluOp::Add, Reg::R2, Reg::R3),
+                alu64(AluOp::Add, Reg::R2, Reg::R4),
+            ]);
+            for _ in 0..2 {
+                p.extend([
+                    mov(Reg::R3, Reg::R2),
+                    alu64(AluOp::Rsh, Reg::R3, 16),
+                    alu64(AluOp::And, Reg::R2, 0xffff),
+                    alu64(AluOp::Add, Reg::R2, Reg::R3),
+                ]);
+            }
+            p.extend([
+                alu64(AluOp::Xor, Reg::R2, 0xffff),
+                store(Size::H, Reg::R7, ip + IPV4_CSUM, Reg::R2),
+            ]);
+        }
+        Family::V6 => {
+            p.extend([
+                load(Size::H, Reg::R3, Reg::R7, ip),
+                alu64(AluOp::And, Reg::R3, !ipv6_word(mask) & 0xffff),
+            ]);
+            if label != 0 {
+                p.push(alu64(AluOp::Or, Reg::R3, ipv6_word(u16::from(label))));
+            }
+            p.push(store(Size::H, Reg::R7, ip, Reg::R3));
+        }
+    }
+}
+
+/// Writes a 6-byte MAC address at `off` from r7 with two immediate stores.
+pub fn store_mac(p: &mut Program, off: i16, mac: [u8; 6]) {
+    p.extend([
+        store(
+            Size::W,
+            Reg::R7,
+            off,
+            i32::from_ne_bytes([mac[0], mac[1], mac[2], mac[3]]),
+        ),
+        store(
+            Size::H,
+            Reg::R7,
+            off + 4,
+            i32::from(u16::from_ne_bytes([mac[4], mac[5]])),
+        ),
+    ]);
+}

@@ -1,0 +1,71 @@
+//! Egress, on the user end of each managed link (TC; a veth, so the program sees an Ethernet
+//! frame): write the link's label into DSCP and redirect the packet out of ext.
+
+use l3mp_asm::{exit, jump, jump_if, load, mov, Cond, Program, Reg, Size};
+
+use super::config::{Config, ExtKind, Link};
+use super::counters::count;
+use super::dscp::{check_header, store_mac, write_label, Family};
+use super::hook::Hook;
+use super::layout::*;
+
+/// The egress program's name for a label (`l3mp_eg_<label>`, at most 15 bytes).
+pub fn name(label: u8) -> String {
+    format!("l3mp_eg_{label}")
+}
+
+/// Builds the egress program of `link`.
+pub fn egress(cfg: &Config, link: &Link) -> Program {
+    let hook = Hook::Tc;
+    let mut p = Program::new(&name(link.label));
+
+    p.comment("Keep the context in r6; r7 = data, r8 = data_end, r9 = bytes for the counters");
+    p.push(mov(Reg::R6, Reg::R1));
+    hook.load_bounds(&mut p);
+    hook.load_len(&mut p);
+
+    p.comment(
+        "Ethernet frame from the link's stack: IPv4 and IPv6 go on, anything else is dropped",
+    );
+    p.extend([
+        mov(Reg::R2, Reg::R7),
+        l3mp_asm::alu64(l3mp_asm::AluOp::Add, Reg::R2, i32::from(ETH_HLEN)),
+        jump_if(Cond::Gt, Reg::R2, Reg::R8, "drop"),
+        load(Size::H, Reg::R2, Reg::R7, ETH_PROTO),
+        jump_if(Cond::Eq, Reg::R2, ETH_P_IP, Family::V4.block()),
+        jump_if(Cond::Eq, Reg::R2, ETH_P_IPV6, Family::V6.block()),
+        jump("drop"),
+    ]);
+
+    for family in Family::ALL {
+        p.label(family.block());
+        p.comment(&format!(
+            "{family:?}: header whole and well-formed, then label {} into DSCP",
+            link.label
+        ));
+        check_header(&mut p, family, ETH_HLEN, true, "drop");
+        write_label(&mut p, family, ETH_HLEN, cfg.label_bits, link.label);
+        if family != Family::V6 {
+            p.push(jump("out"));
+        }
+    }
+
+    p.label("out");
+    if let ExtKind::Ethernet { mac, peer_mac } = cfg.ext.kind {
+        p.comment(
+            "Ethernet ext: from ext's MAC to the remote l3mp host's MAC, whatever the destination",
+        );
+        store_mac(&mut p, 0, peer_mac);
+        store_mac(&mut p, 6, mac);
+    }
+    p.comment("Count, then transmit on ext (an L3 ext has the kernel strip the MAC header)");
+    count(&mut p, (EGRESS + u32::from(link.label)) as i32, "counted");
+    p.push(mov(Reg::R1, cfg.ext.ifindex as i32));
+    hook.redirect(&mut p);
+
+    p.label("drop");
+    p.comment("Not IP, malformed or truncated: drop and count");
+    count(&mut p, EGRESS_DROP as i32, "drop_counted");
+    p.extend([mov(Reg::R0, hook.drop()), exit()]);
+    p
+}

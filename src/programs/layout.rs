@@ -1,0 +1,66 @@
+//! Fixed numbers the programs are built from: kernel context offsets and verdicts, packet
+//! offsets, the counter slots and the stack slots. Multi-byte packet constants are given as the
+//! value a native-endian load of the wire bytes yields, so the programs are right on any host.
+
+/// `struct __sk_buff` field offsets.
+pub const SKB_LEN: i16 = 0;
+pub const SKB_DATA: i16 = 76;
+pub const SKB_DATA_END: i16 = 80;
+
+/// `struct xdp_md` field offsets.
+pub const XDP_DATA: i16 = 0;
+pub const XDP_DATA_END: i16 = 4;
+
+/// TC verdicts. `TC_ACT_UNSPEC` lets the next tcx program or clsact filter run (tcx: `TCX_NEXT`),
+/// so "not ours" never bypasses anyone else's programs on ext.
+pub const TC_ACT_UNSPEC: i32 = -1;
+pub const TC_ACT_SHOT: i32 = 2;
+pub const TC_ACT_REDIRECT: i32 = 7;
+
+/// XDP verdicts.
+pub const XDP_ABORTED: i32 = 0;
+pub const XDP_DROP: i32 = 1;
+pub const XDP_PASS: i32 = 2;
+pub const XDP_REDIRECT: i32 = 4;
+
+/// Ethernet header length, and where the EtherType sits in it.
+pub const ETH_HLEN: i16 = 14;
+pub const ETH_PROTO: i16 = 12;
+
+/// EtherTypes, as a native-endian 16-bit load of the wire bytes reads them.
+pub const ETH_P_IP: i32 = u16::from_ne_bytes([0x08, 0x00]) as i32;
+pub const ETH_P_IPV6: i32 = u16::from_ne_bytes([0x86, 0xdd]) as i32;
+
+/// Minimum header lengths and the offsets the programs touch inside them.
+pub const IPV4_HLEN: i16 = 20;
+pub const IPV4_TOS: i16 = 1;
+pub const IPV4_CSUM: i16 = 10;
+pub const IPV6_HLEN: i16 = 40;
+
+/// Counter slots of the per-CPU `counters` array; each slot is `{ packets: u64, bytes: u64 }`.
+/// Egress of label L counts at `EGRESS + L`, ingress at `INGRESS + L`.
+pub const EGRESS: u32 = 0;
+pub const INGRESS: u32 = 64;
+/// Ingress packets passed untouched: unlabelled, not IP, malformed or truncated.
+pub const PASS: u32 = 128;
+/// Ingress packets with a label no link uses (passed or dropped, by configuration).
+pub const UNKNOWN: u32 = 129;
+/// Egress packets dropped: not IP, malformed or truncated.
+pub const EGRESS_DROP: u32 = 130;
+/// Number of counter slots.
+pub const COUNTER_SLOTS: u32 = 131;
+/// Size of one counter slot.
+pub const COUNTER_SIZE: u32 = 16;
+
+/// Stack slots (offsets from r10).
+pub const STACK_KEY: i16 = -4;
+pub const STACK_LABEL: i16 = -8;
+pub const STACK_ETHERTYPE: i16 = -12;
+
+/// Map types.
+pub const BPF_MAP_TYPE_PERCPU_ARRAY: u32 = 6;
+pub const BPF_MAP_TYPE_DEVMAP: u32 = 14;
+
+/// Map names, shared by the ELF writer, the loader and the offline VM.
+pub const COUNTERS_MAP: &str = "counters";
+pub const LINKS_MAP: &str = "links";

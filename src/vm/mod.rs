@@ -1,0 +1,206 @@
+//! The offline VM: runs the exact bytes of a generated program in rbpf's interpreter, with the
+//! kernel helpers and maps mocked, and reports what the kernel would have done with the packet.
+//!
+//! Map loads are the only bytes that differ from what the kernel gets: where the kernel's loader
+//! writes a map fd, the VM writes a small id its mocked helpers recognise. The interpreter checks
+//! every packet, context and stack access against its bounds.
+
+mod helpers;
+mod memory;
+
+pub use helpers::Redirect;
+
+use std::cell::RefCell;
+
+use l3mp_asm::{Assembled, Section};
+
+use crate::programs::layout::*;
+use crate::programs::{Bundle, Config, Hook};
+use helpers::{RunState, COUNTERS_ID, LINKS_ID, STATE};
+use memory::*;
+
+/// What a program did with one packet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    /// The program's return value.
+    pub verdict: i32,
+    /// The redirect it asked for, if any.
+    pub redirect: Option<Redirect>,
+    /// The packet after the run, from `data` to `data_end`.
+    pub packet: Vec<u8>,
+    /// `{packets, bytes}` added to each counter slot.
+    pub counters: Vec<[u64; 2]>,
+}
+
+impl Outcome {
+    /// The `{packets, bytes}` of one counter slot.
+    pub fn counter(&self, slot: u32) -> [u64; 2] {
+        self.counters[slot as usize]
+    }
+}
+
+/// Why a run failed.
+#[derive(Debug)]
+pub struct VmError(pub String);
+
+impl std::fmt::Display for VmError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl std::error::Error for VmError {}
+
+thread_local! {
+    static ARENA: RefCell<Option<Arena>> = const { RefCell::new(None) };
+}
+
+/// The hook a program runs at, from its section.
+pub fn hook_of(section: Section) -> Hook {
+    match section {
+        Section::Classifier => Hook::Tc,
+        Section::Xdp => Hook::Xdp,
+    }
+}
+
+/// The program's bytes with each map load pointing at the mocked map.
+pub fn patched_bytes(prog: &Assembled) -> Result<Vec<u8>, VmError> {
+    let mut slots = prog.slots.clone();
+    for reloc in &prog.relocs {
+        let id = match reloc.map.as_str() {
+            COUNTERS_MAP => COUNTERS_ID,
+            LINKS_MAP => LINKS_ID,
+            other => return Err(VmError(format!("no mock for map '{other}'"))),
+        };
+        slots[reloc.slot].imm = id as i32;
+        slots[reloc.slot + 1].imm = (id >> 32) as i32;
+    }
+    Ok(l3mp_asm::to_bytes(&slots))
+}
+
+/// Runs the program `name` of `bundle` (generated from `cfg`) on `packet`.
+pub fn run(bundle: &Bundle, cfg: &Config, name: &str, packet: &[u8]) -> Result<Outcome, VmError> {
+    let (section, prog) = bundle
+        .programs
+        .iter()
+        .find(|(_, p)| p.name == name)
+        .ok_or_else(|| VmError(format!("no program '{name}'")))?;
+    let hook = hook_of(*section);
+    let bytes = patched_bytes(prog)?;
+    if packet.len() > MAX_PACKET {
+        return Err(VmError(format!(
+            "packet of {} bytes is too long",
+            packet.len()
+        )));
+    }
+    ARENA.with(|cell| {
+        let mut cell = cell.borrow_mut();
+        if cell.is_none() {
+            *cell = Some(Arena::new().map_err(|e| VmError(format!("mmap: {e}")))?);
+        }
+        let arena = cell.as_mut().expect("arena just made");
+        execute(arena, hook, cfg, &bytes, packet)
+    })
+}
+
+fn execute(
+    arena: &mut Arena,
+    hook: Hook,
+    cfg: &Config,
+    bytes: &[u8],
+    packet: &[u8],
+) -> Result<Outcome, VmError> {
+    let start = PACKET_AT + HEADROOM;
+    let end = start + packet.len();
+    let mem = arena.bytes();
+    mem[..PACKET_AT].fill(0);
+    mem[start..end].copy_from_slice(packet);
+    let (data, data_end) = (arena.addr(start) as u32, arena.addr(end) as u32);
+    let ctx_field = |off: i16| CTX_AT + off as usize;
+    let mem = arena.bytes();
+    let mut put = |off: i16, v: u32| {
+        mem[ctx_field(off)..ctx_field(off) + 4].copy_from_slice(&v.to_ne_bytes());
+    };
+    match hook {
+        Hook::Tc => {
+            put(SKB_LEN, packet.len() as u32);
+            put(SKB_DATA, data);
+            put(SKB_DATA_END, data_end);
+        }
+        Hook::Xdp => {
+            put(XDP_DATA, data);
+            put(XDP_DATA_END, data_end);
+        }
+    }
+
+    let mut vm = rbpf::EbpfVmMbuff::new(Some(bytes)).map_err(|e| VmError(e.to_string()))?;
+    let helpers: [(l3mp_asm::Helper, rbpf::ebpf::Helper); 5] = [
+        (l3mp_asm::Helper::MapLookupElem, helpers::map_lookup_elem),
+        (l3mp_asm::Helper::Redirect, helpers::redirect),
+        (l3mp_asm::Helper::RedirectMap, helpers::redirect_map),
+        (l3mp_asm::Helper::SkbChangeHead, helpers::skb_change_head),
+        (l3mp_asm::Helper::XdpAdjustHead, helpers::xdp_adjust_head),
+    ];
+    for (h, f) in helpers {
+        vm.register_helper(h.id() as u32, f)
+            .map_err(|e| VmError(e.to_string()))?;
+    }
+    let counters = arena.addr(COUNTERS_AT);
+    vm.register_allowed_memory(counters..counters + u64::from(COUNTER_SLOTS * COUNTER_SIZE));
+
+    let devmap = cfg
+        .links
+        .iter()
+        .map(|l| (u32::from(l.label), l.peer_ifindex))
+        .collect();
+    STATE.with(|s| {
+        *s.borrow_mut() = Some(RunState {
+            hook,
+            arena: arena.addr(0),
+            devmap,
+            redirect: None,
+        })
+    });
+    // The packet may grow by an Ethernet header at the front; nothing else is reachable.
+    let mem_start = start - ETH_HLEN as usize;
+    let all = arena.bytes();
+    let (ctx, rest) = all.split_at_mut(CTX_AT + CTX_LEN);
+    let result = vm.execute_program(&rest[mem_start - CTX_LEN..end - CTX_LEN], ctx);
+    let state = STATE
+        .with(|s| s.borrow_mut().take())
+        .expect("state set above");
+    let verdict = result.map_err(|e| VmError(e.to_string()))? as i32;
+    Ok(Outcome {
+        verdict,
+        redirect: state.redirect,
+        packet: read_packet(arena, hook),
+        counters: read_counters(arena),
+    })
+}
+
+fn read_packet(arena: &mut Arena, hook: Hook) -> Vec<u8> {
+    let (data_off, end_off) = match hook {
+        Hook::Tc => (SKB_DATA, SKB_DATA_END),
+        Hook::Xdp => (XDP_DATA, XDP_DATA_END),
+    };
+    let base = arena.addr(0);
+    let mem = arena.bytes();
+    let field = |off: i16| {
+        let at = CTX_AT + off as usize;
+        u32::from_ne_bytes(mem[at..at + 4].try_into().expect("4 bytes"))
+    };
+    let (data, end) = (field(data_off), field(end_off));
+    mem[(u64::from(data) - base) as usize..(u64::from(end) - base) as usize].to_vec()
+}
+
+fn read_counters(arena: &mut Arena) -> Vec<[u64; 2]> {
+    let mem = arena.bytes();
+    (0..COUNTER_SLOTS as usize)
+        .map(|slot| {
+            let at = COUNTERS_AT + slot * COUNTER_SIZE as usize;
+            let word =
+                |i: usize| u64::from_ne_bytes(mem[at + i..at + i + 8].try_into().expect("8"));
+            [word(0), word(8)]
+        })
+        .collect()
+}

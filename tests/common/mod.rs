@@ -1,0 +1,97 @@
+//! Shared by the integration tests: the configurations that cover every program variant,
+//! packet builders, and privilege checks.
+#![allow(dead_code)] // each test binary uses its own part of this module
+
+pub mod packets;
+
+use l3mp::programs::{Config, Ext, ExtKind, Link, Unknown};
+
+/// MACs used by the test configurations.
+pub const EXT_MAC: [u8; 6] = [0x02, 0xe0, 0, 0, 0, 1];
+pub const PEER_MAC: [u8; 6] = [0x02, 0xe0, 0, 0, 0, 2];
+pub const EXT_IFINDEX: u32 = 7;
+
+/// The MAC of the user end of the link with `label`.
+pub fn link_mac(label: u8) -> [u8; 6] {
+    [0x02, 0x6c, 0x33, 0, 0, label]
+}
+
+/// The MAC of the hidden end of the link with `label`.
+pub fn hidden_mac(label: u8) -> [u8; 6] {
+    [0x02, 0x6c, 0x34, 0, 0, label]
+}
+
+/// The ifindex of the hidden end of the link with `label`.
+pub fn hidden_ifindex(label: u8) -> u32 {
+    1000 + u32::from(label)
+}
+
+/// A link with `label`, named after it.
+pub fn link(label: u8) -> Link {
+    Link {
+        name: format!("l{label}"),
+        label,
+        ifindex: 100 + u32::from(label),
+        mac: link_mac(label),
+        peer_ifindex: hidden_ifindex(label),
+        peer_mac: hidden_mac(label),
+    }
+}
+
+/// Both kinds of ext.
+pub fn ext_kinds() -> [ExtKind; 2] {
+    [
+        ExtKind::L3,
+        ExtKind::Ethernet {
+            mac: EXT_MAC,
+            peer_mac: PEER_MAC,
+        },
+    ]
+}
+
+/// A configuration with the given labels.
+pub fn config(bits: u8, kind: ExtKind, labels: &[u8], unknown: Unknown) -> Config {
+    Config {
+        label_bits: bits,
+        ext: Ext {
+            ifindex: EXT_IFINDEX,
+            kind,
+        },
+        links: labels.iter().map(|&l| link(l)).collect(),
+        unknown,
+    }
+}
+
+/// The configurations covering every variant: N = 1..6 × both ext kinds × both unknown-label
+/// policies, with the lowest, the highest and (where there is room) a middle label in use;
+/// label 2 (where N > 1) is left unused so that "unknown" is reachable.
+pub fn variants() -> Vec<Config> {
+    let mut out = Vec::new();
+    for bits in 1..=6u8 {
+        let max = (1u8 << bits) - 1;
+        let mut labels = vec![1, max];
+        if max > 4 {
+            labels.push(max / 2 + 1);
+        }
+        labels.dedup();
+        for kind in ext_kinds() {
+            for unknown in [Unknown::Pass, Unknown::Drop] {
+                out.push(config(bits, kind, &labels, unknown));
+            }
+        }
+    }
+    out
+}
+
+/// Whether the process may load BPF programs; prints why a test skips when not.
+pub fn can_bpf(test: &str) -> bool {
+    let missing = l3mp::sys::caps::missing_capabilities(&[
+        l3mp::sys::caps::Cap::Bpf,
+        l3mp::sys::caps::Cap::NetAdmin,
+    ]);
+    if missing.is_empty() {
+        return true;
+    }
+    eprintln!("skipped {test}: needs {} to load BPF programs", missing.join(" and "));
+    false
+}

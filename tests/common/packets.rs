@@ -1,0 +1,1 @@
+//! Test packets, built and checked with etherparse (an independent parser).

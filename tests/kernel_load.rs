@@ -1,0 +1,84 @@
+//! With CAP_BPF and CAP_NET_ADMIN: the kernel's verifier accepts every program variant, loaded
+//! through aya from the ELF the assembler wrote. Prints the verifier's instruction counts.
+
+mod common;
+
+use aya::programs::{ProgramError, SchedClassifier, Xdp};
+use aya::EbpfLoader;
+
+fn load(ebpf: &mut aya::Ebpf, name: &str) -> Result<aya::programs::ProgramInfo, ProgramError> {
+    match ebpf.program_mut(name).expect("program in the ELF") {
+        aya::programs::Program::SchedClassifier(p) => {
+            let p: &mut SchedClassifier = p;
+            p.load()?;
+            p.info()
+        }
+        aya::programs::Program::Xdp(p) => {
+            let p: &mut Xdp = p;
+            p.load()?;
+            p.info()
+        }
+        other => panic!("{name}: unexpected program type {other:?}"),
+    }
+}
+
+#[test]
+fn kernel_accepts_every_variant() {
+    if !common::can_bpf("kernel_accepts_every_variant") {
+        return;
+    }
+    let mut loaded = 0;
+    for cfg in common::variants() {
+        let bundle = l3mp::programs::build(&cfg).expect("programs build");
+        let elf = bundle.elf().expect("ELF writes");
+        let mut ebpf = EbpfLoader::new().load(&elf).expect("aya loads the ELF");
+        for (_, prog) in &bundle.programs {
+            let info = load(&mut ebpf, &prog.name).unwrap_or_else(|e| {
+                let log = match &e {
+                    ProgramError::LoadError { verifier_log, .. } => verifier_log.to_string(),
+                    _ => String::new(),
+                };
+                panic!(
+                    "N={} {:?} {}: kernel rejected it: {e}\n{log}",
+                    cfg.label_bits, cfg.ext.kind, prog.name
+                )
+            });
+            if cfg.label_bits == 4 {
+                eprintln!(
+                    "N=4 {:<40} {:<12} {:>4} insns, verifier processed {:>4}, jited {:>5} bytes",
+                    format!("{:?}", cfg.ext.kind),
+                    prog.name,
+                    prog.len(),
+                    info.verified_instruction_count().unwrap_or(0),
+                    info.size_jitted()
+                );
+            }
+            loaded += 1;
+        }
+    }
+    eprintln!("the kernel accepted {loaded} programs");
+    assert!(loaded > 0);
+}
+
+/// The check can fail: the kernel rejects a program reading past the bounds it checked.
+#[test]
+fn kernel_rejects_an_unchecked_packet_read() {
+    if !common::can_bpf("kernel_rejects_an_unchecked_packet_read") {
+        return;
+    }
+    use l3mp_asm::*;
+    let mut p = l3mp_asm::Program::new("bad");
+    p.extend([
+        load(Size::W, Reg::R2, Reg::R1, 76),
+        load(Size::B, Reg::R0, Reg::R2, 20),
+        exit(),
+    ]);
+    let prog = p.assemble().expect("assembles");
+    let elf = write_elf(&[(Section::Classifier, &prog)], &[], "GPL").expect("ELF");
+    let mut ebpf = EbpfLoader::new().load(&elf).expect("aya parses it");
+    assert!(super_load(&mut ebpf).is_err());
+}
+
+fn super_load(ebpf: &mut aya::Ebpf) -> Result<aya::programs::ProgramInfo, ProgramError> {
+    load(ebpf, "bad")
+}
