@@ -122,7 +122,8 @@ pub fn maps(cfg: &Config) -> Vec<MapDef> {
             name: LINKS_MAP.into(),
             map_type: BPF_MAP_TYPE_DEVMAP,
             key_size: 4,
-            value_size: 4,
+            // struct bpf_devmap_val: the ifindex and an (unused) program fd.
+            value_size: 8,
             max_entries: u32::from(cfg.max_label()) + 1,
             flags: 0,
         },

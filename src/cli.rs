@@ -1,0 +1,108 @@
+//! The command line, defined once with clap (the man page and completions come from here too).
+
+use std::net::IpAddr;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Many layer-3 links through one layer-3 tunnel, labelled in the DSCP bits: zero bytes of
+/// overhead, nothing copied to userspace, the MTU unchanged.
+#[derive(Parser, Debug)]
+#[command(name = "l3mp", version, about)]
+pub struct Cli {
+    /// More output (-v debug, -vv trace).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Only warnings and errors.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create the links on a tunnel and run the datapath until SIGINT or SIGTERM.
+    Run(RunArgs),
+    /// Build two hosts in network namespaces joined by an emulated tunnel, run l3mp on both,
+    /// send traffic over every link, print what crossed where, and remove everything.
+    Demo(DemoArgs),
+    /// Print the annotated listing of every program generated for a configuration.
+    Asm(AsmArgs),
+}
+
+/// Which flavour of ingress demux runs on ext.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ingress {
+    /// TC, except native XDP on a physical NIC whose driver supports it.
+    Auto,
+    /// Native XDP (refused where the driver has none).
+    Xdp,
+    /// TC ingress.
+    Tc,
+}
+
+/// What to do with a packet carrying a label no link uses.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UnknownLabel {
+    /// Hand it to ext's own stack untouched.
+    Pass,
+    /// Drop it.
+    Drop,
+}
+
+/// The label options shared by `run` and `asm`.
+#[derive(Args, Debug)]
+pub struct LabelArgs {
+    /// A managed link: its interface name and its label (1 to 2^N-1). Repeat for each link.
+    #[arg(long = "if", value_name = "NAME@LABEL", required = true)]
+    pub links: Vec<String>,
+    /// Label width N in the low bits of DSCP (1 to 6). With N <= 4, DSCP CS6 survives.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub label_bits: u8,
+    /// Packets arriving with a label no link uses.
+    #[arg(long, value_enum, default_value_t = UnknownLabel::Pass)]
+    pub unknown: UnknownLabel,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// The tunnel interface (e.g. wg0), or an Ethernet interface towards the remote l3mp host.
+    #[arg(long, value_name = "IF")]
+    pub ext: String,
+    #[command(flatten)]
+    pub labels: LabelArgs,
+    /// Where ingress demux runs.
+    #[arg(long, value_enum, default_value_t = Ingress::Auto)]
+    pub ingress: Ingress,
+    /// For an Ethernet ext: the remote l3mp host's address on that segment.
+    #[arg(long, value_name = "ADDR")]
+    pub peer: Option<IpAddr>,
+}
+
+/// The kind of ext a listing is generated for.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExtKindArg {
+    /// A layer-3 tunnel (wg0, tun).
+    L3,
+    /// An Ethernet interface.
+    Ether,
+}
+
+#[derive(Args, Debug)]
+pub struct AsmArgs {
+    #[command(flatten)]
+    pub labels: LabelArgs,
+    /// The kind of ext.
+    #[arg(long, value_enum, default_value_t = ExtKindArg::L3)]
+    pub ext_kind: ExtKindArg,
+}
+
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Join the two hosts with an Ethernet ext (veth) instead of a TUN pair and relay.
+    #[arg(long)]
+    pub ethernet: bool,
+    /// Ingress demux flavour on both hosts.
+    #[arg(long, value_enum, default_value_t = Ingress::Tc)]
+    pub ingress: Ingress,
+}

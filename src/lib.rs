@@ -1,0 +1,7 @@
+//! l3mp library: the parts of the product shared by the binary and its tests.
+
+pub mod programs;
+pub mod sys;
+pub mod vm;
+pub mod run;
+pub mod demo;

@@ -1,0 +1,134 @@
+//! The `l3mp` command.
+
+mod cli;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use nix::sys::signal::{SigSet, Signal};
+
+use cli::{AsmArgs, Cli, Command, ExtKindArg, Ingress, LabelArgs, RunArgs, UnknownLabel};
+use l3mp::programs::{self, Config, Ext, ExtKind, Link, Unknown};
+use l3mp::run::{parse_link, Error, IngressChoice, Instance, LinkArg, RunOptions};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let level = match (cli.quiet, cli.verbose) {
+        (true, _) => log::LevelFilter::Warn,
+        (false, 0) => log::LevelFilter::Info,
+        (false, 1) => log::LevelFilter::Debug,
+        (false, _) => log::LevelFilter::Trace,
+    };
+    // l3mp's own messages at the chosen level; the crates' only when something is wrong (the
+    // netlink crate warns about every attribute newer than itself), or everything at -vv.
+    let crates = if cli.verbose > 1 { level } else { log::LevelFilter::Error };
+    // Only a second logger could make this fail; there is none.
+    let _ = simple_logger::SimpleLogger::new()
+        .with_level(crates)
+        .with_module_level("l3mp", level)
+        .without_timestamps()
+        .init();
+    let result = match cli.command {
+        Command::Run(args) => run(&args),
+        Command::Demo(args) => l3mp::demo::demo(args.ethernet, ingress_choice(args.ingress)),
+        Command::Asm(args) => asm(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("l3mp: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn ingress_choice(ingress: Ingress) -> IngressChoice {
+    match ingress {
+        Ingress::Auto => IngressChoice::Auto,
+        Ingress::Xdp => IngressChoice::Xdp,
+        Ingress::Tc => IngressChoice::Tc,
+    }
+}
+
+fn unknown(u: UnknownLabel) -> Unknown {
+    match u {
+        UnknownLabel::Pass => Unknown::Pass,
+        UnknownLabel::Drop => Unknown::Drop,
+    }
+}
+
+fn links(labels: &LabelArgs) -> Result<Vec<LinkArg>, Error> {
+    labels.links.iter().map(|l| parse_link(l)).collect()
+}
+
+/// `l3mp run`: check everything, start, wait for SIGINT/SIGTERM, stop.
+fn run(args: &RunArgs) -> Result<(), Error> {
+    let opts = RunOptions {
+        ext: args.ext.clone(),
+        links: links(&args.labels)?,
+        label_bits: args.labels.label_bits,
+        ingress: ingress_choice(args.ingress),
+        peer: args.peer,
+        unknown: unknown(args.labels.unknown),
+    };
+    opts.check()?;
+    l3mp::run::check_privileges()?;
+    // Blocked before any thread starts, so that only the wait below receives them.
+    let mut signals = SigSet::empty();
+    for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        signals.add(s);
+    }
+    signals
+        .thread_block()
+        .map_err(|e| Error::new(format!("blocking signals: {e}")))?;
+    let instance = Instance::start(&opts)?;
+    for link in instance.links() {
+        log::info!(
+            "{} label {} <-> {} ({} ingress)",
+            link.user.name,
+            link.label,
+            instance.ext().name,
+            instance.mode()
+        );
+    }
+    let signal = signals
+        .wait()
+        .map_err(|e| Error::new(format!("waiting for a signal: {e}")))?;
+    log::info!("{signal}: detaching and deleting the links");
+    drop(instance);
+    Ok(())
+}
+
+/// `l3mp asm`: the listing for a configuration. Interface indexes and MACs are placeholders
+/// (the real ones are baked in at `run`).
+fn asm(args: &AsmArgs) -> Result<(), Error> {
+    let placeholder = |b: u8| [0x02, 0, 0, 0, 0, b];
+    let kind = match args.ext_kind {
+        ExtKindArg::L3 => ExtKind::L3,
+        ExtKindArg::Ether => ExtKind::Ethernet {
+            mac: placeholder(0xe0),
+            peer_mac: placeholder(0xe1),
+        },
+    };
+    let cfg = Config {
+        label_bits: args.labels.label_bits,
+        ext: Ext { ifindex: 1, kind },
+        links: links(&args.labels)?
+            .into_iter()
+            .map(|l| Link {
+                ifindex: 100 + u32::from(l.label),
+                mac: placeholder(l.label),
+                peer_ifindex: 200 + u32::from(l.label),
+                peer_mac: placeholder(0x80 | l.label),
+                name: l.name,
+                label: l.label,
+            })
+            .collect(),
+        unknown: unknown(args.labels.unknown),
+    };
+    let listing = programs::build(&cfg)
+        .and_then(|b| b.listing())
+        .map_err(|e| Error::new(e.to_string()))?;
+    print!("{listing}");
+    Ok(())
+}

@@ -1,0 +1,164 @@
+//! The programs in the kernel: loaded through aya from the assembler's ELF, attached to the
+//! links and to ext. Dropping a [`Datapath`] detaches everything it attached.
+
+use aya::maps::{DevMap, PerCpuArray};
+use aya::programs::{ProgramError, SchedClassifier, TcAttachType, Xdp, XdpMode};
+use aya::{Ebpf, EbpfLoader, Pod};
+
+use crate::programs::layout::{COUNTERS_MAP, COUNTER_SLOTS, LINKS_MAP};
+use crate::programs::{self, Config, Hook, NAPI_PASS};
+
+use super::Error;
+
+/// How ingress demux runs on ext.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IngressMode {
+    Tc,
+    Xdp,
+}
+
+impl std::fmt::Display for IngressMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            IngressMode::Tc => "TC",
+            IngressMode::Xdp => "XDP",
+        })
+    }
+}
+
+/// Whether the kernel has tcx (6.6 and later), which aya then uses for TC programs.
+fn has_tcx() -> bool {
+    use aya::util::KernelVersion;
+    KernelVersion::current().is_ok_and(|v| v >= KernelVersion::new(6, 6, 0))
+}
+
+/// One counter slot as the programs write it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counter {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+// SAFETY: two u64 fields, no padding; any bit pattern is valid.
+unsafe impl Pod for Counter {}
+
+/// The loaded and attached programs.
+pub struct Datapath {
+    ebpf: Ebpf,
+}
+
+fn program_error(what: String) -> impl FnOnce(ProgramError) -> Error {
+    move |e| {
+        let log = match &e {
+            ProgramError::LoadError { verifier_log, .. } => format!("\n{verifier_log}"),
+            _ => String::new(),
+        };
+        Error::new(format!("{what}: {e}{log}"))
+    }
+}
+
+impl Datapath {
+    /// Loads the programs of `cfg` and attaches egress to every link's user end and ingress
+    /// demux to `ext` in `mode`. Must run in ext's network namespace.
+    pub fn attach(cfg: &Config, ext: &str, mode: IngressMode) -> Result<Datapath, Error> {
+        let elf = programs::build(cfg)
+            .and_then(|bundle| bundle.elf()).map_err(|e| Error::new(e.to_string()))?;
+        let ebpf = EbpfLoader::new()
+            .load(&elf)
+            .map_err(|e| Error::new(format!("loading the programs: {e}")))?;
+        let mut dp = Datapath { ebpf };
+        for link in &cfg.links {
+            let name = programs::egress_name(link.label);
+            dp.tc(&name, &link.name, TcAttachType::Egress)?;
+        }
+        match mode {
+            IngressMode::Tc => dp.tc(programs::ingress_name(Hook::Tc), ext, TcAttachType::Ingress)?,
+            IngressMode::Xdp => dp.xdp_ingress(cfg, ext)?,
+        }
+        Ok(dp)
+    }
+
+    /// Loads the classifier `prog` and attaches it to `ifname` (tcx where the kernel has it).
+    fn tc(&mut self, prog: &str, ifname: &str, at: TcAttachType) -> Result<(), Error> {
+        let p: &mut SchedClassifier = self
+            .ebpf
+            .program_mut(prog)
+            .ok_or_else(|| Error::new(format!("program {prog} missing from the object")))?
+            .try_into()
+            .map_err(program_error(format!("program {prog}")))?;
+        p.load().map_err(program_error(format!("loading {prog}")))?;
+        if !has_tcx() {
+            // Before tcx, TC programs hang off a clsact qdisc; one may already be there.
+            let _ = aya::programs::tc::qdisc_add_clsact(ifname);
+        }
+        p.attach(ifname, at)
+            .map_err(program_error(format!("attaching {prog} to {ifname} ({at:?})")))?;
+        Ok(())
+    }
+
+    /// Native XDP demux on ext, the DEVMAP filled, and the NAPI pass program on every user end.
+    fn xdp_ingress(&mut self, cfg: &Config, ext: &str) -> Result<(), Error> {
+        let prog = programs::ingress_name(Hook::Xdp);
+        {
+            let mut devmap: DevMap<_> = self
+                .ebpf
+                .map_mut(LINKS_MAP)
+                .ok_or_else(|| Error::new("map links missing from the object"))?
+                .try_into()
+                .map_err(|e| Error::new(format!("map links: {e}")))?;
+            for link in &cfg.links {
+                devmap
+                    .set(u32::from(link.label), link.peer_ifindex, None, 0)
+                    .map_err(|e| Error::new(format!("DEVMAP entry for {}: {e}", link.name)))?;
+            }
+        }
+        let napi = self.xdp_program(NAPI_PASS)?;
+        for link in &cfg.links {
+            napi.attach(&link.name, XdpMode::Driver).map_err(program_error(format!(
+                "attaching {NAPI_PASS} to {} (gives the veth NAPI)",
+                link.name
+            )))?;
+        }
+        let demux = self.xdp_program(prog)?;
+        demux.attach(ext, XdpMode::Driver).map_err(|e| {
+            Error::new(format!(
+                "--ingress xdp: {ext} has no native XDP ({e}); use --ingress tc \
+                 (generic XDP drops GSO packets, so l3mp never falls back to it)"
+            ))
+        })?;
+        Ok(())
+    }
+
+    fn xdp_program(&mut self, prog: &str) -> Result<&mut Xdp, Error> {
+        let p: &mut Xdp = self
+            .ebpf
+            .program_mut(prog)
+            .ok_or_else(|| Error::new(format!("program {prog} missing from the object")))?
+            .try_into()
+            .map_err(program_error(format!("program {prog}")))?;
+        p.load().map_err(program_error(format!("loading {prog}")))?;
+        Ok(p)
+    }
+
+    /// Every counter slot, summed over CPUs.
+    pub fn counters(&self) -> Result<Vec<Counter>, Error> {
+        let map: PerCpuArray<_, Counter> = self
+            .ebpf
+            .map(COUNTERS_MAP)
+            .ok_or_else(|| Error::new("map counters missing from the object"))?
+            .try_into()
+            .map_err(|e| Error::new(format!("map counters: {e}")))?;
+        (0..COUNTER_SLOTS)
+            .map(|slot| {
+                let per_cpu = map
+                    .get(&slot, 0)
+                    .map_err(|e| Error::new(format!("reading counter {slot}: {e}")))?;
+                Ok(per_cpu.iter().fold(Counter::default(), |sum, c| Counter {
+                    packets: sum.packets + c.packets,
+                    bytes: sum.bytes + c.bytes,
+                }))
+            })
+            .collect()
+    }
+}

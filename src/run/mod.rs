@@ -1,0 +1,45 @@
+//! `l3mp run`: the managed links, the programs on them and on ext, and their cleanup.
+
+mod datapath;
+mod instance;
+mod naming;
+mod options;
+
+pub use datapath::{Counter, IngressMode};
+pub use instance::{choose_mode, Instance, ManagedLink};
+pub use naming::{hidden_name, Mark};
+pub use options::{parse_link, IngressChoice, LinkArg, RunOptions};
+
+use std::fmt;
+
+/// A failure to start or run, as one line for the operator.
+#[derive(Debug)]
+pub struct Error(String);
+
+impl Error {
+    /// An error saying `what`.
+    pub fn new(what: impl Into<String>) -> Error {
+        Error(what.into())
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// The capabilities `run` needs, or an error naming the missing ones.
+pub fn check_privileges() -> Result<(), Error> {
+    use crate::sys::caps::{missing_capabilities, Cap};
+    let missing = missing_capabilities(&[Cap::NetAdmin, Cap::Bpf]);
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(Error::new(format!(
+        "missing {}: run as root, or grant CAP_NET_ADMIN and CAP_BPF",
+        missing.join(" and ")
+    )))
+}

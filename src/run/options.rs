@@ -1,0 +1,187 @@
+//! `l3mp run`'s options, checked before anything is created. Every failure is one line naming
+//! the flag and the value and saying what to do instead.
+
+use std::net::IpAddr;
+
+use crate::programs::Unknown;
+
+use super::Error;
+
+/// The longest interface name the kernel takes (`IFNAMSIZ - 1`).
+pub const MAX_IFNAME: usize = 15;
+
+/// How ingress demux is attached to ext.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IngressChoice {
+    /// TC, except native XDP on a physical NIC whose driver has it.
+    Auto,
+    /// Native XDP; refused where the driver has none.
+    Xdp,
+    /// TC ingress.
+    Tc,
+}
+
+/// One `--if NAME@LABEL`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinkArg {
+    pub name: String,
+    pub label: u8,
+}
+
+/// The options of one instance, checked for consistency.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunOptions {
+    pub ext: String,
+    pub links: Vec<LinkArg>,
+    pub label_bits: u8,
+    pub ingress: IngressChoice,
+    pub peer: Option<IpAddr>,
+    pub unknown: Unknown,
+}
+
+/// Whether the kernel accepts `name` as an interface name.
+pub fn valid_ifname(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_IFNAME
+        && name != "."
+        && name != ".."
+        && !name
+            .chars()
+            .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control())
+}
+
+/// Parses `NAME@LABEL`.
+pub fn parse_link(arg: &str) -> Result<LinkArg, Error> {
+    let (name, label) = arg.rsplit_once('@').ok_or_else(|| {
+        Error::new(format!(
+            "--if {arg}: expected NAME@LABEL, for example --if bgp1@1"
+        ))
+    })?;
+    if !valid_ifname(name) {
+        return Err(Error::new(format!(
+            "--if {arg}: '{name}' is not a valid interface name (1 to {MAX_IFNAME} bytes, no '/', ':' or spaces)"
+        )));
+    }
+    let label = label.parse::<u8>().map_err(|_| {
+        Error::new(format!(
+            "--if {arg}: label '{label}' is not a number from 1 to 63"
+        ))
+    })?;
+    Ok(LinkArg {
+        name: name.to_string(),
+        label,
+    })
+}
+
+impl RunOptions {
+    /// Checks what can be checked without looking at the system.
+    pub fn check(&self) -> Result<(), Error> {
+        if !(1..=6).contains(&self.label_bits) {
+            return Err(Error::new(format!(
+                "--label-bits {}: must be 1 to 6 (DSCP has six bits)",
+                self.label_bits
+            )));
+        }
+        if !valid_ifname(&self.ext) {
+            return Err(Error::new(format!(
+                "--ext {}: not a valid interface name",
+                self.ext
+            )));
+        }
+        if self.links.is_empty() {
+            return Err(Error::new("no --if given: name at least one link, e.g. --if a@1"));
+        }
+        let max = (1u16 << self.label_bits) - 1;
+        for (i, link) in self.links.iter().enumerate() {
+            let arg = format!("--if {}@{}", link.name, link.label);
+            if link.label == 0 || u16::from(link.label) > max {
+                return Err(Error::new(format!(
+                    "{arg}: label must be 1 to {max} with --label-bits {} (0 means not multiplexed)",
+                    self.label_bits
+                )));
+            }
+            if link.name == self.ext {
+                return Err(Error::new(format!("{arg}: {} is the --ext interface", link.name)));
+            }
+            if let Some(other) = self.links[..i].iter().find(|l| l.name == link.name) {
+                return Err(Error::new(format!(
+                    "{arg}: the name {} is already given to label {}",
+                    link.name, other.label
+                )));
+            }
+            if let Some(other) = self.links[..i].iter().find(|l| l.label == link.label) {
+                return Err(Error::new(format!(
+                    "{arg}: label {} is already used by {}",
+                    link.label, other.name
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(links: &[&str], bits: u8) -> RunOptions {
+        RunOptions {
+            ext: "wg0".into(),
+            links: links.iter().map(|l| parse_link(l).unwrap()).collect(),
+            label_bits: bits,
+            ingress: IngressChoice::Auto,
+            peer: None,
+            unknown: Unknown::Pass,
+        }
+    }
+
+    fn err(o: RunOptions) -> String {
+        o.check().unwrap_err().to_string()
+    }
+
+    #[test]
+    fn parses_name_at_label() {
+        assert_eq!(
+            parse_link("bgp-1@12").unwrap(),
+            LinkArg {
+                name: "bgp-1".into(),
+                label: 12
+            }
+        );
+    }
+
+    #[test]
+    fn rejects_malformed_links() {
+        assert!(parse_link("a").unwrap_err().to_string().contains("NAME@LABEL"));
+        assert!(parse_link("a@x").unwrap_err().to_string().contains("'x'"));
+        assert!(parse_link("a@300").unwrap_err().to_string().contains("'300'"));
+        let long = parse_link("abcdefghijklmnop@1").unwrap_err().to_string();
+        assert!(long.contains("abcdefghijklmnop") && long.contains("15 bytes"), "{long}");
+        assert!(parse_link("a/b@1").is_err());
+        assert!(parse_link("a b@1").is_err());
+        assert!(parse_link("@1").is_err());
+    }
+
+    #[test]
+    fn accepts_a_good_configuration() {
+        opts(&["a@1", "b@2", "c@15"], 4).check().unwrap();
+        opts(&["a@63"], 6).check().unwrap();
+    }
+
+    #[test]
+    fn label_range_depends_on_label_bits() {
+        assert!(err(opts(&["a@0"], 4)).contains("label must be 1 to 15"));
+        assert!(err(opts(&["a@16"], 4)).contains("--if a@16"));
+        assert!(err(opts(&["a@2"], 1)).contains("1 to 1"));
+        assert!(err(opts(&["a@1"], 7)).contains("--label-bits 7"));
+        assert!(err(opts(&["a@1"], 0)).contains("--label-bits 0"));
+    }
+
+    #[test]
+    fn duplicates_are_refused() {
+        assert!(err(opts(&["a@1", "a@2"], 4)).contains("name a is already given"));
+        assert!(err(opts(&["a@1", "b@1"], 4)).contains("label 1 is already used by a"));
+        assert!(err(opts(&["wg0@1"], 4)).contains("--ext"));
+        assert!(err(opts(&[], 4)).contains("no --if"));
+    }
+}

@@ -1,0 +1,15 @@
+//! The system layer: netlink, network namespaces, TUN devices and capabilities.
+//!
+//! Everything here is synchronous and runs no external program. Sockets and
+//! devices are created in the network namespace of the calling thread.
+
+pub mod caps;
+pub mod error;
+pub mod netlink;
+pub mod netns;
+pub mod tun;
+
+#[cfg(test)]
+mod test_support;
+
+pub use error::SysError;

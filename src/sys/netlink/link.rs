@@ -1,0 +1,214 @@
+//! Link (network interface) queries and changes.
+
+use std::os::fd::{AsFd, AsRawFd};
+
+use netlink_packet_core::{NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL};
+use netlink_packet_route::{
+    link::{
+        InfoData, InfoKind, InfoVeth, LinkAttribute, LinkExtentMask, LinkFlag,
+        LinkInfo as InfoAttribute, LinkMessage,
+    },
+    RouteNetlinkMessage,
+};
+
+use super::{LinkInfo, LinkRef, Netlink};
+use crate::sys::{netns::NetNs, SysError};
+
+impl Netlink {
+    /// The link called `name`, or `None` if there is none.
+    pub fn link(&self, name: &str) -> Result<Option<LinkInfo>, SysError> {
+        self.get_link(LinkRef::Name(name))
+    }
+
+    /// The link with interface index `index`, or `None` if there is none.
+    pub fn link_by_index(&self, index: u32) -> Result<Option<LinkInfo>, SysError> {
+        self.get_link(LinkRef::Index(index))
+    }
+
+    /// All links of the namespace.
+    pub fn links(&self) -> Result<Vec<LinkInfo>, SysError> {
+        let request = RouteNetlinkMessage::GetLink(query(LinkMessage::default()));
+        let replies = self.execute(request, NLM_F_DUMP, || "listing links".to_string())?;
+        Ok(replies.iter().filter_map(link_of).collect())
+    }
+
+    /// Creates the veth pair `name` / `peer_name`, both with MTU `mtu` and
+    /// the given aliases, turns ARP off on `name` (`IFF_NOARP`) and brings
+    /// both ends up. If any step after the creation fails, the pair is
+    /// deleted again before the error is returned.
+    pub fn create_veth(
+        &self,
+        name: &str,
+        peer_name: &str,
+        mtu: u32,
+        alias_for_name: &str,
+        alias_for_peer: &str,
+    ) -> Result<(LinkInfo, LinkInfo), SysError> {
+        self.add_veth_pair(name, peer_name, mtu)?;
+        let configured = self.configure_veth(name, peer_name, alias_for_name, alias_for_peer);
+        if configured.is_err() {
+            if let Err(error) = self.delete_link(name) {
+                log::warn!("could not remove the half-configured veth pair {name:?}: {error}");
+            }
+        }
+        configured
+    }
+
+    /// Deletes a link (for a veth, both ends).
+    pub fn delete_link<'a>(&self, link: impl Into<LinkRef<'a>>) -> Result<(), SysError> {
+        let link = link.into();
+        let request = RouteNetlinkMessage::DelLink(addressed(link));
+        self.execute(request, 0, || format!("deleting {link}"))?;
+        Ok(())
+    }
+
+    /// Sets the MTU of link `index`.
+    pub fn set_mtu(&self, index: u32, mtu: u32) -> Result<(), SysError> {
+        self.set_link(index, &format!("setting MTU {mtu}"), |message| {
+            message.attributes.push(LinkAttribute::Mtu(mtu));
+        })
+    }
+
+    /// Brings link `index` administratively up.
+    pub fn set_up(&self, index: u32) -> Result<(), SysError> {
+        self.set_flag(index, LinkFlag::Up, true, "bringing up")
+    }
+
+    /// Turns ARP / neighbour discovery off (`noarp == true`) or on for link `index`.
+    pub fn set_noarp(&self, index: u32, noarp: bool) -> Result<(), SysError> {
+        let what = if noarp {
+            "turning ARP off"
+        } else {
+            "turning ARP on"
+        };
+        self.set_flag(index, LinkFlag::Noarp, noarp, what)
+    }
+
+    /// Sets the alias (`IFLA_IFALIAS`) of link `index`; an empty alias clears it.
+    pub fn set_alias(&self, index: u32, alias: &str) -> Result<(), SysError> {
+        self.set_link(index, &format!("setting alias {alias:?}"), |message| {
+            message
+                .attributes
+                .push(LinkAttribute::IfAlias(alias.to_string()));
+        })
+    }
+
+    /// Moves link `index` into the network namespace `netns`. The kernel
+    /// brings it down on the way; its index may change if taken there.
+    pub fn move_to_netns(&self, index: u32, netns: &NetNs) -> Result<(), SysError> {
+        let what = format!("moving to network namespace {:?}", netns.name());
+        let fd = netns.as_fd().as_raw_fd();
+        self.set_link(index, &what, |message| {
+            message.attributes.push(LinkAttribute::NetNsFd(fd));
+        })
+    }
+
+    fn get_link(&self, link: LinkRef<'_>) -> Result<Option<LinkInfo>, SysError> {
+        let request = RouteNetlinkMessage::GetLink(query(addressed(link)));
+        let replies =
+            self.execute_lookup(request, libc::ENODEV, || format!("looking up {link}"))?;
+        Ok(replies.and_then(|replies| replies.iter().find_map(link_of)))
+    }
+
+    fn existing_link(&self, name: &str) -> Result<LinkInfo, SysError> {
+        self.link(name)?.ok_or_else(|| {
+            SysError::other(format!("looking up link {name:?}"), "it no longer exists")
+        })
+    }
+
+    fn add_veth_pair(&self, name: &str, peer_name: &str, mtu: u32) -> Result<(), SysError> {
+        let mut peer = LinkMessage::default();
+        peer.attributes = vec![
+            LinkAttribute::IfName(peer_name.to_string()),
+            LinkAttribute::Mtu(mtu),
+        ];
+        let mut message = LinkMessage::default();
+        message.attributes = vec![
+            LinkAttribute::IfName(name.to_string()),
+            LinkAttribute::Mtu(mtu),
+            LinkAttribute::LinkInfo(vec![
+                InfoAttribute::Kind(InfoKind::Veth),
+                InfoAttribute::Data(InfoData::Veth(InfoVeth::Peer(peer))),
+            ]),
+        ];
+        let request = RouteNetlinkMessage::NewLink(message);
+        self.execute(request, NLM_F_CREATE | NLM_F_EXCL, || {
+            format!("creating veth pair {name:?}/{peer_name:?} with MTU {mtu}")
+        })?;
+        Ok(())
+    }
+
+    fn configure_veth(
+        &self,
+        name: &str,
+        peer_name: &str,
+        alias_for_name: &str,
+        alias_for_peer: &str,
+    ) -> Result<(LinkInfo, LinkInfo), SysError> {
+        let link = self.existing_link(name)?.index;
+        let peer = self.existing_link(peer_name)?.index;
+        self.set_noarp(link, true)?;
+        self.set_alias(link, alias_for_name)?;
+        self.set_alias(peer, alias_for_peer)?;
+        self.set_up(link)?;
+        self.set_up(peer)?;
+        Ok((self.existing_link(name)?, self.existing_link(peer_name)?))
+    }
+
+    fn set_flag(&self, index: u32, flag: LinkFlag, on: bool, what: &str) -> Result<(), SysError> {
+        self.set_link(index, what, |message| {
+            message.header.flags = if on { vec![flag] } else { Vec::new() };
+            message.header.change_mask = vec![flag];
+        })
+    }
+
+    /// Sends an `RTM_SETLINK` for link `index`, filled in by `fill`; `what`
+    /// describes the change for the error message.
+    fn set_link(
+        &self,
+        index: u32,
+        what: &str,
+        fill: impl FnOnce(&mut LinkMessage),
+    ) -> Result<(), SysError> {
+        let mut message = LinkMessage::default();
+        message.header.index = index;
+        fill(&mut message);
+        let request = RouteNetlinkMessage::SetLink(message);
+        self.execute(request, 0, || format!("{what} on {}", self.describe(index)))?;
+        Ok(())
+    }
+
+    /// "link 7 ("veth0")" when the name can be found, else "link 7".
+    pub(super) fn describe(&self, index: u32) -> String {
+        match self.link_by_index(index) {
+            Ok(Some(link)) => format!("link {index} ({:?})", link.name),
+            _ => format!("link {index}"),
+        }
+    }
+}
+
+/// A link message naming `link` by index or by name.
+fn addressed(link: LinkRef<'_>) -> LinkMessage {
+    let mut message = LinkMessage::default();
+    match link {
+        LinkRef::Index(index) => message.header.index = index,
+        LinkRef::Name(name) => message
+            .attributes
+            .push(LinkAttribute::IfName(name.to_string())),
+    }
+    message
+}
+
+/// Asks the kernel to leave the statistics out of link replies.
+fn query(mut message: LinkMessage) -> LinkMessage {
+    let mask = LinkAttribute::ExtMask(vec![LinkExtentMask::SkipStats]);
+    message.attributes.push(mask);
+    message
+}
+
+fn link_of(message: &RouteNetlinkMessage) -> Option<LinkInfo> {
+    match message {
+        RouteNetlinkMessage::NewLink(link) => Some(LinkInfo::from_message(link)),
+        _ => None,
+    }
+}
