@@ -28,6 +28,9 @@ pub enum Command {
     Demo(DemoArgs),
     /// Print the annotated listing of every program generated for a configuration.
     Asm(AsmArgs),
+    /// Run every packet of a capture through mark and demux in the offline VM and check each
+    /// against the wire format; exits non-zero on any violation.
+    Replay(ReplayArgs),
 }
 
 /// Which flavour of ingress demux runs on ext.
@@ -105,4 +108,19 @@ pub struct DemoArgs {
     /// Ingress demux flavour on both hosts.
     #[arg(long, value_enum, default_value_t = Ingress::Tc)]
     pub ingress: Ingress,
+}
+
+#[derive(Args, Debug)]
+pub struct ReplayArgs {
+    /// A pcap or pcapng capture (Ethernet, raw IP or Linux cooked).
+    pub file: std::path::PathBuf,
+    /// The label to mark the packets with.
+    #[arg(long, default_value_t = 1)]
+    pub label: u8,
+    /// Label width N.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub label_bits: u8,
+    /// The kind of ext the packets cross.
+    #[arg(long, value_enum, default_value_t = ExtKindArg::L3)]
+    pub ext_kind: ExtKindArg,
 }

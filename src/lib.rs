@@ -5,3 +5,5 @@ pub mod sys;
 pub mod vm;
 pub mod run;
 pub mod demo;
+pub mod roundtrip;
+pub mod replay;

@@ -7,8 +7,8 @@ use std::process::ExitCode;
 use clap::Parser;
 use nix::sys::signal::{SigSet, Signal};
 
-use cli::{AsmArgs, Cli, Command, ExtKindArg, Ingress, LabelArgs, RunArgs, UnknownLabel};
-use l3mp::programs::{self, Config, Ext, ExtKind, Link, Unknown};
+use cli::{AsmArgs, Cli, Command, ExtKindArg, Ingress, LabelArgs, ReplayArgs, RunArgs, UnknownLabel};
+use l3mp::programs::{self, Config, Unknown};
 use l3mp::run::{parse_link, Error, IngressChoice, Instance, LinkArg, RunOptions};
 
 fn main() -> ExitCode {
@@ -32,6 +32,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run(&args),
         Command::Demo(args) => l3mp::demo::demo(args.ethernet, ingress_choice(args.ingress)),
         Command::Asm(args) => asm(&args),
+        Command::Replay(args) => replay(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -99,36 +100,37 @@ fn run(args: &RunArgs) -> Result<(), Error> {
     Ok(())
 }
 
-/// `l3mp asm`: the listing for a configuration. Interface indexes and MACs are placeholders
+/// `l3mp asm`: the listing for a configuration, with placeholder interface indexes and MACs
 /// (the real ones are baked in at `run`).
 fn asm(args: &AsmArgs) -> Result<(), Error> {
-    let placeholder = |b: u8| [0x02, 0, 0, 0, 0, b];
-    let kind = match args.ext_kind {
-        ExtKindArg::L3 => ExtKind::L3,
-        ExtKindArg::Ether => ExtKind::Ethernet {
-            mac: placeholder(0xe0),
-            peer_mac: placeholder(0xe1),
-        },
-    };
-    let cfg = Config {
-        label_bits: args.labels.label_bits,
-        ext: Ext { ifindex: 1, kind },
-        links: links(&args.labels)?
-            .into_iter()
-            .map(|l| Link {
-                ifindex: 100 + u32::from(l.label),
-                mac: placeholder(l.label),
-                peer_ifindex: 200 + u32::from(l.label),
-                peer_mac: placeholder(0x80 | l.label),
-                name: l.name,
-                label: l.label,
-            })
-            .collect(),
-        unknown: unknown(args.labels.unknown),
-    };
+    let links: Vec<(String, u8)> = links(&args.labels)?
+        .into_iter()
+        .map(|l| (l.name, l.label))
+        .collect();
+    let cfg = Config::offline(
+        args.labels.label_bits,
+        args.ext_kind == ExtKindArg::Ether,
+        &links,
+        unknown(args.labels.unknown),
+    );
     let listing = programs::build(&cfg)
         .and_then(|b| b.listing())
         .map_err(|e| Error::new(e.to_string()))?;
     print!("{listing}");
     Ok(())
+}
+
+/// `l3mp replay`: the per-packet report; an error when any packet violates the wire format.
+fn replay(args: &ReplayArgs) -> Result<(), Error> {
+    let opts = l3mp::replay::ReplayOptions {
+        label: args.label,
+        label_bits: args.label_bits,
+        ethernet: args.ext_kind == ExtKindArg::Ether,
+    };
+    let report = l3mp::replay::replay(&args.file, &opts)?;
+    print!("{}", report.text);
+    match report.violations {
+        0 => Ok(()),
+        n => Err(Error::new(format!("{}: {n} packets violate the wire format", args.file.display()))),
+    }
 }

@@ -64,3 +64,37 @@ impl Config {
         self.links.iter().find(|l| l.label == label)
     }
 }
+
+impl Config {
+    /// A configuration for generating and running programs offline (`l3mp asm`, `l3mp replay`):
+    /// interface indexes and MACs are placeholders, which `run` replaces with the real ones.
+    /// ext is ifindex 1 (MAC 02:00:00:00:00:e0, peer 02:00:00:00:00:e1); the link with label L
+    /// has ifindex 100+L and MAC 02:00:00:00:00:L, its hidden end 200+L and 02:00:00:00:00:80|L.
+    pub fn offline(label_bits: u8, ethernet: bool, links: &[(String, u8)], unknown: Unknown) -> Config {
+        let mac = |b: u8| [0x02, 0, 0, 0, 0, b];
+        let kind = if ethernet {
+            ExtKind::Ethernet {
+                mac: mac(0xe0),
+                peer_mac: mac(0xe1),
+            }
+        } else {
+            ExtKind::L3
+        };
+        Config {
+            label_bits,
+            ext: Ext { ifindex: 1, kind },
+            links: links
+                .iter()
+                .map(|(name, label)| Link {
+                    name: name.clone(),
+                    label: *label,
+                    ifindex: 100 + u32::from(*label),
+                    mac: mac(*label),
+                    peer_ifindex: 200 + u32::from(*label),
+                    peer_mac: mac(0x80 | *label),
+                })
+                .collect(),
+            unknown,
+        }
+    }
+}

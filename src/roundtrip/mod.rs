@@ -1,0 +1,253 @@
+//! One frame through the programs in the offline VM, checked against the wire-format spec:
+//! egress on the link with `label`, then each ingress flavour on what egress sent, then each
+//! ingress flavour on the frame as if it came from elsewhere. Shared by `l3mp replay`, the fuzz
+//! targets and the bounded fuzz test.
+
+pub mod spec;
+
+use crate::programs::layout::*;
+use crate::programs::{self, Bundle, Config, ExtKind, Family, Hook, Unknown};
+use crate::vm::{self, Outcome};
+
+/// What one program did, for the report.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Step {
+    pub program: String,
+    pub outcome: Outcome,
+}
+
+/// A frame's trip: every program run, in order, and whether the round trip restored it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Trip {
+    pub steps: Vec<Step>,
+    /// Egress marked and redirected it, and both ingress flavours restored it.
+    pub restored: bool,
+}
+
+/// A way the programs departed from the spec.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation(pub String);
+
+impl std::fmt::Display for Violation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Violation {}
+
+/// What the spec says a program must do with a packet.
+struct Expected {
+    verdict: i32,
+    redirect: Option<u32>,
+    packet: Vec<u8>,
+}
+
+/// Runs `frame` (an Ethernet frame as the link with `label` sends it) through egress, both
+/// ingress flavours on what egress sent, and both ingress flavours on the frame as if it came
+/// from elsewhere.
+pub fn check(bundle: &Bundle, cfg: &Config, label: u8, frame: &[u8]) -> Result<Trip, Violation> {
+    let mut trip = egress(bundle, cfg, label, frame)?;
+    let foreign = match cfg.ext.kind {
+        ExtKind::L3 => frame.get(ETH_HLEN as usize..).unwrap_or_default(),
+        ExtKind::Ethernet { .. } => frame,
+    };
+    for hook in [Hook::Tc, Hook::Xdp] {
+        trip.steps.extend(ingress(bundle, cfg, hook, foreign)?.steps);
+    }
+    Ok(trip)
+}
+
+/// Egress on the link with `label`, then, when egress redirected the frame, both ingress
+/// flavours on what arrives at the far ext: they must restore it with the label cleared.
+pub fn egress(bundle: &Bundle, cfg: &Config, label: u8, frame: &[u8]) -> Result<Trip, Violation> {
+    let link = cfg
+        .link(label)
+        .ok_or_else(|| Violation(format!("no link has label {label}")))?;
+    let mut trip = Trip {
+        steps: Vec::new(),
+        restored: false,
+    };
+    let out = run(&mut trip, bundle, cfg, &programs::egress_name(label), frame)?;
+    compare(&trip, &expect_egress(cfg, label, frame), &out)?;
+    if out.verdict != TC_ACT_REDIRECT {
+        return Ok(trip);
+    }
+    // What arrives on the far ext: an L3 ext carries no MAC header.
+    let wire = match cfg.ext.kind {
+        ExtKind::L3 => out.packet[ETH_HLEN as usize..].to_vec(),
+        ExtKind::Ethernet { .. } => out.packet,
+    };
+    let ip = &frame[ETH_HLEN as usize..];
+    let family = spec::family(ip).expect("egress redirects only well-formed IP");
+    let restored = [
+        &link.mac[..],
+        &link.peer_mac[..],
+        &frame[12..14],
+        &spec::with_label(family, ip, cfg.label_bits, 0),
+    ]
+    .concat();
+    for hook in [Hook::Tc, Hook::Xdp] {
+        let out = run(&mut trip, bundle, cfg, programs::ingress_name(hook), &wire)?;
+        let expected = Expected {
+            verdict: hook.redirected(),
+            redirect: Some(link.peer_ifindex),
+            packet: restored.clone(),
+        };
+        compare(&trip, &expected, &out)?;
+    }
+    trip.restored = true;
+    Ok(trip)
+}
+
+/// The ingress flavour of `hook` on a packet arriving on ext (starting at the IP header on an
+/// L3 ext, at the Ethernet header otherwise).
+pub fn ingress(bundle: &Bundle, cfg: &Config, hook: Hook, wire: &[u8]) -> Result<Trip, Violation> {
+    let mut trip = Trip {
+        steps: Vec::new(),
+        restored: false,
+    };
+    let out = run(&mut trip, bundle, cfg, programs::ingress_name(hook), wire)?;
+    compare(&trip, &expect_ingress(cfg, hook, wire), &out)?;
+    Ok(trip)
+}
+
+fn run(
+    trip: &mut Trip,
+    bundle: &Bundle,
+    cfg: &Config,
+    program: &str,
+    packet: &[u8],
+) -> Result<Outcome, Violation> {
+    let outcome = vm::run(bundle, cfg, program, packet)
+        .map_err(|e| Violation(format!("{program}: VM error: {e}")))?;
+    trip.steps.push(Step {
+        program: program.to_string(),
+        outcome: outcome.clone(),
+    });
+    Ok(outcome)
+}
+
+/// The IP header inside an Ethernet frame, if the EtherType and the header agree.
+fn framed_ip(frame: &[u8]) -> Option<(Family, &[u8])> {
+    let family = spec::ethertype_family(frame)?;
+    let ip = &frame[ETH_HLEN as usize..];
+    (spec::family(ip)? == family).then_some((family, ip))
+}
+
+fn expect_egress(cfg: &Config, label: u8, frame: &[u8]) -> Expected {
+    let Some((family, ip)) = framed_ip(frame) else {
+        return Expected {
+            verdict: TC_ACT_SHOT,
+            redirect: None,
+            packet: frame.to_vec(),
+        };
+    };
+    let mut packet = frame[..ETH_HLEN as usize].to_vec();
+    if let ExtKind::Ethernet { mac, peer_mac } = cfg.ext.kind {
+        packet[..6].copy_from_slice(&peer_mac);
+        packet[6..12].copy_from_slice(&mac);
+    }
+    packet.extend(spec::with_label(family, ip, cfg.label_bits, label));
+    Expected {
+        verdict: TC_ACT_REDIRECT,
+        redirect: Some(cfg.ext.ifindex),
+        packet,
+    }
+}
+
+fn expect_ingress(cfg: &Config, hook: Hook, wire: &[u8]) -> Expected {
+    let untouched = |verdict| Expected {
+        verdict,
+        redirect: None,
+        packet: wire.to_vec(),
+    };
+    let parsed = match cfg.ext.kind {
+        ExtKind::L3 => spec::family(wire).map(|f| (f, wire)),
+        ExtKind::Ethernet { .. } => framed_ip(wire),
+    };
+    let Some((family, ip)) = parsed else {
+        return untouched(hook.pass());
+    };
+    let label = spec::label(family, ip, cfg.label_bits);
+    if label == 0 {
+        return untouched(hook.pass());
+    }
+    let Some(link) = cfg.link(label) else {
+        return untouched(match cfg.unknown {
+            Unknown::Pass => hook.pass(),
+            Unknown::Drop => hook.drop(),
+        });
+    };
+    let ethertype = match family {
+        Family::V4 => [0x08, 0x00],
+        Family::V6 => [0x86, 0xdd],
+    };
+    Expected {
+        verdict: hook.redirected(),
+        redirect: Some(link.peer_ifindex),
+        packet: [
+            &link.mac[..],
+            &link.peer_mac[..],
+            &ethertype[..],
+            &spec::with_label(family, ip, cfg.label_bits, 0),
+        ]
+        .concat(),
+    }
+}
+
+/// Where every rewritten IPv4 checksum sits: in an Ethernet frame, 10 bytes into the header.
+const FRAMED_IPV4_CSUM: usize = (ETH_HLEN + IPV4_CSUM) as usize;
+
+/// Compares an outcome with the spec; the IPv4 checksum field may differ only between the two
+/// ones'-complement zeros (0x0000 and 0xffff), which incremental updates (RFC 1624) and a
+/// computation from scratch may choose differently for a header whose checksum was 0xffff.
+fn compare(trip: &Trip, expected: &Expected, got: &Outcome) -> Result<(), Violation> {
+    let program = &trip.steps.last().expect("a step ran").program;
+    if got.verdict != expected.verdict {
+        return Err(Violation(format!(
+            "{program}: verdict {} where the spec says {}",
+            got.verdict, expected.verdict
+        )));
+    }
+    let target = got.redirect.map(|r| r.ifindex);
+    if target != expected.redirect {
+        return Err(Violation(format!(
+            "{program}: redirect to {target:?} where the spec says {:?}",
+            expected.redirect
+        )));
+    }
+    if !same_bytes(&expected.packet, &got.packet) {
+        let at = expected
+            .packet
+            .iter()
+            .zip(&got.packet)
+            .position(|(a, b)| a != b)
+            .unwrap_or(expected.packet.len().min(got.packet.len()));
+        return Err(Violation(format!(
+            "{program}: output differs from the spec at byte {at} (lengths {} and {})",
+            got.packet.len(),
+            expected.packet.len()
+        )));
+    }
+    Ok(())
+}
+
+fn same_bytes(expected: &[u8], got: &[u8]) -> bool {
+    if expected == got {
+        return true;
+    }
+    if expected.len() != got.len() {
+        return false;
+    }
+    let csum = FRAMED_IPV4_CSUM..FRAMED_IPV4_CSUM + 2;
+    let elsewhere_equal = (0..got.len())
+        .filter(|i| !csum.contains(i))
+        .all(|i| expected[i] == got[i]);
+    elsewhere_equal
+        && got.len() >= csum.end
+        && matches!(
+            (&expected[csum.clone()], &got[csum]),
+            ([0, 0], [0xff, 0xff]) | ([0xff, 0xff], [0, 0])
+        )
+}
