@@ -4,6 +4,7 @@ pub mod programs;
 pub mod sys;
 pub mod vm;
 pub mod run;
+pub mod lab;
 pub mod demo;
 pub mod roundtrip;
 pub mod replay;

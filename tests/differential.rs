@@ -3,10 +3,11 @@
 //! program in rbpf and in the kernel (BPF_PROG_TEST_RUN through aya); return code and output
 //! bytes must be equal, and so must the counters summed over the whole run.
 //!
-//! Compared: egress (TC) and both ingress flavours on an Ethernet ext; egress and XDP ingress on
-//! an L3 ext. Not compared: TC ingress on an L3 ext, because a TC test run always presents an
-//! Ethernet frame (the kernel runs `eth_type_trans` on the input), while on a real L3 device the
-//! packet starts at the IP header; that flavour is covered by the end-to-end tests instead.
+//! Compared: egress (TC), the guard and both ingress flavours on an Ethernet ext; egress and XDP
+//! ingress on an L3 ext. Not compared: TC ingress and the guard on an L3 ext, because a TC test
+//! run always presents an Ethernet frame (the kernel runs `eth_type_trans` on the input), while
+//! on a real L3 device the packet starts at the IP header; those are covered by the end-to-end
+//! tests instead.
 //! The redirect target is not observable through a test run; the output bytes identify it,
 //! since each link's MACs are written in the same leaf that picks its target.
 //! Packets shorter than 14 bytes (EINVAL) or longer than a test run takes are counted apart.
@@ -19,7 +20,7 @@ use aya::maps::{DevMap, PerCpuArray};
 use aya::programs::{SchedClassifier, TestRun, TestRunOptions, Xdp};
 use aya::{EbpfLoader, Pod};
 use l3mp::programs::layout::{COUNTERS_MAP, COUNTER_SLOTS, LINKS_MAP, TC_ACT_REDIRECT};
-use l3mp::programs::{build, egress_name, ingress_name, Config, ExtKind, Hook, Unknown};
+use l3mp::programs::{build, egress_name, ingress_name, Config, ExtKind, Hook, Unknown, GUARD};
 
 /// The largest input a test run takes comfortably (a page less head- and tailroom).
 const MAX_TEST_RUN: usize = 3000;
@@ -173,7 +174,7 @@ fn vm_and_kernel_agree_on_every_corpus_packet() {
         }
         let ethernet = matches!(cfg.ext.kind, ExtKind::Ethernet { .. });
         let ingress: Vec<&str> = if ethernet {
-            vec![ingress_name(Hook::Tc), ingress_name(Hook::Xdp)]
+            vec![ingress_name(Hook::Tc), ingress_name(Hook::Xdp), GUARD]
         } else {
             vec![ingress_name(Hook::Xdp)]
         };

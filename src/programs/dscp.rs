@@ -54,6 +54,37 @@ fn ipv6_word(bits: u16) -> i32 {
 /// Where the TOS byte lands inside a native-endian load of the IPv4 header's first 16-bit word.
 const TOS_SHIFT: i32 = if cfg!(target_endian = "little") { 8 } else { 0 };
 
+/// Jumps to the family's block (`ipv4`, `ipv6`), or to `other` for anything else. On an
+/// Ethernet ext the EtherType chooses; on an L3 ext the packet starts at the IP header and its
+/// version nibble chooses. Uses r2.
+pub fn branch_on_family(p: &mut Program, ethernet: bool, other: &str) {
+    if ethernet {
+        p.comment("Ethernet ext: the EtherType chooses the family");
+        p.extend([
+            mov(Reg::R2, Reg::R7),
+            alu64(AluOp::Add, Reg::R2, i32::from(ETH_HLEN)),
+            jump_if(Cond::Gt, Reg::R2, Reg::R8, other),
+            load(Size::H, Reg::R2, Reg::R7, ETH_PROTO),
+        ]);
+        for family in Family::ALL {
+            p.push(jump_if(Cond::Eq, Reg::R2, family.ethertype(), family.block()));
+        }
+    } else {
+        p.comment("L3 ext: the packet starts at the IP header; its version chooses the family");
+        p.extend([
+            mov(Reg::R2, Reg::R7),
+            alu64(AluOp::Add, Reg::R2, 1),
+            jump_if(Cond::Gt, Reg::R2, Reg::R8, other),
+            load(Size::B, Reg::R2, Reg::R7, 0),
+            alu64(AluOp::Rsh, Reg::R2, 4),
+        ]);
+        for family in Family::ALL {
+            p.push(jump_if(Cond::Eq, Reg::R2, family.version(), family.block()));
+        }
+    }
+    p.push(l3mp_asm::jump(other));
+}
+
 /// Checks the header at `ip` (offset from r7) is whole and well-formed; otherwise jumps to
 /// `fail`. With `check_version`, the version nibble must match the family (on Ethernet, where
 /// the EtherType chose the family). Uses r2..r4.
@@ -83,9 +114,11 @@ pub fn check_header(p: &mut Program, family: Family, ip: i16, check_version: boo
             alu64(AluOp::Lsh, Reg::R3, 2),
             mov(Reg::R2, Reg::R7),
             alu64(AluOp::Add, Reg::R2, Reg::R3),
-            alu64(AluOp::Add, Reg::R2, i32::from(ip)),
-            jump_if(Cond::Gt, Reg::R2, Reg::R8, fail),
         ]);
+        if ip != 0 {
+            p.push(alu64(AluOp::Add, Reg::R2, i32::from(ip)));
+        }
+        p.push(jump_if(Cond::Gt, Reg::R2, Reg::R8, fail));
     }
 }
 

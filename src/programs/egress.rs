@@ -1,7 +1,7 @@
 //! Egress, on the user end of each managed link (TC; a veth, so the program sees an Ethernet
 //! frame): write the link's label into DSCP and redirect the packet out of ext.
 
-use l3mp_asm::{exit, jump, jump_if, load, mov, Cond, Program, Reg, Size};
+use l3mp_asm::{exit, jump, jump_if, load, mov, store, Cond, Program, Reg, Size};
 
 use super::config::{Config, ExtKind, Link};
 use super::counters::count;
@@ -58,8 +58,12 @@ pub fn egress(cfg: &Config, link: &Link) -> Program {
         store_mac(&mut p, 0, peer_mac);
         store_mac(&mut p, 6, mac);
     }
-    p.comment("Count, then transmit on ext (an L3 ext has the kernel strip the MAC header)");
+    p.comment("Count, tell the guard on ext it came from a link, and transmit on ext");
     count(&mut p, (EGRESS + u32::from(link.label)) as i32, "counted");
+    p.extend([
+        mov(Reg::R1, FROM_LINK),
+        store(Size::W, Reg::R6, SKB_TC_INDEX, Reg::R1),
+    ]);
     p.push(mov(Reg::R1, cfg.ext.ifindex as i32));
     hook.redirect(&mut p);
 

@@ -9,7 +9,7 @@ use l3mp_asm::{
 
 use super::config::{Config, ExtKind, Link, Unknown};
 use super::counters::count;
-use super::dscp::{check_header, read_label, store_mac, write_label, Family};
+use super::dscp::{branch_on_family, check_header, read_label, store_mac, write_label, Family};
 use super::hook::Hook;
 use super::layout::*;
 
@@ -33,36 +33,7 @@ pub fn ingress(cfg: &Config, hook: Hook) -> Program {
     hook.load_bounds(&mut p);
     hook.load_len(&mut p);
 
-    if ethernet {
-        p.comment("Ethernet ext: the EtherType chooses the family");
-        p.extend([
-            mov(Reg::R2, Reg::R7),
-            alu64(AluOp::Add, Reg::R2, i32::from(ETH_HLEN)),
-            jump_if(Cond::Gt, Reg::R2, Reg::R8, "pass"),
-            load(Size::H, Reg::R2, Reg::R7, ETH_PROTO),
-        ]);
-        for family in Family::ALL {
-            p.push(jump_if(
-                Cond::Eq,
-                Reg::R2,
-                family.ethertype(),
-                family.block(),
-            ));
-        }
-    } else {
-        p.comment("L3 ext: the packet starts at the IP header; its version chooses the family");
-        p.extend([
-            mov(Reg::R2, Reg::R7),
-            alu64(AluOp::Add, Reg::R2, 1),
-            jump_if(Cond::Gt, Reg::R2, Reg::R8, "pass"),
-            load(Size::B, Reg::R2, Reg::R7, 0),
-            alu64(AluOp::Rsh, Reg::R2, 4),
-        ]);
-        for family in Family::ALL {
-            p.push(jump_if(Cond::Eq, Reg::R2, family.version(), family.block()));
-        }
-    }
-    p.push(jump("pass"));
+    branch_on_family(&mut p, ethernet, "pass");
 
     let known: u64 = cfg.links.iter().map(|l| 1u64 << l.label).sum();
     for family in Family::ALL {

@@ -4,6 +4,7 @@
 
 /// `struct __sk_buff` field offsets.
 pub const SKB_LEN: i16 = 0;
+pub const SKB_TC_INDEX: i16 = 44;
 pub const SKB_DATA: i16 = 76;
 pub const SKB_DATA_END: i16 = 80;
 
@@ -16,6 +17,11 @@ pub const XDP_DATA_END: i16 = 4;
 pub const TC_ACT_UNSPEC: i32 = -1;
 pub const TC_ACT_SHOT: i32 = 2;
 pub const TC_ACT_REDIRECT: i32 = 7;
+
+/// The `tc_index` egress writes on every packet it redirects to ext, so that the guard on
+/// ext's egress lets it keep its label. Nothing else in the stack uses `tc_index` since dsmark
+/// and tcindex were removed (6.8); the guard resets it. (`skb->mark` is left to the operator.)
+pub const FROM_LINK: i32 = 0x4c33;
 
 /// XDP verdicts.
 pub const XDP_ABORTED: i32 = 0;
@@ -47,8 +53,11 @@ pub const PASS: u32 = 128;
 pub const UNKNOWN: u32 = 129;
 /// Egress packets dropped: not IP, malformed or truncated.
 pub const EGRESS_DROP: u32 = 130;
+/// Packets leaving ext that did not come from a managed link and whose label bits the guard
+/// cleared.
+pub const GUARDED: u32 = 131;
 /// Number of counter slots.
-pub const COUNTER_SLOTS: u32 = 131;
+pub const COUNTER_SLOTS: u32 = 132;
 /// Size of one counter slot.
 pub const COUNTER_SIZE: u32 = 16;
 

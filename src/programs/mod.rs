@@ -5,6 +5,7 @@ mod config;
 mod counters;
 mod dscp;
 mod egress;
+mod guard;
 mod hook;
 mod ingress;
 pub mod layout;
@@ -52,6 +53,9 @@ impl From<l3mp_asm::Error> for BuildError {
     }
 }
 
+/// Name of the guard on ext's egress.
+pub const GUARD: &str = guard::NAME;
+
 /// Name of the egress program of `label`.
 pub fn egress_name(label: u8) -> String {
     egress::name(label)
@@ -86,8 +90,8 @@ fn check(cfg: &Config) -> Result<(), BuildError> {
     Ok(())
 }
 
-/// Generates every program of `cfg`: one egress per link, the TC and XDP ingress demux, and the
-/// NAPI pass program.
+/// Generates every program of `cfg`: one egress per link, the TC and XDP ingress demux, the
+/// guard on ext's egress, and the NAPI pass program.
 pub fn build(cfg: &Config) -> Result<Bundle, BuildError> {
     check(cfg)?;
     let mut programs = Vec::new();
@@ -97,6 +101,7 @@ pub fn build(cfg: &Config) -> Result<Bundle, BuildError> {
     for hook in [Hook::Tc, Hook::Xdp] {
         programs.push((hook.section(), ingress::ingress(cfg, hook).assemble()?));
     }
+    programs.push((Section::Classifier, guard::guard(cfg).assemble()?));
     let mut napi = Program::new(NAPI_PASS);
     napi.comment("Pass everything: attached only so that the veth runs NAPI");
     napi.extend([mov(Reg::R0, XDP_PASS), exit()]);

@@ -74,6 +74,8 @@ fn step(cfg: &Config, s: &Step) -> String {
     };
     let short = if s.program.starts_with("l3mp_eg") {
         "egress"
+    } else if s.program == crate::programs::GUARD {
+        "guard"
     } else if hook == Hook::Xdp {
         "xdp"
     } else {

@@ -1,6 +1,6 @@
 //! One frame through the programs in the offline VM, checked against the wire-format spec:
-//! egress on the link with `label`, then each ingress flavour on what egress sent, then each
-//! ingress flavour on the frame as if it came from elsewhere. Shared by `l3mp replay`, the fuzz
+//! egress on the link with `label`, the guard and each ingress flavour on what egress sent, then
+//! the guard and each ingress flavour on the frame as if it were ext's own or foreign traffic. Shared by `l3mp replay`, the fuzz
 //! targets and the bounded fuzz test.
 
 pub mod spec;
@@ -41,6 +41,9 @@ struct Expected {
     verdict: i32,
     redirect: Option<u32>,
     packet: Vec<u8>,
+    tc_index: u32,
+    /// Where an IPv4 checksum the program may have rewritten sits in `packet`.
+    csum_at: usize,
 }
 
 /// Runs `frame` (an Ethernet frame as the link with `label` sends it) through egress, both
@@ -52,6 +55,7 @@ pub fn check(bundle: &Bundle, cfg: &Config, label: u8, frame: &[u8]) -> Result<T
         ExtKind::L3 => frame.get(ETH_HLEN as usize..).unwrap_or_default(),
         ExtKind::Ethernet { .. } => frame,
     };
+    trip.steps.extend(guard(bundle, cfg, foreign, 0)?.steps);
     for hook in [Hook::Tc, Hook::Xdp] {
         trip.steps.extend(ingress(bundle, cfg, hook, foreign)?.steps);
     }
@@ -78,6 +82,7 @@ pub fn egress(bundle: &Bundle, cfg: &Config, label: u8, frame: &[u8]) -> Result<
         ExtKind::L3 => out.packet[ETH_HLEN as usize..].to_vec(),
         ExtKind::Ethernet { .. } => out.packet,
     };
+    trip.steps.extend(guard(bundle, cfg, &wire, out.tc_index)?.steps);
     let ip = &frame[ETH_HLEN as usize..];
     let family = spec::family(ip).expect("egress redirects only well-formed IP");
     let restored = [
@@ -93,10 +98,45 @@ pub fn egress(bundle: &Bundle, cfg: &Config, label: u8, frame: &[u8]) -> Result<
             verdict: hook.redirected(),
             redirect: Some(link.peer_ifindex),
             packet: restored.clone(),
+            tc_index: 0,
+            csum_at: FRAMED_IPV4_CSUM,
         };
         compare(&trip, &expected, &out)?;
     }
     trip.restored = true;
+    Ok(trip)
+}
+
+/// The guard on a packet leaving ext (as it leaves: without a MAC header on an L3 ext) whose
+/// `skb->tc_index` is `tc_index`: from a managed link it keeps its label and the marker is
+/// reset; otherwise its label bits are cleared.
+pub fn guard(bundle: &Bundle, cfg: &Config, wire: &[u8], tc_index: u32) -> Result<Trip, Violation> {
+    let mut trip = Trip {
+        steps: Vec::new(),
+        restored: false,
+    };
+    let out = vm::run_with_tc_index(bundle, cfg, programs::GUARD, wire, tc_index)
+        .map_err(|e| Violation(format!("{}: VM error: {e}", programs::GUARD)))?;
+    trip.steps.push(Step {
+        program: programs::GUARD.to_string(),
+        outcome: out.clone(),
+    });
+    let mut expected = Expected {
+        verdict: TC_ACT_UNSPEC,
+        redirect: None,
+        packet: wire.to_vec(),
+        tc_index: 0,
+        csum_at: FRAMED_IPV4_CSUM,
+    };
+    if tc_index != FROM_LINK as u32 {
+        expected.tc_index = tc_index;
+        if let Some((family, ip)) = parse_wire(cfg, wire) {
+            let at = wire.len() - ip.len();
+            expected.packet[at..].copy_from_slice(&spec::with_label(family, ip, cfg.label_bits, 0));
+            expected.csum_at = at + IPV4_CSUM as usize;
+        }
+    }
+    compare(&trip, &expected, &out)?;
     Ok(trip)
 }
 
@@ -141,6 +181,8 @@ fn expect_egress(cfg: &Config, label: u8, frame: &[u8]) -> Expected {
             verdict: TC_ACT_SHOT,
             redirect: None,
             packet: frame.to_vec(),
+            tc_index: 0,
+            csum_at: FRAMED_IPV4_CSUM,
         };
     };
     let mut packet = frame[..ETH_HLEN as usize].to_vec();
@@ -153,6 +195,8 @@ fn expect_egress(cfg: &Config, label: u8, frame: &[u8]) -> Expected {
         verdict: TC_ACT_REDIRECT,
         redirect: Some(cfg.ext.ifindex),
         packet,
+        tc_index: FROM_LINK as u32,
+        csum_at: FRAMED_IPV4_CSUM,
     }
 }
 
@@ -161,12 +205,10 @@ fn expect_ingress(cfg: &Config, hook: Hook, wire: &[u8]) -> Expected {
         verdict,
         redirect: None,
         packet: wire.to_vec(),
+        tc_index: 0,
+        csum_at: FRAMED_IPV4_CSUM,
     };
-    let parsed = match cfg.ext.kind {
-        ExtKind::L3 => spec::family(wire).map(|f| (f, wire)),
-        ExtKind::Ethernet { .. } => framed_ip(wire),
-    };
-    let Some((family, ip)) = parsed else {
+    let Some((family, ip)) = parse_wire(cfg, wire) else {
         return untouched(hook.pass());
     };
     let label = spec::label(family, ip, cfg.label_bits);
@@ -193,10 +235,20 @@ fn expect_ingress(cfg: &Config, hook: Hook, wire: &[u8]) -> Expected {
             &spec::with_label(family, ip, cfg.label_bits, 0),
         ]
         .concat(),
+        tc_index: 0,
+        csum_at: FRAMED_IPV4_CSUM,
     }
 }
 
-/// Where every rewritten IPv4 checksum sits: in an Ethernet frame, 10 bytes into the header.
+/// The IP packet on ext: at the start on an L3 ext, behind an agreeing EtherType otherwise.
+fn parse_wire<'w>(cfg: &Config, wire: &'w [u8]) -> Option<(Family, &'w [u8])> {
+    match cfg.ext.kind {
+        ExtKind::L3 => spec::family(wire).map(|f| (f, wire)),
+        ExtKind::Ethernet { .. } => framed_ip(wire),
+    }
+}
+
+/// Where a rewritten IPv4 checksum sits in an Ethernet frame: 10 bytes into the IP header.
 const FRAMED_IPV4_CSUM: usize = (ETH_HLEN + IPV4_CSUM) as usize;
 
 /// Compares an outcome with the spec; the IPv4 checksum field may differ only between the two
@@ -217,7 +269,13 @@ fn compare(trip: &Trip, expected: &Expected, got: &Outcome) -> Result<(), Violat
             expected.redirect
         )));
     }
-    if !same_bytes(&expected.packet, &got.packet) {
+    if got.tc_index != expected.tc_index {
+        return Err(Violation(format!(
+            "{program}: tc_index {:#x} where the spec says {:#x}",
+            got.tc_index, expected.tc_index
+        )));
+    }
+    if !same_bytes(&expected.packet, &got.packet, expected.csum_at) {
         let at = expected
             .packet
             .iter()
@@ -233,14 +291,14 @@ fn compare(trip: &Trip, expected: &Expected, got: &Outcome) -> Result<(), Violat
     Ok(())
 }
 
-fn same_bytes(expected: &[u8], got: &[u8]) -> bool {
+fn same_bytes(expected: &[u8], got: &[u8], csum_at: usize) -> bool {
     if expected == got {
         return true;
     }
     if expected.len() != got.len() {
         return false;
     }
-    let csum = FRAMED_IPV4_CSUM..FRAMED_IPV4_CSUM + 2;
+    let csum = csum_at..csum_at + 2;
     let elsewhere_equal = (0..got.len())
         .filter(|i| !csum.contains(i))
         .all(|i| expected[i] == got[i]);

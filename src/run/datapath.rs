@@ -72,6 +72,8 @@ impl Datapath {
             let name = programs::egress_name(link.label);
             dp.tc(&name, &link.name, TcAttachType::Egress)?;
         }
+        // The guard clears the label of what leaves ext without coming from a link.
+        dp.tc(programs::GUARD, ext, TcAttachType::Egress)?;
         match mode {
             IngressMode::Tc => dp.tc(programs::ingress_name(Hook::Tc), ext, TcAttachType::Ingress)?,
             IngressMode::Xdp => dp.xdp_ingress(cfg, ext)?,

@@ -30,6 +30,8 @@ pub struct Outcome {
     pub packet: Vec<u8>,
     /// `{packets, bytes}` added to each counter slot.
     pub counters: Vec<[u64; 2]>,
+    /// `skb->tc_index` after the run (TC; always 0 for XDP).
+    pub tc_index: u32,
 }
 
 impl Outcome {
@@ -80,6 +82,17 @@ pub fn patched_bytes(prog: &Assembled) -> Result<Vec<u8>, VmError> {
 
 /// Runs the program `name` of `bundle` (generated from `cfg`) on `packet`.
 pub fn run(bundle: &Bundle, cfg: &Config, name: &str, packet: &[u8]) -> Result<Outcome, VmError> {
+    run_with_tc_index(bundle, cfg, name, packet, 0)
+}
+
+/// Like [`run`], for a TC program on a packet whose `skb->tc_index` is `tc_index`.
+pub fn run_with_tc_index(
+    bundle: &Bundle,
+    cfg: &Config,
+    name: &str,
+    packet: &[u8],
+    tc_index: u32,
+) -> Result<Outcome, VmError> {
     let (section, prog) = bundle
         .programs
         .iter()
@@ -99,7 +112,7 @@ pub fn run(bundle: &Bundle, cfg: &Config, name: &str, packet: &[u8]) -> Result<O
             *cell = Some(Arena::new().map_err(|e| VmError(format!("mmap: {e}")))?);
         }
         let arena = cell.as_mut().expect("arena just made");
-        execute(arena, hook, cfg, &bytes, packet)
+        execute(arena, hook, cfg, &bytes, packet, tc_index)
     })
 }
 
@@ -109,6 +122,7 @@ fn execute(
     cfg: &Config,
     bytes: &[u8],
     packet: &[u8],
+    tc_index: u32,
 ) -> Result<Outcome, VmError> {
     let start = PACKET_AT + HEADROOM;
     let end = start + packet.len();
@@ -126,6 +140,7 @@ fn execute(
             put(SKB_LEN, packet.len() as u32);
             put(SKB_DATA, data);
             put(SKB_DATA_END, data_end);
+            put(SKB_TC_INDEX, tc_index);
         }
         Hook::Xdp => {
             put(XDP_DATA, data);
@@ -175,7 +190,17 @@ fn execute(
         redirect: state.redirect,
         packet: read_packet(arena, hook),
         counters: read_counters(arena),
+        tc_index: match hook {
+            Hook::Tc => ctx_u32(arena, SKB_TC_INDEX),
+            Hook::Xdp => 0,
+        },
     })
+}
+
+/// A 32-bit field of the context.
+fn ctx_u32(arena: &mut Arena, off: i16) -> u32 {
+    let at = CTX_AT + off as usize;
+    u32::from_ne_bytes(arena.bytes()[at..at + 4].try_into().expect("4 bytes"))
 }
 
 fn read_packet(arena: &mut Arena, hook: Hook) -> Vec<u8> {
@@ -183,14 +208,9 @@ fn read_packet(arena: &mut Arena, hook: Hook) -> Vec<u8> {
         Hook::Tc => (SKB_DATA, SKB_DATA_END),
         Hook::Xdp => (XDP_DATA, XDP_DATA_END),
     };
+    let (data, end) = (ctx_u32(arena, data_off), ctx_u32(arena, end_off));
     let base = arena.addr(0);
-    let mem = arena.bytes();
-    let field = |off: i16| {
-        let at = CTX_AT + off as usize;
-        u32::from_ne_bytes(mem[at..at + 4].try_into().expect("4 bytes"))
-    };
-    let (data, end) = (field(data_off), field(end_off));
-    mem[(u64::from(data) - base) as usize..(u64::from(end) - base) as usize].to_vec()
+    arena.bytes()[(u64::from(data) - base) as usize..(u64::from(end) - base) as usize].to_vec()
 }
 
 fn read_counters(arena: &mut Arena) -> Vec<[u64; 2]> {

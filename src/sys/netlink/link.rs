@@ -44,7 +44,7 @@ impl Netlink {
         alias_for_name: &str,
         alias_for_peer: &str,
     ) -> Result<(LinkInfo, LinkInfo), SysError> {
-        self.add_veth_pair(name, peer_name, mtu)?;
+        self.add_veth_pair(name, peer_name, mtu, None)?;
         let configured = self.configure_veth(name, peer_name, alias_for_name, alias_for_peer);
         if configured.is_err() {
             if let Err(error) = self.delete_link(name) {
@@ -52,6 +52,19 @@ impl Netlink {
             }
         }
         configured
+    }
+
+    /// Creates the veth pair `name` / `peer_name` with MTU `mtu`, the peer
+    /// end created directly in the network namespace `peer_netns` (so both
+    /// ends may carry the same name). Both ends start down, with ARP on.
+    pub fn create_veth_across(
+        &self,
+        name: &str,
+        peer_name: &str,
+        mtu: u32,
+        peer_netns: &NetNs,
+    ) -> Result<(), SysError> {
+        self.add_veth_pair(name, peer_name, mtu, Some(peer_netns))
     }
 
     /// Deletes a link (for a veth, both ends).
@@ -116,12 +129,22 @@ impl Netlink {
         })
     }
 
-    fn add_veth_pair(&self, name: &str, peer_name: &str, mtu: u32) -> Result<(), SysError> {
+    fn add_veth_pair(
+        &self,
+        name: &str,
+        peer_name: &str,
+        mtu: u32,
+        peer_netns: Option<&NetNs>,
+    ) -> Result<(), SysError> {
         let mut peer = LinkMessage::default();
         peer.attributes = vec![
             LinkAttribute::IfName(peer_name.to_string()),
             LinkAttribute::Mtu(mtu),
         ];
+        if let Some(netns) = peer_netns {
+            let fd = netns.as_fd().as_raw_fd();
+            peer.attributes.push(LinkAttribute::NetNsFd(fd));
+        }
         let mut message = LinkMessage::default();
         message.attributes = vec![
             LinkAttribute::IfName(name.to_string()),
@@ -132,8 +155,12 @@ impl Netlink {
             ]),
         ];
         let request = RouteNetlinkMessage::NewLink(message);
-        self.execute(request, NLM_F_CREATE | NLM_F_EXCL, || {
-            format!("creating veth pair {name:?}/{peer_name:?} with MTU {mtu}")
+        self.execute(request, NLM_F_CREATE | NLM_F_EXCL, || match peer_netns {
+            None => format!("creating veth pair {name:?}/{peer_name:?} with MTU {mtu}"),
+            Some(netns) => format!(
+                "creating veth pair {name:?}/{peer_name:?} (in {:?}) with MTU {mtu}",
+                netns.name()
+            ),
         })?;
         Ok(())
     }

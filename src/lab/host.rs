@@ -1,0 +1,144 @@
+//! One host of the lab: a network namespace, and what the lab does inside it.
+
+use std::io;
+use std::net::IpAddr;
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::run::Error;
+use crate::sys::netlink::{LinkInfo, Netlink};
+use crate::sys::netns::NetNs;
+
+use super::addresses::Side;
+use super::offload;
+use super::sys_error;
+
+/// How often a link that should appear is looked for.
+const POLL_INTERVAL: Duration = Duration::from_millis(10);
+
+/// Where a socket lives: a host, and the device the socket is bound to there.
+#[derive(Clone, Copy)]
+pub struct End<'a> {
+    pub host: &'a Host,
+    pub device: &'a str,
+}
+
+/// A host: a network namespace of its own, deleted when the host is dropped.
+pub struct Host {
+    side: Side,
+    netns: NetNs,
+}
+
+impl Host {
+    /// Creates the namespace `<stem>-a` or `<stem>-b` and brings its `lo` up.
+    pub(super) fn create(stem: &str, side: Side) -> Result<Host, Error> {
+        let name = format!("{stem}-{}", side.to_string().to_lowercase());
+        let netns = NetNs::create(&name).map_err(sys_error)?;
+        netns.bring_up_loopback().map_err(sys_error)?;
+        Ok(Host { side, netns })
+    }
+
+    /// Sockets of this host bound to `device`.
+    pub fn end<'a>(&'a self, device: &'a str) -> End<'a> {
+        End { host: self, device }
+    }
+
+    /// Which host this is.
+    pub fn side(&self) -> Side {
+        self.side
+    }
+
+    /// The namespace's name (as `ip netns` shows it).
+    pub fn name(&self) -> &str {
+        self.netns.name()
+    }
+
+    /// The namespace.
+    pub fn netns(&self) -> &NetNs {
+        &self.netns
+    }
+
+    /// Runs `f` on a thread inside the namespace and returns its result. Sockets and netlink
+    /// handles it creates stay in the namespace wherever they are used afterwards.
+    pub fn run<F, T>(&self, f: F) -> Result<T, Error>
+    where
+        F: FnOnce() -> T + Send,
+        T: Send,
+    {
+        self.netns.run(f).map_err(sys_error)
+    }
+
+    /// Starts `command` inside the namespace (it enters it between fork and exec).
+    pub fn spawn(&self, mut command: Command) -> io::Result<Child> {
+        let fd = self.netns.as_fd().as_raw_fd();
+        // SAFETY: between fork and exec the closure calls only setns(2), which is
+        // async-signal-safe, on a descriptor that stays open until exec (the namespace outlives
+        // this call; O_CLOEXEC closes it only at exec).
+        unsafe {
+            command.pre_exec(move || {
+                if libc::setns(fd, libc::CLONE_NEWNET) == 0 {
+                    Ok(())
+                } else {
+                    Err(io::Error::last_os_error())
+                }
+            });
+        }
+        command.spawn()
+    }
+
+    /// A netlink handle on this host.
+    pub fn netlink(&self) -> Result<Netlink, Error> {
+        self.run(Netlink::new)?.map_err(sys_error)
+    }
+
+    /// Every link of the host.
+    pub fn links(&self) -> Result<Vec<LinkInfo>, Error> {
+        self.netlink()?.links().map_err(sys_error)
+    }
+
+    /// The link called `name`, waiting up to `timeout` for it to appear.
+    pub fn wait_link(&self, name: &str, timeout: Duration) -> Result<LinkInfo, Error> {
+        let netlink = self.netlink()?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(link) = netlink.link(name).map_err(sys_error)? {
+                return Ok(link);
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::new(format!(
+                    "host {}: no link {name} appeared within {timeout:?}",
+                    self.side
+                )));
+            }
+            thread::sleep(POLL_INTERVAL);
+        }
+    }
+
+    /// Once the link `name` exists (waiting up to `timeout`), adds `addresses` (address,
+    /// prefix length) to it and brings it up.
+    pub fn configure_link(
+        &self,
+        name: &str,
+        addresses: &[(IpAddr, u8)],
+        timeout: Duration,
+    ) -> Result<(), Error> {
+        let link = self.wait_link(name, timeout)?;
+        let netlink = self.netlink()?;
+        for &(address, prefix_len) in addresses {
+            netlink
+                .add_address(link.index, address, prefix_len)
+                .map_err(|e| Error::new(format!("host {}: {e}", self.side)))?;
+        }
+        netlink.set_up(link.index).map_err(sys_error)
+    }
+
+    /// Turns transmit checksum offload of `link` on or off (what `ethtool -K <link> tx off`
+    /// does). A sender's veth must have it off towards a native XDP program.
+    pub fn set_tx_checksum(&self, link: &str, on: bool) -> Result<(), Error> {
+        self.run(|| offload::set_tx_checksum(link, on))?
+            .map_err(|e| Error::new(format!("host {}: {e}", self.side)))
+    }
+}

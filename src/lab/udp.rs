@@ -1,0 +1,177 @@
+//! UDP datagrams sent out of a device, and receivers bound to a device.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use nix::sys::socket::{bind, setsockopt, sockopt, SockType, SockaddrStorage};
+
+use crate::run::Error;
+
+use super::host::End;
+use super::socket::{device_socket, scoped, set_timeouts, timed_out, Deadline};
+
+/// Largest datagram a receiver takes (more than any MTU in the lab).
+const MAX_DATAGRAM: usize = 65_536;
+
+/// A payload of `len` bytes no other call returns: it starts with a serial number and this
+/// process's id, so that a receiver can tell the datagram it waits for from any other.
+pub fn payload(len: usize) -> Vec<u8> {
+    static SERIAL: AtomicU64 = AtomicU64::new(0);
+    let serial = SERIAL.fetch_add(1, Ordering::Relaxed);
+    let mut bytes = format!("l3mp {} {serial} ", std::process::id()).into_bytes();
+    bytes.extend((0..len).map(|i| b'a' + (i % 26) as u8));
+    bytes.truncate(len);
+    bytes
+}
+
+/// How a datagram is sent.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SendOptions {
+    /// The IPv4 TOS or IPv6 traffic class byte (DSCP in its upper six bits).
+    pub tos: Option<u8>,
+    /// Refuse to fragment: the datagram leaves whole or the send fails.
+    pub dont_fragment: bool,
+}
+
+/// Sends `payload` from `from` to `to:port`. A link-local or link-scoped multicast
+/// destination (e.g. `ff02::1`) is scoped to `from`'s device.
+pub fn send(
+    from: End<'_>,
+    to: IpAddr,
+    port: u16,
+    payload: &[u8],
+    how: SendOptions,
+) -> Result<(), Error> {
+    from.host
+        .run(|| send_here(from.device, to, port, payload, how))?
+        .map_err(|e| {
+            Error::new(format!(
+                "host {}: sending {} bytes to {to} port {port} on {}: {e}",
+                from.host.side(),
+                from.device,
+                payload.len()
+            ))
+        })
+}
+
+fn send_here(device: &str, to: IpAddr, port: u16, payload: &[u8], how: SendOptions) -> io::Result<()> {
+    let fd = device_socket(to, SockType::Datagram, None, device)?;
+    match (to, how.tos) {
+        (_, None) => {}
+        (IpAddr::V4(_), Some(tos)) => setsockopt(&fd, sockopt::IpTos, &i32::from(tos))?,
+        (IpAddr::V6(_), Some(tos)) => setsockopt(&fd, sockopt::Ipv6TClass, &i32::from(tos))?,
+    }
+    if how.dont_fragment {
+        match to {
+            IpAddr::V4(_) => set_int(&fd, libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, libc::IP_PMTUDISC_DO)?,
+            IpAddr::V6(_) => setsockopt(&fd, sockopt::Ipv6DontFrag, &true)?,
+        }
+    }
+    let socket = UdpSocket::from(fd);
+    let sent = socket.send_to(payload, scoped(to, port, device)?)?;
+    if sent != payload.len() {
+        return Err(io::Error::other(format!("only {sent} bytes were sent")));
+    }
+    Ok(())
+}
+
+/// `setsockopt(fd, level, name, &value)` for an `int` option nix has no wrapper for.
+fn set_int(fd: &impl AsRawFd, level: i32, name: i32, value: i32) -> io::Result<()> {
+    // SAFETY: the option value is one `int`, passed with its size; `fd` is an open socket.
+    let result = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            (&value as *const i32).cast(),
+            std::mem::size_of::<i32>() as libc::socklen_t,
+        )
+    };
+    if result < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// A UDP socket on one host, bound to a device, that waits for given datagrams.
+pub struct UdpReceiver {
+    socket: UdpSocket,
+    port: u16,
+}
+
+impl UdpReceiver {
+    /// A receiver at `at` bound to `address:port` (an unspecified address takes every
+    /// destination, multicast included; port 0 picks a free one). Several receivers may
+    /// share a port on different devices.
+    pub fn bind(at: End<'_>, address: IpAddr, port: u16) -> Result<Self, Error> {
+        let device = at.device;
+        let socket = at
+            .host
+            .run(|| -> io::Result<UdpSocket> {
+                let fd = device_socket(address, SockType::Datagram, None, device)?;
+                bind(fd.as_raw_fd(), &SockaddrStorage::from(scoped(address, port, device)?))?;
+                Ok(UdpSocket::from(fd))
+            })?
+            .map_err(|e| {
+                Error::new(format!(
+                    "host {}: binding a UDP receiver to {address} port {port} on {device}: {e}",
+                    at.host.side()
+                ))
+            })?;
+        let port = socket
+            .local_addr()
+            .map_err(|e| Error::new(format!("reading a UDP receiver's port: {e}")))?
+            .port();
+        Ok(UdpReceiver { socket, port })
+    }
+
+    /// The port the receiver listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Waits up to `timeout` for a datagram carrying exactly `payload`, skipping any other;
+    /// returns its sender, or `None` if it did not come.
+    pub fn wait_for(&self, payload: &[u8], timeout: Duration) -> Result<Option<SocketAddr>, Error> {
+        let got = self.collect(&[payload], timeout)?;
+        Ok(got.into_iter().next().flatten())
+    }
+
+    /// Waits up to `timeout` (less if all arrive sooner) for datagrams carrying the
+    /// `expected` payloads; returns how many of them arrived.
+    pub fn count(&self, expected: &[&[u8]], timeout: Duration) -> Result<usize, Error> {
+        let got = self.collect(expected, timeout)?;
+        Ok(got.iter().filter(|from| from.is_some()).count())
+    }
+
+    /// For each expected payload, the sender of the datagram that carried it, if one came.
+    fn collect(
+        &self,
+        expected: &[&[u8]],
+        timeout: Duration,
+    ) -> Result<Vec<Option<SocketAddr>>, Error> {
+        let mut got = vec![None; expected.len()];
+        let mut buffer = vec![0u8; MAX_DATAGRAM];
+        let deadline = Deadline::after(timeout);
+        let fail = |e: io::Error| Error::new(format!("receiving on port {}: {e}", self.port));
+        while got.iter().any(Option::is_none) {
+            let Some(left) = deadline.remaining() else {
+                break;
+            };
+            set_timeouts(&self.socket, left).map_err(fail)?;
+            let (len, from) = match self.socket.recv_from(&mut buffer) {
+                Ok(received) => received,
+                Err(e) if timed_out(&e) => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(fail(e)),
+            };
+            if let Some(i) = expected.iter().position(|p| *p == &buffer[..len]) {
+                got[i] = Some(from);
+            }
+        }
+        Ok(got)
+    }
+}

@@ -1,0 +1,58 @@
+//! The guard, on ext's TC egress: a packet leaving ext that did not come from a managed link
+//! (ext's own traffic, or traffic routed out of it) has its label bits cleared, so that the far
+//! end can never deliver it into a managed link. Packets egress redirected keep their label.
+
+use l3mp_asm::{exit, jump_if, load, mov, store, Cond, Program, Reg, Size};
+
+use super::config::{Config, ExtKind};
+use super::counters::count;
+use super::dscp::{branch_on_family, check_header, read_label, write_label, Family};
+use super::hook::Hook;
+use super::layout::*;
+
+/// The guard's name.
+pub const NAME: &str = "l3mp_guard";
+
+/// Builds the guard.
+pub fn guard(cfg: &Config) -> Program {
+    let hook = Hook::Tc;
+    let mut p = Program::new(NAME);
+    let ethernet = matches!(cfg.ext.kind, ExtKind::Ethernet { .. });
+    let ip = if ethernet { ETH_HLEN } else { 0 };
+
+    p.comment("Keep the context in r6; r7 = data, r8 = data_end, r9 = bytes for the counters");
+    p.push(mov(Reg::R6, Reg::R1));
+    hook.load_bounds(&mut p);
+    hook.load_len(&mut p);
+
+    p.comment("From a managed link: keeps its label; the marker is spent");
+    p.extend([
+        load(Size::W, Reg::R2, Reg::R6, SKB_TC_INDEX),
+        jump_if(Cond::Ne, Reg::R2, FROM_LINK, "foreign"),
+        mov(Reg::R2, 0),
+        store(Size::W, Reg::R6, SKB_TC_INDEX, Reg::R2),
+        mov(Reg::R0, hook.pass()),
+        exit(),
+    ]);
+
+    p.label("foreign");
+    branch_on_family(&mut p, ethernet, "pass");
+    for family in Family::ALL {
+        p.label(family.block());
+        p.comment(&format!("{family:?}: label bits set? clear them"));
+        check_header(&mut p, family, ip, ethernet, "pass");
+        read_label(&mut p, family, ip, cfg.label_bits, Reg::R5);
+        p.push(jump_if(Cond::Eq, Reg::R5, 0, "pass"));
+        write_label(&mut p, family, ip, cfg.label_bits, 0);
+        if family != Family::V6 {
+            p.push(l3mp_asm::jump("guarded"));
+        }
+    }
+    p.label("guarded");
+    count(&mut p, GUARDED as i32, "guarded_counted");
+
+    p.label("pass");
+    p.comment("Leaves ext as it is");
+    p.extend([mov(Reg::R0, hook.pass()), exit()]);
+    p
+}
