@@ -127,7 +127,7 @@ fn execute(
     let start = PACKET_AT + HEADROOM;
     let end = start + packet.len();
     let mem = arena.bytes();
-    mem[..PACKET_AT].fill(0);
+    mem[..start].fill(0);
     mem[start..end].copy_from_slice(packet);
     let (data, data_end) = (arena.addr(start) as u32, arena.addr(end) as u32);
     let ctx_field = |off: i16| CTX_AT + off as usize;
@@ -176,8 +176,13 @@ fn execute(
             redirect: None,
         })
     });
-    // The packet may grow by an Ethernet header at the front; nothing else is reachable.
-    let mem_start = start - ETH_HLEN as usize;
+    // Only a program that grows the packet at its head may reach in front of it, and only by
+    // an Ethernet header; every other access outside the packet is an error.
+    let mem_start = if grows_head(bytes) {
+        start - ETH_HLEN as usize
+    } else {
+        start
+    };
     let all = arena.bytes();
     let (ctx, rest) = all.split_at_mut(CTX_AT + CTX_LEN);
     let result = vm.execute_program(&rest[mem_start - CTX_LEN..end - CTX_LEN], ctx);
@@ -194,6 +199,22 @@ fn execute(
             Hook::Tc => ctx_u32(arena, SKB_TC_INDEX),
             Hook::Xdp => 0,
         },
+    })
+}
+
+/// Whether the program calls a helper that grows the packet at its head.
+fn grows_head(bytes: &[u8]) -> bool {
+    use l3mp_asm::{Helper, Insn};
+    let Ok(slots) = l3mp_asm::from_bytes(bytes) else {
+        return false;
+    };
+    l3mp_asm::disassemble(&slots).is_ok_and(|insns| {
+        insns.iter().any(|(_, i)| {
+            matches!(
+                i,
+                Insn::Call(Helper::SkbChangeHead) | Insn::Call(Helper::XdpAdjustHead)
+            )
+        })
     })
 }
 
@@ -223,4 +244,58 @@ fn read_counters(arena: &mut Arena) -> Vec<[u64; 2]> {
             [word(0), word(8)]
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::programs::{Ext, ExtKind, Unknown};
+    use l3mp_asm::{exit, load, mov, Program, Reg, Size};
+
+    fn bundle_of(insns: Vec<l3mp_asm::Insn>) -> (Bundle, Config) {
+        let mut p = Program::new("probe");
+        p.extend(insns);
+        let bundle = Bundle {
+            programs: vec![(Section::Classifier, p.assemble().expect("assembles"))],
+            maps: Vec::new(),
+        };
+        let cfg = Config {
+            label_bits: 4,
+            ext: Ext {
+                ifindex: 1,
+                kind: ExtKind::L3,
+            },
+            links: Vec::new(),
+            unknown: Unknown::Pass,
+        };
+        (bundle, cfg)
+    }
+
+    /// `r0 = *(u8 *)(data + off)`, unchecked: only the VM's own bounds stand in the way.
+    fn read_at(off: i16) -> Result<Outcome, VmError> {
+        let (bundle, cfg) = bundle_of(vec![
+            load(Size::W, Reg::R2, Reg::R1, SKB_DATA),
+            load(Size::B, Reg::R0, Reg::R2, off),
+            exit(),
+        ]);
+        run(&bundle, &cfg, "probe", &[7u8; 20])
+    }
+
+    #[test]
+    fn reads_inside_the_packet_work() {
+        assert_eq!(read_at(19).expect("in bounds").verdict, 7);
+    }
+
+    #[test]
+    fn reads_outside_the_packet_are_errors() {
+        assert!(read_at(20).is_err(), "one past the end");
+        assert!(read_at(-1).is_err(), "one before the start");
+        assert!(read_at(-14).is_err(), "where a pushed header would go");
+    }
+
+    #[test]
+    fn the_verdict_is_the_return_value() {
+        let (bundle, cfg) = bundle_of(vec![mov(Reg::R0, -1), exit()]);
+        assert_eq!(run(&bundle, &cfg, "probe", &[0; 14]).expect("runs").verdict, -1);
+    }
 }

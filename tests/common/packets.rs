@@ -32,7 +32,10 @@ pub const CS6: u8 = 48;
 /// DSCP with its low `bits` replaced by `label` (0 clears them).
 pub fn dscp_with_label(dscp: u8, bits: u8, label: u8) -> u8 {
     let mask = (1u8 << bits) - 1;
-    assert!(label <= mask && dscp < 64, "label {label} / DSCP {dscp} out of range");
+    assert!(
+        label <= mask && dscp < 64,
+        "label {label} / DSCP {dscp} out of range"
+    );
     (dscp & !mask) | label
 }
 

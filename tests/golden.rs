@@ -1,0 +1,911 @@
+//! Golden cases, table-driven in the style of Katran's test fixtures: each case is a
+//! configuration, a program and the bytes it is given, and the verdict, redirect, bytes and
+//! counter slot it must produce. Expected packets are built from their fields with etherparse
+//! (label bits set or cleared by plain arithmetic, checksum computed from scratch); nothing
+//! expected comes from running a program.
+
+mod common;
+
+use std::rc::Rc;
+
+use common::packets::*;
+use common::{
+    config, hidden_ifindex, hidden_mac, link_mac, variants, EXT_IFINDEX, EXT_MAC, PEER_MAC,
+};
+use l3mp::programs::layout::{EGRESS, EGRESS_DROP, INGRESS, PASS, UNKNOWN};
+use l3mp::programs::{self, Bundle, Config, ExtKind, Hook, Unknown};
+use l3mp::vm;
+
+/// The verdicts of the spec, written out rather than taken from the generator.
+const TC_UNSPEC: i32 = -1;
+const TC_SHOT: i32 = 2;
+const TC_REDIRECT: i32 = 7;
+const XDP_DROP: i32 = 1;
+const XDP_PASS: i32 = 2;
+const XDP_REDIRECT: i32 = 4;
+
+/// Verdicts per hook: (pass, drop, redirect).
+fn verdicts(hook: Hook) -> (i32, i32, i32) {
+    match hook {
+        Hook::Tc => (TC_UNSPEC, TC_SHOT, TC_REDIRECT),
+        Hook::Xdp => (XDP_PASS, XDP_DROP, XDP_REDIRECT),
+    }
+}
+
+const HOOKS: [Hook; 2] = [Hook::Tc, Hook::Xdp];
+
+/// A configuration and its programs.
+struct Setup {
+    cfg: Config,
+    bundle: Bundle,
+}
+
+fn setup(cfg: Config) -> Rc<Setup> {
+    let bundle = programs::build(&cfg).expect("programs build");
+    Rc::new(Setup { cfg, bundle })
+}
+
+/// Every label of width `bits` in use.
+fn all_labels(bits: u8, kind: ExtKind) -> Rc<Setup> {
+    let labels: Vec<u8> = (1..=(1u8 << bits) - 1).collect();
+    setup(config(bits, kind, &labels, Unknown::Pass))
+}
+
+fn ethernet_kind() -> ExtKind {
+    ExtKind::Ethernet {
+        mac: EXT_MAC,
+        peer_mac: PEER_MAC,
+    }
+}
+
+fn kinds() -> [ExtKind; 2] {
+    [ExtKind::L3, ethernet_kind()]
+}
+
+fn kind_name(kind: ExtKind) -> &'static str {
+    match kind {
+        ExtKind::L3 => "l3",
+        ExtKind::Ethernet { .. } => "eth",
+    }
+}
+
+fn is_ethernet(s: &Setup) -> bool {
+    matches!(s.cfg.ext.kind, ExtKind::Ethernet { .. })
+}
+
+/// One golden case.
+#[derive(Clone)]
+struct Case {
+    name: String,
+    setup: Rc<Setup>,
+    program: String,
+    input: Vec<u8>,
+    verdict: i32,
+    /// The ifindex the packet must be redirected to (flags 0), or no redirect at all.
+    redirect: Option<u32>,
+    output: Vec<u8>,
+    /// The one counter slot that must count this packet.
+    slot: u32,
+}
+
+impl Case {
+    fn describe(&self) -> String {
+        format!(
+            "{} [N={} {} unknown={:?} {}]",
+            self.name,
+            self.setup.cfg.label_bits,
+            kind_name(self.setup.cfg.ext.kind),
+            self.setup.cfg.unknown,
+            self.program
+        )
+    }
+}
+
+/// What the ext device sees for an IP packet: the bare packet on L3, a frame from the peer on
+/// Ethernet.
+fn on_ext(s: &Setup, ethertype: u16, ip: &[u8]) -> Vec<u8> {
+    if is_ethernet(s) {
+        ether(EXT_MAC, PEER_MAC, ethertype, ip)
+    } else {
+        ip.to_vec()
+    }
+}
+
+/// Offset of the IP header in what ext's ingress sees.
+fn ext_ip_offset(s: &Setup) -> usize {
+    if is_ethernet(s) {
+        ETH_LEN
+    } else {
+        0
+    }
+}
+
+/// Egress of `label` sends `ip` (from the link's stack, to `dst_mac`): it leaves on ext with
+/// the label in DSCP.
+fn egress_case(name: &str, s: &Rc<Setup>, label: u8, ip: &Ip, dst_mac: [u8; 6]) -> Case {
+    let bits = s.cfg.label_bits;
+    let input = ether(dst_mac, link_mac(label), ip.ethertype(), &ip.bytes());
+    let (dst, src) = if is_ethernet(s) {
+        (PEER_MAC, EXT_MAC)
+    } else {
+        (dst_mac, link_mac(label))
+    };
+    let output = ether(
+        dst,
+        src,
+        ip.ethertype(),
+        &ip.with_label(bits, label).bytes(),
+    );
+    Case {
+        name: format!("egress {name} {} label {label}", ip.family()),
+        setup: s.clone(),
+        program: programs::egress_name(label),
+        input,
+        verdict: TC_REDIRECT,
+        redirect: Some(EXT_IFINDEX),
+        output,
+        slot: EGRESS + u32::from(label),
+    }
+}
+
+/// Ingress at `hook` receives `ip` carrying `label`: it is delivered into the link's hidden end
+/// with the label cleared, as a frame from the hidden end to the link.
+fn ingress_case(name: &str, s: &Rc<Setup>, hook: Hook, label: u8, ip: &Ip) -> Case {
+    let bits = s.cfg.label_bits;
+    let input = on_ext(s, ip.ethertype(), &ip.with_label(bits, label).bytes());
+    let output = ether(
+        link_mac(label),
+        hidden_mac(label),
+        ip.ethertype(),
+        &ip.with_label(bits, 0).bytes(),
+    );
+    Case {
+        name: format!("ingress {name} {} label {label} {hook:?}", ip.family()),
+        setup: s.clone(),
+        program: programs::ingress_name(hook).to_string(),
+        input,
+        verdict: verdicts(hook).2,
+        redirect: Some(hidden_ifindex(label)),
+        output,
+        slot: INGRESS + u32::from(label),
+    }
+}
+
+/// Ingress at `hook` leaves `input` alone with `verdict`, counting it at `slot`.
+fn ingress_untouched(
+    name: &str,
+    s: &Rc<Setup>,
+    hook: Hook,
+    input: Vec<u8>,
+    verdict: i32,
+    slot: u32,
+) -> Case {
+    Case {
+        name: format!("ingress {name} {hook:?}"),
+        setup: s.clone(),
+        program: programs::ingress_name(hook).to_string(),
+        output: input.clone(),
+        input,
+        verdict,
+        redirect: None,
+        slot,
+    }
+}
+
+/// Egress of `label` drops `input` untouched.
+fn egress_drop(name: &str, s: &Rc<Setup>, label: u8, input: Vec<u8>) -> Case {
+    Case {
+        name: format!("egress {name} label {label}"),
+        setup: s.clone(),
+        program: programs::egress_name(label),
+        output: input.clone(),
+        input,
+        verdict: TC_SHOT,
+        redirect: None,
+        slot: EGRESS_DROP,
+    }
+}
+
+/// Every assertion on one case; the list of what does not hold.
+fn check(case: &Case) -> Vec<String> {
+    let mut bad = Vec::new();
+    let out = match vm::run(
+        &case.setup.bundle,
+        &case.setup.cfg,
+        &case.program,
+        &case.input,
+    ) {
+        Ok(out) => out,
+        Err(e) => return vec![format!("VM error: {e}")],
+    };
+    if out.verdict != case.verdict {
+        bad.push(format!(
+            "verdict {} != expected {}",
+            out.verdict, case.verdict
+        ));
+    }
+    let redirect = out.redirect.map(|r| (r.ifindex, r.flags));
+    if redirect != case.redirect.map(|i| (i, 0)) {
+        bad.push(format!(
+            "redirect (ifindex, flags) {redirect:?} != expected {:?}",
+            case.redirect.map(|i| (i, 0))
+        ));
+    }
+    if out.packet != case.output {
+        bad.push(format!(
+            "bytes differ at {:?}\n      got      {}\n      expected {}",
+            differing_bytes(&out.packet, &case.output),
+            hex(&out.packet),
+            hex(&case.output)
+        ));
+    }
+    for (slot, &counter) in out.counters.iter().enumerate() {
+        let want = if slot as u32 == case.slot {
+            [1, case.input.len() as u64]
+        } else {
+            [0, 0]
+        };
+        if counter != want {
+            bad.push(format!(
+                "counter slot {slot}: {{packets, bytes}} {counter:?} != expected {want:?}"
+            ));
+        }
+    }
+    // A packet that leaves with an IP header: its checksum and ECN, read by etherparse.
+    if case.redirect.is_some() && out.packet.len() >= ETH_LEN {
+        let ip = &out.packet[ETH_LEN..];
+        let ethertype = u16::from_be_bytes([out.packet[12], out.packet[13]]);
+        if ethertype == ETHERTYPE_IPV4 && ipv4_header(ip).is_some() && !ipv4_checksum_valid(ip) {
+            bad.push("IPv4 header checksum invalid after the program".into());
+        }
+        let in_ip = if case.program.starts_with("l3mp_eg") {
+            &case.input[ETH_LEN..]
+        } else {
+            &case.input[ext_ip_offset(&case.setup)..]
+        };
+        if let (Some((_, ecn_in)), Some((_, ecn_out))) = (dscp_ecn(in_ip), dscp_ecn(ip)) {
+            if ecn_in != ecn_out {
+                bad.push(format!("ECN {ecn_in} became {ecn_out}"));
+            }
+        }
+    }
+    bad
+}
+
+/// Runs every case; fails listing every case that does not hold.
+fn run_cases(group: &str, cases: &[Case]) {
+    assert!(!cases.is_empty(), "{group}: no cases");
+    let mut failures = Vec::new();
+    for case in cases {
+        let bad = check(case);
+        if !bad.is_empty() {
+            failures.push(format!("{}:\n    {}", case.describe(), bad.join("\n    ")));
+        }
+    }
+    eprintln!("{group}: {} cases", cases.len());
+    assert!(
+        failures.is_empty(),
+        "{group}: {} of {} cases fail:\n{}",
+        failures.len(),
+        cases.len(),
+        failures
+            .iter()
+            .take(20)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
+
+/// A v4 packet whose DSCP/ECN have bits on both sides of any label width.
+fn v4_base() -> Ip {
+    Ip::V4(V4 {
+        dscp: 0b10_1010,
+        ecn: 2,
+        ..V4::default()
+    })
+}
+
+/// A v6 packet whose traffic class has bits on both sides of any label width.
+fn v6_base() -> Ip {
+    Ip::V6(V6 {
+        traffic_class: 0b01_0101 << 2 | 1,
+        ..V6::default()
+    })
+}
+
+/// IPv4 options of `len` bytes: a Record Route option padded with End of Options.
+fn options(len: usize) -> Vec<u8> {
+    assert!(len.is_multiple_of(4) && (4..=40).contains(&len));
+    if len == 4 {
+        return vec![1, 1, 1, 0]; // NOP NOP NOP EOL
+    }
+    let mut out = vec![7, (len - 1) as u8, 4];
+    out.resize(len, 0);
+    out[len - 1] = 0;
+    out[len - 2] = 0;
+    out
+}
+
+fn v4_with_ihl(ihl: usize) -> Ip {
+    Ip::V4(V4 {
+        dscp: 0b11_0000,
+        ecn: 1,
+        options: if ihl > 5 {
+            options((ihl - 5) * 4)
+        } else {
+            Vec::new()
+        },
+        ..V4::default()
+    })
+}
+
+fn v6_with_ext() -> Ip {
+    Ip::V6(V6 {
+        traffic_class: 0b10_0000 << 2 | 3,
+        hop_by_hop: Some(HOP_BY_HOP_PADN.to_vec()),
+        ..V6::default()
+    })
+}
+
+#[test]
+fn every_label_of_every_width() {
+    let mut cases = Vec::new();
+    for bits in 1..=6u8 {
+        for kind in kinds() {
+            let s = all_labels(bits, kind);
+            for label in 1..=s.cfg.max_label() {
+                for ip in [v4_base(), v6_base()] {
+                    cases.push(egress_case("", &s, label, &ip, GATEWAY_MAC));
+                    for hook in HOOKS {
+                        cases.push(ingress_case("", &s, hook, label, &ip));
+                    }
+                }
+            }
+        }
+    }
+    run_cases("every label of every width", &cases);
+}
+
+#[test]
+fn sparse_label_sets_deliver_each_configured_label() {
+    let mut cases = Vec::new();
+    for cfg in variants() {
+        let s = setup(cfg);
+        let labels: Vec<u8> = s.cfg.links.iter().map(|l| l.label).collect();
+        for label in labels {
+            for ip in [v4_base(), v6_base()] {
+                cases.push(egress_case("sparse", &s, label, &ip, GATEWAY_MAC));
+                for hook in HOOKS {
+                    cases.push(ingress_case("sparse", &s, hook, label, &ip));
+                }
+            }
+        }
+    }
+    run_cases("sparse label sets", &cases);
+}
+
+#[test]
+fn ipv4_options_and_ipv6_extension_headers() {
+    let mut cases = Vec::new();
+    for bits in 1..=6u8 {
+        for kind in kinds() {
+            let s = all_labels(bits, kind);
+            let labels = [1, s.cfg.max_label()];
+            for label in labels {
+                for (name, ip) in [
+                    ("ihl6", v4_with_ihl(6)),
+                    ("ihl15", v4_with_ihl(15)),
+                    ("hop-by-hop", v6_with_ext()),
+                ] {
+                    assert_eq!(ip.bytes().len(), ip.header_len() + 12, "builder lengths");
+                    cases.push(egress_case(name, &s, label, &ip, GATEWAY_MAC));
+                    for hook in HOOKS {
+                        cases.push(ingress_case(name, &s, hook, label, &ip));
+                    }
+                }
+            }
+        }
+    }
+    run_cases("IPv4 options, IPv6 extension header", &cases);
+}
+
+#[test]
+fn ecn_is_never_touched() {
+    let mut cases = Vec::new();
+    for bits in 1..=6u8 {
+        for kind in kinds() {
+            let s = all_labels(bits, kind);
+            for label in [1, s.cfg.max_label()] {
+                for ecn in 0..4 {
+                    for ip in [v4_base(), v6_base(), v4_with_ihl(15), v6_with_ext()] {
+                        // Every DSCP bit set and every DSCP bit clear, under every ECN value.
+                        for dscp in [0, 63] {
+                            let ip = ip.with_dscp(dscp).with_ecn(ecn);
+                            let name = format!("ecn {ecn} dscp {dscp}");
+                            cases.push(egress_case(&name, &s, label, &ip, GATEWAY_MAC));
+                            for hook in HOOKS {
+                                cases.push(ingress_case(&name, &s, hook, label, &ip));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    run_cases("ECN", &cases);
+}
+
+#[test]
+fn cs6_survives_the_round_trip_for_narrow_labels() {
+    let mut cases = Vec::new();
+    for bits in 1..=4u8 {
+        for kind in kinds() {
+            let s = all_labels(bits, kind);
+            for label in 1..=s.cfg.max_label() {
+                for ip in [v4_base(), v6_base(), v6_with_ext()] {
+                    let sent = ip.with_dscp(CS6);
+                    let eg = egress_case("cs6", &s, label, &sent, GATEWAY_MAC);
+                    // What ext's ingress then sees: on L3 the kernel strips the MAC header.
+                    let wire = if is_ethernet(&s) {
+                        eg.output.clone()
+                    } else {
+                        eg.output[ETH_LEN..].to_vec()
+                    };
+                    let wire_ip = &wire[ext_ip_offset(&s)..];
+                    assert_eq!(
+                        dscp_ecn(wire_ip).map(|(d, _)| d),
+                        Some(CS6 | label),
+                        "label bits sit under CS6"
+                    );
+                    cases.push(eg);
+                    for hook in HOOKS {
+                        let expected = ether(
+                            link_mac(label),
+                            hidden_mac(label),
+                            sent.ethertype(),
+                            &sent.bytes(),
+                        );
+                        assert_eq!(dscp_ecn(&expected[ETH_LEN..]).map(|(d, _)| d), Some(CS6));
+                        cases.push(Case {
+                            name: format!("cs6 back {} label {label} {hook:?}", sent.family()),
+                            setup: s.clone(),
+                            program: programs::ingress_name(hook).to_string(),
+                            input: wire.clone(),
+                            verdict: verdicts(hook).2,
+                            redirect: Some(hidden_ifindex(label)),
+                            output: expected,
+                            slot: INGRESS + u32::from(label),
+                        });
+                    }
+                }
+            }
+        }
+    }
+    run_cases("CS6 round trip", &cases);
+}
+
+/// A v4 packet whose header checksum, computed from scratch with `dscp`, is `target`.
+fn v4_with_checksum(dscp: u8, target: u16) -> Option<Ip> {
+    (0..=u16::MAX).find_map(|identification| {
+        let p = V4 {
+            dscp,
+            ecn: 1,
+            identification,
+            ..V4::default()
+        };
+        (p.header().header_checksum == target).then_some(Ip::V4(p))
+    })
+}
+
+#[test]
+fn ipv4_checksum_edge_values() {
+    // The one's complement sum has two zeros; from scratch, 0x0000 is a checksum and 0xffff is
+    // not. Incremental updates must land on the from-scratch value.
+    let mut cases = Vec::new();
+    let mut found = 0;
+    for bits in [1u8, 3, 6] {
+        for kind in kinds() {
+            let s = all_labels(bits, kind);
+            for label in [1, s.cfg.max_label()] {
+                for target in [0x0000, 0x0001, 0xfffe, 0x8000, 0x7fff] {
+                    // Unlabelled packet with the edge checksum (egress input, ingress output)...
+                    let unlabelled = v4_with_checksum(0b10_0000, target);
+                    // ...and one whose labelled form has it (egress output, ingress input).
+                    let labelled = (0..=u16::MAX).find_map(|identification| {
+                        let p = Ip::V4(V4 {
+                            dscp: 0b10_0000,
+                            ecn: 1,
+                            identification,
+                            ..V4::default()
+                        });
+                        let Ip::V4(l) = p.with_label(bits, label) else {
+                            unreachable!()
+                        };
+                        (l.header().header_checksum == target).then_some(p)
+                    });
+                    for ip in [unlabelled, labelled].into_iter().flatten() {
+                        found += 1;
+                        let name = format!("checksum edge {target:#06x}");
+                        cases.push(egress_case(&name, &s, label, &ip, GATEWAY_MAC));
+                        for hook in HOOKS {
+                            cases.push(ingress_case(&name, &s, hook, label, &ip));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert!(found >= 48, "edge packets found: {found}");
+    run_cases("IPv4 checksum edges", &cases);
+}
+
+#[test]
+fn non_ip_frames() {
+    let mut cases = Vec::new();
+    for cfg in variants() {
+        let s = setup(cfg);
+        let label = s.cfg.links[0].label;
+        let arp = ether(
+            [0xff; 6],
+            link_mac(label),
+            ETHERTYPE_ARP,
+            &arp_request(link_mac(label)),
+        );
+        let mut tagged_v4 = vec![0x00, 0x05, 0x08, 0x00]; // VLAN 5, then IPv4
+        tagged_v4.extend(v4_base().with_label(s.cfg.label_bits, label).bytes());
+        let vlan = ether(GATEWAY_MAC, link_mac(label), ETHERTYPE_VLAN, &tagged_v4);
+        cases.push(egress_drop("arp", &s, label, arp.clone()));
+        cases.push(egress_drop("vlan", &s, label, vlan.clone()));
+        for hook in HOOKS {
+            let pass = verdicts(hook).0;
+            if is_ethernet(&s) {
+                let arp_in = ether([0xff; 6], PEER_MAC, ETHERTYPE_ARP, &arp_request(PEER_MAC));
+                let vlan_in = ether(EXT_MAC, PEER_MAC, ETHERTYPE_VLAN, &tagged_v4);
+                cases.push(ingress_untouched("arp", &s, hook, arp_in, pass, PASS));
+                cases.push(ingress_untouched("vlan", &s, hook, vlan_in, pass, PASS));
+            } else {
+                // Version nibbles that are not IP, on packets otherwise labelled IPv4/IPv6.
+                for (ip, version) in [
+                    (v4_base(), 5),
+                    (v4_base(), 0),
+                    (v6_base(), 15),
+                    (v6_base(), 7),
+                ] {
+                    let mut bytes = ip.with_label(s.cfg.label_bits, label).bytes();
+                    bytes[0] = version << 4 | (bytes[0] & 15);
+                    let name = format!("version {version}");
+                    cases.push(ingress_untouched(&name, &s, hook, bytes, pass, PASS));
+                }
+                let arp_body = arp_request(PEER_MAC);
+                cases.push(ingress_untouched(
+                    "arp body", &s, hook, arp_body, pass, PASS,
+                ));
+            }
+        }
+    }
+    run_cases("non-IP", &cases);
+}
+
+#[test]
+fn truncated_headers() {
+    let mut cases = Vec::new();
+    let mut lengths_tried = 0;
+    for bits in [1u8, 4, 6] {
+        for kind in kinds() {
+            let s = all_labels(bits, kind);
+            let label = s.cfg.max_label();
+            for (name, ip) in [
+                ("v4", v4_base()),
+                ("v4 ihl15", v4_with_ihl(15)),
+                ("v6", v6_base()),
+                // The programs read only the fixed IPv6 header; the extension header is payload.
+                ("v6 hop-by-hop", v6_with_ext()),
+            ] {
+                let fixed = match ip {
+                    Ip::V4(_) => ip.header_len(),
+                    Ip::V6(_) => 40,
+                };
+                // Egress: a frame from the link, cut anywhere inside its headers, is dropped;
+                // cut just after them it goes out.
+                let full = egress_case(name, &s, label, &ip, GATEWAY_MAC);
+                let end = ETH_LEN + fixed;
+                for len in 0..end {
+                    let cut = format!("{name} cut at {len}");
+                    cases.push(egress_drop(&cut, &s, label, full.input[..len].to_vec()));
+                }
+                cases.push(Case {
+                    name: format!("{} cut at {end}", full.name),
+                    input: full.input[..end].to_vec(),
+                    output: full.output[..end].to_vec(),
+                    ..full
+                });
+                // Ingress: passed untouched until the headers are whole.
+                for hook in HOOKS {
+                    let full = ingress_case(name, &s, hook, label, &ip);
+                    let end = ext_ip_offset(&s) + fixed;
+                    for len in 0..end {
+                        let cut = format!("{name} cut at {len}");
+                        let input = full.input[..len].to_vec();
+                        cases.push(ingress_untouched(
+                            &cut,
+                            &s,
+                            hook,
+                            input,
+                            verdicts(hook).0,
+                            PASS,
+                        ));
+                    }
+                    let out_len = end - ext_ip_offset(&s) + ETH_LEN;
+                    cases.push(Case {
+                        name: format!("{} cut at {end}", full.name),
+                        input: full.input[..end].to_vec(),
+                        output: full.output[..out_len].to_vec(),
+                        ..full
+                    });
+                    lengths_tried += end + 1;
+                }
+            }
+        }
+    }
+    assert!(lengths_tried > 1000);
+    run_cases("truncated headers", &cases);
+}
+
+#[test]
+fn malformed_ihl() {
+    let mut cases = Vec::new();
+    for bits in [1u8, 3, 6] {
+        for kind in kinds() {
+            let s = all_labels(bits, kind);
+            let label = s.cfg.max_label();
+            let labelled = |ihl: u8, payload_len: usize| {
+                let mut p = V4 {
+                    payload: vec![0x5a; payload_len],
+                    ..V4::default()
+                };
+                p.dscp = dscp_with_label(0b10_0000, bits, label);
+                let mut bytes = p.bytes();
+                bytes[0] = 0x40 | ihl;
+                bytes
+            };
+            let mut bad = Vec::new();
+            // IHL below 5, with plenty of data after.
+            for ihl in 0..5 {
+                bad.push((format!("ihl {ihl}"), labelled(ihl, 60)));
+            }
+            // IHL pointing one byte, or far, beyond the data.
+            for ihl in 6..=15u8 {
+                let words = usize::from(ihl) * 4;
+                bad.push((
+                    format!("ihl {ihl} one byte short"),
+                    labelled(ihl, words - 20 - 1),
+                ));
+                bad.push((format!("ihl {ihl} no options"), labelled(ihl, 0)));
+            }
+            for (name, ip) in bad {
+                cases.push(egress_drop(
+                    &name,
+                    &s,
+                    label,
+                    ether(GATEWAY_MAC, link_mac(label), ETHERTYPE_IPV4, &ip),
+                ));
+                for hook in HOOKS {
+                    let input = on_ext(&s, ETHERTYPE_IPV4, &ip);
+                    cases.push(ingress_untouched(
+                        &name,
+                        &s,
+                        hook,
+                        input,
+                        verdicts(hook).0,
+                        PASS,
+                    ));
+                }
+            }
+        }
+    }
+    run_cases("malformed IHL", &cases);
+}
+
+#[test]
+fn version_not_matching_the_ethertype() {
+    let mut cases = Vec::new();
+    // Labels that leave the v6 header's first byte reading as IHL 5.
+    for (bits, label) in [(3u8, 5u8), (6, 21)] {
+        for kind in kinds() {
+            let s = all_labels(bits, kind);
+            // A v6 packet whose first byte also reads as a plausible IPv4 IHL (5), and a v4
+            // packet long enough to hold an IPv6 header.
+            let v6 = Ip::V6(V6 {
+                traffic_class: 0b01_0000 << 2,
+                ..V6::default()
+            })
+            .with_label(bits, label)
+            .bytes();
+            assert_eq!(v6[0] & 15, 5);
+            let v4 = Ip::V4(V4 {
+                payload: vec![0xa5; 40],
+                ..V4::default()
+            })
+            .with_label(bits, label)
+            .bytes();
+            for (name, ethertype, ip) in [
+                ("v6 under 0x0800", ETHERTYPE_IPV4, &v6),
+                ("v4 under 0x86dd", ETHERTYPE_IPV6, &v4),
+            ] {
+                let frame = ether(GATEWAY_MAC, link_mac(label), ethertype, ip);
+                cases.push(egress_drop(name, &s, label, frame));
+                if is_ethernet(&s) {
+                    for hook in HOOKS {
+                        let input = ether(EXT_MAC, PEER_MAC, ethertype, ip);
+                        cases.push(ingress_untouched(
+                            name,
+                            &s,
+                            hook,
+                            input,
+                            verdicts(hook).0,
+                            PASS,
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    run_cases("version vs EtherType", &cases);
+}
+
+#[test]
+fn label_zero_passes_untouched() {
+    let mut cases = Vec::new();
+    for cfg in variants() {
+        let s = setup(cfg);
+        let bits = s.cfg.label_bits;
+        let mut dscps = vec![0, dscp_with_label(63, bits, 0)];
+        if bits <= 4 {
+            dscps.push(CS6);
+        }
+        for dscp in dscps {
+            for ip in [v4_base(), v6_base(), v4_with_ihl(15), v6_with_ext()] {
+                let ip = ip.with_dscp(dscp);
+                let name = format!("label 0 dscp {dscp} {}", ip.family());
+                for hook in HOOKS {
+                    let input = on_ext(&s, ip.ethertype(), &ip.bytes());
+                    cases.push(ingress_untouched(
+                        &name,
+                        &s,
+                        hook,
+                        input,
+                        verdicts(hook).0,
+                        PASS,
+                    ));
+                }
+            }
+        }
+    }
+    run_cases("label 0", &cases);
+}
+
+#[test]
+fn unknown_labels_pass_or_drop_by_policy() {
+    let mut cases = Vec::new();
+    for cfg in variants() {
+        let s = setup(cfg);
+        let bits = s.cfg.label_bits;
+        let unused: Vec<u8> = (1..=s.cfg.max_label())
+            .filter(|&l| s.cfg.link(l).is_none())
+            .collect();
+        if bits > 1 {
+            assert!(unused.contains(&2), "label 2 is left unused");
+        }
+        for label in unused {
+            for ip in [v4_base(), v6_base()] {
+                let bytes = ip.with_label(bits, label).bytes();
+                let input = on_ext(&s, ip.ethertype(), &bytes);
+                let name = format!("unknown label {label} {}", ip.family());
+                for hook in HOOKS {
+                    let (pass, drop, _) = verdicts(hook);
+                    let verdict = match s.cfg.unknown {
+                        Unknown::Pass => pass,
+                        Unknown::Drop => drop,
+                    };
+                    cases.push(ingress_untouched(
+                        &name,
+                        &s,
+                        hook,
+                        input.clone(),
+                        verdict,
+                        UNKNOWN,
+                    ));
+                }
+            }
+        }
+    }
+    run_cases("unknown labels", &cases);
+}
+
+#[test]
+fn multicast_destinations_still_go_to_the_peer() {
+    let mut cases = Vec::new();
+    for bits in 1..=6u8 {
+        for kind in kinds() {
+            let s = all_labels(bits, kind);
+            for label in [1, s.cfg.max_label()] {
+                let v6 = Ip::V6(V6 {
+                    destination: ALL_NODES_V6,
+                    hop_limit: 1,
+                    ..V6::default()
+                });
+                let v4 = Ip::V4(V4 {
+                    destination: ALL_HOSTS_V4,
+                    ttl: 1,
+                    ..V4::default()
+                });
+                cases.push(egress_case("ff02::1", &s, label, &v6, ALL_NODES_V6_MAC));
+                cases.push(egress_case("224.0.0.1", &s, label, &v4, ALL_HOSTS_V4_MAC));
+                cases.push(egress_case("broadcast", &s, label, &v4, [0xff; 6]));
+                if is_ethernet(&s) {
+                    // The expectation itself: unicast to the peer whatever the destination.
+                    let out = &cases[cases.len() - 3].output;
+                    assert_eq!(out[..12], [PEER_MAC, EXT_MAC].concat());
+                }
+            }
+        }
+    }
+    run_cases("multicast destinations", &cases);
+}
+
+/// The checks can fail: a wrong expected byte, verdict, redirect or slot is reported, and so is
+/// a program that does nothing.
+#[test]
+fn harness_detects_wrong_expectations() {
+    let s = all_labels(3, ethernet_kind());
+    let good = ingress_case("self-test", &s, Hook::Xdp, 5, &v4_base());
+    assert!(check(&good).is_empty(), "{:?}", check(&good));
+    let good_eg = egress_case("self-test", &s, 5, &v4_base(), GATEWAY_MAC);
+    assert!(check(&good_eg).is_empty(), "{:?}", check(&good_eg));
+
+    let mut wrong: Vec<Case> = Vec::new();
+    for at in [
+        0,
+        6,
+        12,
+        ETH_LEN + 1,
+        ETH_LEN + 10,
+        ETH_LEN + 11,
+        good.output.len() - 1,
+    ] {
+        let mut c = good.clone();
+        c.output[at] ^= 0x04;
+        wrong.push(c);
+    }
+    let mut c = good.clone();
+    c.output.push(0);
+    wrong.push(c);
+    let mut c = good.clone();
+    c.verdict = XDP_PASS;
+    wrong.push(c);
+    let mut c = good.clone();
+    c.redirect = Some(hidden_ifindex(4));
+    wrong.push(c);
+    let mut c = good.clone();
+    c.redirect = None;
+    wrong.push(c);
+    let mut c = good.clone();
+    c.slot = INGRESS + 4;
+    wrong.push(c);
+    let mut c = good_eg.clone();
+    c.slot = EGRESS_DROP;
+    wrong.push(c);
+    // Expecting the label to be left in place (a program that forgot to clear it).
+    let mut c = good.clone();
+    c.output = ether(
+        link_mac(5),
+        hidden_mac(5),
+        ETHERTYPE_IPV4,
+        &v4_base().with_label(3, 5).bytes(),
+    );
+    wrong.push(c);
+    for (i, c) in wrong.iter().enumerate() {
+        assert!(!check(c).is_empty(), "wrong expectation {i} not detected");
+    }
+}
