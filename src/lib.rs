@@ -1,10 +1,10 @@
 //! l3mp library: the parts of the product shared by the binary and its tests.
 
+pub mod demo;
+pub mod lab;
 pub mod programs;
+pub mod replay;
+pub mod roundtrip;
+pub mod run;
 pub mod sys;
 pub mod vm;
-pub mod run;
-pub mod lab;
-pub mod demo;
-pub mod roundtrip;
-pub mod replay;

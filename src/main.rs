@@ -7,7 +7,9 @@ use std::process::ExitCode;
 use clap::Parser;
 use nix::sys::signal::{SigSet, Signal};
 
-use cli::{AsmArgs, Cli, Command, ExtKindArg, Ingress, LabelArgs, ReplayArgs, RunArgs, UnknownLabel};
+use cli::{
+    AsmArgs, Cli, Command, ExtKindArg, Ingress, LabelArgs, ReplayArgs, RunArgs, UnknownLabel,
+};
 use l3mp::programs::{self, Config, Unknown};
 use l3mp::run::{parse_link, Error, IngressChoice, Instance, LinkArg, RunOptions};
 
@@ -21,7 +23,11 @@ fn main() -> ExitCode {
     };
     // l3mp's own messages at the chosen level; the crates' only when something is wrong (the
     // netlink crate warns about every attribute newer than itself), or everything at -vv.
-    let crates = if cli.verbose > 1 { level } else { log::LevelFilter::Error };
+    let crates = if cli.verbose > 1 {
+        level
+    } else {
+        log::LevelFilter::Error
+    };
     // Only a second logger could make this fail; there is none.
     let _ = simple_logger::SimpleLogger::new()
         .with_level(crates)
@@ -131,6 +137,9 @@ fn replay(args: &ReplayArgs) -> Result<(), Error> {
     print!("{}", report.text);
     match report.violations {
         0 => Ok(()),
-        n => Err(Error::new(format!("{}: {n} packets violate the wire format", args.file.display()))),
+        n => Err(Error::new(format!(
+            "{}: {n} packets violate the wire format",
+            args.file.display()
+        ))),
     }
 }

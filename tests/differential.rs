@@ -21,6 +21,7 @@ use aya::programs::{SchedClassifier, TestRun, TestRunOptions, Xdp};
 use aya::{EbpfLoader, Pod};
 use l3mp::programs::layout::{COUNTERS_MAP, COUNTER_SLOTS, LINKS_MAP, TC_ACT_REDIRECT};
 use l3mp::programs::{build, egress_name, ingress_name, Config, ExtKind, Hook, Unknown, GUARD};
+use l3mp::roundtrip::Case;
 
 /// The largest input a test run takes comfortably (a page less head- and tailroom).
 const MAX_TEST_RUN: usize = 3000;
@@ -41,15 +42,12 @@ fn corpus() -> Vec<Vec<u8>> {
             packets.extend(l3mp::replay::frames(&path).expect("capture reads"));
         }
     }
-    if let Ok(targets) = std::fs::read_dir(root.join("fuzz/corpus")) {
-        for dir in targets.flatten() {
-            for file in std::fs::read_dir(dir.path())
-                .into_iter()
-                .flatten()
-                .flatten()
-            {
-                packets.push(std::fs::read(file.path()).expect("corpus file"));
-            }
+    // The packet targets' seeds, without the configuration bytes in front.
+    for target in ["egress", "ingress_tc", "ingress_xdp"] {
+        let dir = root.join("fuzz/corpus").join(target);
+        for file in std::fs::read_dir(&dir).expect("seed corpus").flatten() {
+            let data = std::fs::read(file.path()).expect("seed");
+            packets.push(Case::from_bytes(&data).expect("a seed holds a case").packet);
         }
     }
     packets

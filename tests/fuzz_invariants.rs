@@ -14,8 +14,14 @@ use proptest::prelude::*;
 /// An arbitrary configuration: label width, the label under test plus one other, ext kind,
 /// unknown-label policy.
 fn configs() -> impl Strategy<Value = (l3mp::programs::Config, u8)> {
-    (1u8..=6, any::<u8>(), any::<u8>(), any::<bool>(), any::<bool>()).prop_map(
-        |(bits, a, b, ethernet, drop)| {
+    (
+        1u8..=6,
+        any::<u8>(),
+        any::<u8>(),
+        any::<bool>(),
+        any::<bool>(),
+    )
+        .prop_map(|(bits, a, b, ethernet, drop)| {
             let max = (1u8 << bits) - 1;
             let label = 1 + a % max;
             let mut labels = vec![label];
@@ -30,14 +36,18 @@ fn configs() -> impl Strategy<Value = (l3mp::programs::Config, u8)> {
             };
             let unknown = if drop { Unknown::Drop } else { Unknown::Pass };
             (common::config(bits, kind, &labels, unknown), label)
-        },
-    )
+        })
 }
 
 /// An Ethernet frame carrying a plausible IP header (any TOS/ECN, any IHL, options, payload),
 /// so that most cases reach the marking and demux paths.
 fn ip_frames() -> impl Strategy<Value = Vec<u8>> {
-    (any::<bool>(), any::<u8>(), 0usize..=40, proptest::collection::vec(any::<u8>(), 0..64))
+    (
+        any::<bool>(),
+        any::<u8>(),
+        0usize..=40,
+        proptest::collection::vec(any::<u8>(), 0..64),
+    )
         .prop_map(|(v6, tc, extra, mut tail)| {
             let mut frame = vec![0x02, 0, 0, 0, 0, 1, 0x02, 0, 0, 0, 0, 2];
             if v6 {

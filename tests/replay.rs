@@ -26,7 +26,13 @@ fn check(opts: &ReplayOptions, suffix: &str) {
         let golden = pcap.with_extension(suffix);
         let expected = std::fs::read_to_string(&golden)
             .unwrap_or_else(|e| panic!("{}: {e}", golden.display()));
-        assert_eq!(report.text, expected, "{} differs from {}", pcap.display(), golden.display());
+        assert_eq!(
+            report.text,
+            expected,
+            "{} differs from {}",
+            pcap.display(),
+            golden.display()
+        );
     }
 }
 
@@ -61,8 +67,16 @@ fn the_corpus_covers_what_it_claims() {
         .map(|p| std::fs::read_to_string(p.with_extension("l3.expected")).expect("golden"))
         .collect();
     for what in [
-        "IPv4 TCP", "IPv4 UDP", "IPv6 UDP", "IPv4 ICMP", "IPv6 ICMPv6", "ARP", "IPv4 fragment",
-        "IPv6+ext fragment", "IPv4+options", "IPv6+ext ICMPv6",
+        "IPv4 TCP",
+        "IPv4 UDP",
+        "IPv6 UDP",
+        "IPv4 ICMP",
+        "IPv6 ICMPv6",
+        "ARP",
+        "IPv4 fragment",
+        "IPv6+ext fragment",
+        "IPv4+options",
+        "IPv6+ext ICMPv6",
     ] {
         assert!(all.contains(what), "no {what} in the corpus");
     }

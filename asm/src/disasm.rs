@@ -118,7 +118,12 @@ impl fmt::Display for Insn {
                 base,
                 off,
                 src,
-            } => write!(f, "{} = {}", mem(*s, *base, *off), operand(Width::W64, *src)),
+            } => write!(
+                f,
+                "{} = {}",
+                mem(*s, *base, *off),
+                operand(Width::W64, *src)
+            ),
             Insn::LoadImm64 { dst, imm } => write!(f, "{dst} = {imm} ll"),
             Insn::LoadMap { dst, map } => write!(f, "{dst} = {map} ll"),
             Insn::Jump { target } => write!(f, "goto {target}"),

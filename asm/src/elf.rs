@@ -3,7 +3,7 @@
 //! a legacy `maps` section of 28-byte `struct bpf_map_def` records with one `STT_OBJECT` symbol
 //! each, and every map load gets an `R_BPF_64_64` relocation against its map's symbol.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use object::write::{Object, Relocation, StandardSegment, Symbol, SymbolId, SymbolSection};
 use object::{
@@ -73,13 +73,35 @@ pub fn write_elf(
     maps: &[MapDef],
     license: &str,
 ) -> Result<Vec<u8>, Error> {
+    // The loader reads the license as one C string.
+    if license.contains('\0') {
+        return Err(Error::Elf(format!(
+            "license {license:?} contains a NUL byte"
+        )));
+    }
     let mut obj = Object::new(BinaryFormat::Elf, Architecture::Bpf, Endianness::Little);
-    let map_symbols = add_maps(&mut obj, maps);
+    let map_symbols = add_maps(&mut obj, maps)?;
     let mut sections = HashMap::new();
+    let mut names = HashSet::new();
     for (kind, prog) in programs {
         if prog.name.is_empty() || prog.name.len() > MAX_PROGRAM_NAME {
             return Err(Error::Elf(format!(
                 "program name '{}' must be 1 to {MAX_PROGRAM_NAME} bytes (the kernel truncates)",
+                prog.name
+            )));
+        }
+        // ELF symbol names are NUL-terminated (and `object` panics on a NUL inside one).
+        if prog.name.contains('\0') {
+            return Err(Error::Elf(format!(
+                "program name {:?} contains a NUL byte",
+                prog.name
+            )));
+        }
+        // Loaders key programs by symbol name: a second program of the same name would be
+        // silently dropped (aya-obj keeps one).
+        if !names.insert(prog.name.as_str()) {
+            return Err(Error::Elf(format!(
+                "program name '{}' is used twice",
                 prog.name
             )));
         }
@@ -126,14 +148,30 @@ pub fn write_elf(
     obj.write().map_err(|e| Error::Elf(e.to_string()))
 }
 
-/// Adds the `maps` section and a symbol per map; returns the symbols by map name.
-fn add_maps<'m>(obj: &mut Object, maps: &'m [MapDef]) -> HashMap<&'m str, SymbolId> {
+/// The ELF symbol of each map, by map name.
+type MapSymbols<'m> = HashMap<&'m str, SymbolId>;
+
+/// Adds the `maps` section and a symbol per map; returns the symbols by map name. A name
+/// defined twice is an error: loaders key maps by name and would keep only one of them.
+fn add_maps<'m>(obj: &mut Object, maps: &'m [MapDef]) -> Result<MapSymbols<'m>, Error> {
     let mut symbols = HashMap::new();
     if maps.is_empty() {
-        return symbols;
+        return Ok(symbols);
     }
     let section = obj.add_section(Vec::new(), b"maps".to_vec(), SectionKind::Data);
     for map in maps {
+        if map.name.is_empty() || map.name.contains('\0') {
+            return Err(Error::Elf(format!(
+                "map name {:?} is empty or contains a NUL byte",
+                map.name
+            )));
+        }
+        if symbols.contains_key(map.name.as_str()) {
+            return Err(Error::Elf(format!(
+                "map name '{}' is defined twice",
+                map.name
+            )));
+        }
         let offset = obj.append_section_data(section, &map.record(), 4);
         let id = obj.add_symbol(Symbol {
             name: map.name.as_bytes().to_vec(),
@@ -147,5 +185,5 @@ fn add_maps<'m>(obj: &mut Object, maps: &'m [MapDef]) -> HashMap<&'m str, Symbol
         });
         symbols.insert(map.name.as_str(), id);
     }
-    symbols
+    Ok(symbols)
 }

@@ -44,10 +44,13 @@ pub fn to_bytes(slots: &[RawInsn]) -> Vec<u8> {
 
 /// Splits a byte image into slots. The length must be a multiple of 8.
 pub fn from_bytes(bytes: &[u8]) -> Result<Vec<RawInsn>, Error> {
-    if bytes.len() % 8 != 0 {
+    if !bytes.len().is_multiple_of(8) {
         return Err(Error::Decode {
             slot: bytes.len() / 8,
-            why: format!("{} bytes is not a whole number of instructions", bytes.len()),
+            why: format!(
+                "{} bytes is not a whole number of instructions",
+                bytes.len()
+            ),
         });
     }
     Ok(bytes
@@ -149,7 +152,12 @@ pub fn encode(insn: &Insn) -> Result<Vec<RawInsn>, Error> {
         }])
     };
     match insn {
-        Insn::Alu { width, op, dst, src } => {
+        Insn::Alu {
+            width,
+            op,
+            dst,
+            src,
+        } => {
             let (x, s, imm) = operand(*src);
             one(alu_class(*width) | alu_bits(*op) | x, *dst, s, 0, imm)
         }
@@ -227,7 +235,10 @@ fn ld_imm64(dst: Reg, imm: i64) -> Vec<RawInsn> {
 /// Jump targets come back as offsets; an `ld_imm64` comes back as `LoadImm64` whatever its
 /// `src_reg` says (map loads are told apart by relocations, not by bytes).
 pub fn decode(slots: &[RawInsn], at: usize) -> Result<(Insn, usize), Error> {
-    let raw = slots[at];
+    let raw = *slots.get(at).ok_or_else(|| Error::Decode {
+        slot: at,
+        why: format!("the program has only {} slots", slots.len()),
+    })?;
     let bad = |why: &str| Error::Decode {
         slot: at,
         why: format!("{why} (code {:#04x})", raw.code),
@@ -283,7 +294,11 @@ pub fn decode(slots: &[RawInsn], at: usize) -> Result<(Insn, usize), Error> {
             src: Src::Reg(reg(raw.src)?),
         },
         class @ (ALU | ALU64) => {
-            let width = if class == ALU64 { Width::W64 } else { Width::W32 };
+            let width = if class == ALU64 {
+                Width::W64
+            } else {
+                Width::W32
+            };
             match raw.code & 0xf0 {
                 NEG => Insn::Neg { width, dst },
                 END if class == ALU && [16, 32, 64].contains(&raw.imm) => Insn::Swap {

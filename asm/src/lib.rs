@@ -36,6 +36,10 @@ pub enum Error {
         label: String,
         offset: i64,
     },
+    JumpPastEnd {
+        program: String,
+        label: String,
+    },
     Empty(String),
     Encode(String),
     Decode {
@@ -61,6 +65,10 @@ impl fmt::Display for Error {
             } => write!(
                 f,
                 "{program}: jump to label '{label}' is {offset} slots away, beyond the 16-bit offset"
+            ),
+            Error::JumpPastEnd { program, label } => write!(
+                f,
+                "{program}: label '{label}' stands after the last instruction; a jump there leaves the program"
             ),
             Error::Empty(program) => write!(f, "{program}: program has no instructions"),
             Error::Encode(why) => write!(f, "cannot encode: {why}"),

@@ -69,7 +69,7 @@ impl Program {
 
     /// Resolves labels and map references and encodes the program.
     pub fn assemble(&self) -> Result<Assembled, Error> {
-        let labels = self.label_slots()?;
+        let (labels, total) = self.label_slots()?;
         let mut out = Assembled {
             name: self.name.clone(),
             ..Assembled::default()
@@ -80,7 +80,7 @@ impl Program {
                 Item::Label(l) => out.notes.push((slot, Note::Label(l.clone()))),
                 Item::Comment(c) => out.notes.push((slot, Note::Comment(c.clone()))),
                 Item::Insn(insn) => {
-                    let insn = self.resolve(insn, slot, &labels)?;
+                    let insn = self.resolve(insn, slot, &labels, total)?;
                     if let Insn::LoadMap { map, .. } = &insn {
                         out.relocs.push(MapReloc {
                             slot,
@@ -97,8 +97,9 @@ impl Program {
         Ok(out)
     }
 
-    /// The slot each label stands at; a label defined twice is an error.
-    fn label_slots(&self) -> Result<HashMap<&str, usize>, Error> {
+    /// The slot each label stands at, and the program's length in slots; a label defined twice
+    /// is an error.
+    fn label_slots(&self) -> Result<(HashMap<&str, usize>, usize), Error> {
         let mut slots = HashMap::new();
         let mut at = 0;
         for item in &self.items {
@@ -115,7 +116,7 @@ impl Program {
                 Item::Comment(_) => {}
             }
         }
-        Ok(slots)
+        Ok((slots, at))
     }
 
     /// The instruction with its label target turned into an offset from the next slot.
@@ -124,6 +125,7 @@ impl Program {
         insn: &Insn,
         slot: usize,
         labels: &HashMap<&str, usize>,
+        total: usize,
     ) -> Result<Insn, Error> {
         let label = match insn {
             Insn::Jump {
@@ -135,10 +137,18 @@ impl Program {
             } => l,
             _ => return Ok(insn.clone()),
         };
-        let to = *labels.get(label.as_str()).ok_or_else(|| Error::UndefinedLabel {
-            program: self.name.clone(),
-            label: label.clone(),
-        })?;
+        let to = *labels
+            .get(label.as_str())
+            .ok_or_else(|| Error::UndefinedLabel {
+                program: self.name.clone(),
+                label: label.clone(),
+            })?;
+        if to >= total {
+            return Err(Error::JumpPastEnd {
+                program: self.name.clone(),
+                label: label.clone(),
+            });
+        }
         let off = to as i64 - (slot as i64 + 1);
         let off = i16::try_from(off).map_err(|_| Error::JumpOutOfRange {
             program: self.name.clone(),
@@ -191,13 +201,14 @@ impl Assembled {
     /// in the LLVM syntax. Map loads name their map.
     pub fn listing(&self) -> Result<String, Error> {
         let mut text = format!("{}:\n", self.name);
+        let note_line = |text: &mut String, note: &Note| match note {
+            Note::Comment(c) => writeln!(text, "    ; {c}").expect("write to String"),
+            Note::Label(l) => writeln!(text, "{l}:").expect("write to String"),
+        };
         let mut notes = self.notes.iter().peekable();
         for (slot, insn) in crate::disasm::disassemble(&self.slots)? {
             while let Some((_, note)) = notes.next_if(|(at, _)| *at <= slot) {
-                match note {
-                    Note::Comment(c) => writeln!(text, "    ; {c}").expect("write to String"),
-                    Note::Label(l) => writeln!(text, "{l}:").expect("write to String"),
-                }
+                note_line(&mut text, note);
             }
             let map = self.relocs.iter().find(|r| r.slot == slot);
             let line = match map {
@@ -205,6 +216,11 @@ impl Assembled {
                 None => insn.to_string(),
             };
             writeln!(text, "{slot:5}: {line}").expect("write to String");
+        }
+        // Labels and comments after the last instruction (a label there is a jump target
+        // past the end: show it rather than hide it).
+        for (_, note) in notes {
+            note_line(&mut text, note);
         }
         Ok(text)
     }

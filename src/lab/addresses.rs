@@ -1,11 +1,4 @@
-//! The lab's address plan. Host A ends its addresses in 1, host B in 2:
-//!
-//! | where          | IPv4           | IPv6            | IPv6 link-local |
-//! |----------------|----------------|-----------------|-----------------|
-//! | ext            | 10.99.0.n/24   | fd00:99::n/64   | fe80::n/64      |
-//! | link label L   | 10.1.L.n/24    | fd00:1:L::n/64  | fe80::n/64      |
-//!
-//! Link-local addresses are the same on every link: the link is their scope.
+//! The lab's address plan (the table is in the module above).
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -132,8 +125,14 @@ mod tests {
         assert_eq!(ext_address(AddressKind::Ipv4, Side::A), ip("10.99.0.1"));
         assert_eq!(ext_address(AddressKind::Ipv6, Side::B), ip("fd00:99::2"));
         assert_eq!(link_address(2, AddressKind::Ipv4, Side::B), ip("10.1.2.2"));
-        assert_eq!(link_address(1, AddressKind::Ipv6, Side::A), ip("fd00:1:1::1"));
-        assert_eq!(link_address(7, AddressKind::Ipv6LinkLocal, Side::B), ip("fe80::2"));
+        assert_eq!(
+            link_address(1, AddressKind::Ipv6, Side::A),
+            ip("fd00:1:1::1")
+        );
+        assert_eq!(
+            link_address(7, AddressKind::Ipv6LinkLocal, Side::B),
+            ip("fe80::2")
+        );
         assert_eq!(Side::A.other(), Side::B);
         assert_eq!(link_addresses(1, Side::A).len(), AddressKind::ALL.len());
     }

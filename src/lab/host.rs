@@ -1,7 +1,7 @@
 //! One host of the lab: a network namespace, and what the lab does inside it.
 
 use std::io;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command};
@@ -13,8 +13,8 @@ use crate::sys::netlink::{LinkInfo, Netlink};
 use crate::sys::netns::NetNs;
 
 use super::addresses::Side;
-use super::offload;
 use super::sys_error;
+use super::{offload, routes};
 
 /// How often a link that should appear is looked for.
 const POLL_INTERVAL: Duration = Duration::from_millis(10);
@@ -22,7 +22,9 @@ const POLL_INTERVAL: Duration = Duration::from_millis(10);
 /// Where a socket lives: a host, and the device the socket is bound to there.
 #[derive(Clone, Copy)]
 pub struct End<'a> {
+    /// The host (network namespace).
     pub host: &'a Host,
+    /// The device the socket is bound to (`SO_BINDTODEVICE`).
     pub device: &'a str,
 }
 
@@ -90,7 +92,7 @@ impl Host {
     }
 
     /// A netlink handle on this host.
-    pub fn netlink(&self) -> Result<Netlink, Error> {
+    fn netlink(&self) -> Result<Netlink, Error> {
         self.run(Netlink::new)?.map_err(sys_error)
     }
 
@@ -118,7 +120,8 @@ impl Host {
     }
 
     /// Once the link `name` exists (waiting up to `timeout`), adds `addresses` (address,
-    /// prefix length) to it and brings it up.
+    /// prefix length) to it, brings it up, and waits (up to `timeout` again) until its IPv6
+    /// addresses are usable.
     pub fn configure_link(
         &self,
         name: &str,
@@ -132,7 +135,30 @@ impl Host {
                 .add_address(link.index, address, prefix_len)
                 .map_err(|e| Error::new(format!("host {}: {e}", self.side)))?;
         }
-        netlink.set_up(link.index).map_err(sys_error)
+        netlink.set_up(link.index).map_err(sys_error)?;
+        let v6: Vec<Ipv6Addr> = addresses
+            .iter()
+            .filter_map(|(address, _)| match address {
+                IpAddr::V6(v6) => Some(*v6),
+                IpAddr::V4(_) => None,
+            })
+            .collect();
+        let deadline = Instant::now() + timeout;
+        loop {
+            let present = self
+                .run(|| routes::local_routes_present(name, &v6))?
+                .map_err(|e| Error::new(format!("host {}: reading IPv6 routes: {e}", self.side)))?;
+            if present {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::new(format!(
+                    "host {}: the IPv6 addresses of {name} got no local route within {timeout:?}",
+                    self.side
+                )));
+            }
+            thread::sleep(POLL_INTERVAL);
+        }
     }
 
     /// Turns transmit checksum offload of `link` on or off (what `ethtool -K <link> tx off`

@@ -67,7 +67,12 @@ fn echo_here(device: &str, target: IpAddr, timeout: Duration) -> io::Result<bool
 }
 
 /// Reads ICMP messages until one from `target` matches `expected` (checksum aside).
-fn wait_reply(fd: &OwnedFd, target: IpAddr, expected: &[u8], timeout: Duration) -> io::Result<bool> {
+fn wait_reply(
+    fd: &OwnedFd,
+    target: IpAddr,
+    expected: &[u8],
+    timeout: Duration,
+) -> io::Result<bool> {
     let mut buffer = [0u8; 2048];
     let deadline = Deadline::after(timeout);
     while let Some(left) = deadline.remaining() {

@@ -3,10 +3,18 @@
 //! both build on it.
 //!
 //! ```text
-//!   host A (netns)                                   host B (netns)
-//!   a, b (l3mp links)                                a, b (l3mp links)
-//!   ext0 10.99.0.1/24 fd00:99::1/64  <== ext ==>  ext0 10.99.0.2/24 fd00:99::2/64
+//!   host A (netns)                               host B (netns)
+//!   links a, b (l3mp's)                          links a, b (l3mp's)
+//!   ext0 10.99.0.1 fd00:99::1 fe80::1  <=====>  ext0 10.99.0.2 fd00:99::2 fe80::2
 //! ```
+//!
+//! The address plan ([`ext_address`], [`link_address`]); host A ends its addresses in 1,
+//! host B in 2, and link-local addresses are the same on every link (the link is their scope):
+//!
+//! | where          | IPv4           | IPv6            | IPv6 link-local |
+//! |----------------|----------------|-----------------|-----------------|
+//! | ext            | 10.99.0.n/24   | fd00:99::n/64   | fe80::n/64      |
+//! | link label L   | 10.1.L.n/24    | fd00:1:L::n/64  | fe80::n/64      |
 //!
 //! The ext is either a TUN device in each namespace carried by a userspace relay (an L3
 //! tunnel, as wg0 would be) or a veth pair with one end in each namespace (an Ethernet
@@ -17,13 +25,12 @@ mod addresses;
 mod host;
 mod icmp;
 mod offload;
+mod routes;
 mod socket;
 mod tcp;
 mod udp;
 
-pub use addresses::{
-    ext_address, ext_addresses, link_address, link_addresses, AddressKind, Side,
-};
+pub use addresses::{ext_address, ext_addresses, link_address, link_addresses, AddressKind, Side};
 pub use host::{End, Host};
 pub use icmp::echo;
 pub use tcp::transfer;
@@ -79,18 +86,22 @@ impl Lab {
         let stem = format!("{prefix}-{}-{serial}", std::process::id());
         let a = Host::create(&stem, Side::A)?;
         let b = Host::create(&stem, Side::B)?;
-        let relay = match kind {
-            ExtKind::Tun => Some(tun_ext(&a, &b)?),
+        let tuns = match kind {
+            ExtKind::Tun => Some((tun(&a)?, tun(&b)?)),
             ExtKind::Veth => {
                 veth_ext(&a, &b)?;
                 None
             }
         };
-        let lab = Lab { relay, a, b, kind };
-        for host in [&lab.a, &lab.b] {
+        for host in [&a, &b] {
             host.configure_link(EXT, &ext_addresses(host.side()), LINK_TIMEOUT)?;
         }
-        Ok(lab)
+        // Started once both ends are up, so that it has nowhere to drop a packet.
+        let relay = tuns
+            .map(|(ta, tb)| TunRelay::start(ta, tb))
+            .transpose()
+            .map_err(sys_error)?;
+        Ok(Lab { relay, a, b, kind })
     }
 
     /// The host on `side`.
@@ -112,10 +123,9 @@ impl Lab {
     }
 }
 
-/// A TUN device named [`EXT`] on each host and the relay between them.
-fn tun_ext(a: &Host, b: &Host) -> Result<TunRelay, Error> {
-    let create = |host: &Host| host.run(|| Tun::create(EXT))?.map_err(sys_error);
-    TunRelay::start(create(a)?, create(b)?).map_err(sys_error)
+/// A TUN device named [`EXT`] on `host`.
+fn tun(host: &Host) -> Result<Tun, Error> {
+    host.run(|| Tun::create(EXT))?.map_err(sys_error)
 }
 
 /// A veth pair with the end named [`EXT`] on each host.

@@ -66,7 +66,10 @@ pub fn transfer(
 
 fn listener(address: IpAddr, device: &str, timeout: Duration) -> io::Result<TcpListener> {
     let fd = device_socket(address, SockType::Stream, None, device)?;
-    bind(fd.as_raw_fd(), &SockaddrStorage::from(scoped(address, 0, device)?))?;
+    bind(
+        fd.as_raw_fd(),
+        &SockaddrStorage::from(scoped(address, 0, device)?),
+    )?;
     listen(&fd, Backlog::new(1)?)?;
     // The receive timeout bounds accept() too.
     set_timeouts(&fd, timeout)?;
@@ -97,11 +100,20 @@ fn receive(listener: &TcpListener, timeout: Duration) -> io::Result<usize> {
 }
 
 /// Connects to `address:port` out of `device` and writes `bytes` bytes of the pattern.
-fn send(address: IpAddr, port: u16, device: &str, bytes: usize, timeout: Duration) -> io::Result<()> {
+fn send(
+    address: IpAddr,
+    port: u16,
+    device: &str,
+    bytes: usize,
+    timeout: Duration,
+) -> io::Result<()> {
     let fd = device_socket(address, SockType::Stream, None, device)?;
     // The send timeout bounds connect() too.
     set_timeouts(&fd, timeout)?;
-    connect(fd.as_raw_fd(), &SockaddrStorage::from(scoped(address, port, device)?))?;
+    connect(
+        fd.as_raw_fd(),
+        &SockaddrStorage::from(scoped(address, port, device)?),
+    )?;
     let mut stream = TcpStream::from(fd);
     let mut sent = 0;
     while sent < bytes {

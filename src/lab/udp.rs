@@ -15,9 +15,12 @@ use super::socket::{device_socket, scoped, set_timeouts, timed_out, Deadline};
 
 /// Largest datagram a receiver takes (more than any MTU in the lab).
 const MAX_DATAGRAM: usize = 65_536;
+/// Most datagrams read once a receiver's time is up.
+const MAX_LATE: usize = 1024;
 
-/// A payload of `len` bytes no other call returns: it starts with a serial number and this
-/// process's id, so that a receiver can tell the datagram it waits for from any other.
+/// A payload of `len` bytes no other call returns (from 24 bytes up): it starts with this
+/// process's id and a serial number, so that a receiver can tell the datagram it waits for
+/// from any other.
 pub fn payload(len: usize) -> Vec<u8> {
     static SERIAL: AtomicU64 = AtomicU64::new(0);
     let serial = SERIAL.fetch_add(1, Ordering::Relaxed);
@@ -51,13 +54,19 @@ pub fn send(
             Error::new(format!(
                 "host {}: sending {} bytes to {to} port {port} on {}: {e}",
                 from.host.side(),
-                from.device,
-                payload.len()
+                payload.len(),
+                from.device
             ))
         })
 }
 
-fn send_here(device: &str, to: IpAddr, port: u16, payload: &[u8], how: SendOptions) -> io::Result<()> {
+fn send_here(
+    device: &str,
+    to: IpAddr,
+    port: u16,
+    payload: &[u8],
+    how: SendOptions,
+) -> io::Result<()> {
     let fd = device_socket(to, SockType::Datagram, None, device)?;
     match (to, how.tos) {
         (_, None) => {}
@@ -66,7 +75,12 @@ fn send_here(device: &str, to: IpAddr, port: u16, payload: &[u8], how: SendOptio
     }
     if how.dont_fragment {
         match to {
-            IpAddr::V4(_) => set_int(&fd, libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, libc::IP_PMTUDISC_DO)?,
+            IpAddr::V4(_) => set_int(
+                &fd,
+                libc::IPPROTO_IP,
+                libc::IP_MTU_DISCOVER,
+                libc::IP_PMTUDISC_DO,
+            )?,
             IpAddr::V6(_) => setsockopt(&fd, sockopt::Ipv6DontFrag, &true)?,
         }
     }
@@ -112,7 +126,10 @@ impl UdpReceiver {
             .host
             .run(|| -> io::Result<UdpSocket> {
                 let fd = device_socket(address, SockType::Datagram, None, device)?;
-                bind(fd.as_raw_fd(), &SockaddrStorage::from(scoped(address, port, device)?))?;
+                bind(
+                    fd.as_raw_fd(),
+                    &SockaddrStorage::from(scoped(address, port, device)?),
+                )?;
                 Ok(UdpSocket::from(fd))
             })?
             .map_err(|e| {
@@ -134,7 +151,8 @@ impl UdpReceiver {
     }
 
     /// Waits up to `timeout` for a datagram carrying exactly `payload`, skipping any other;
-    /// returns its sender, or `None` if it did not come.
+    /// returns its sender, or `None` if it did not come. Datagrams already queued are always
+    /// read, so a zero `timeout` checks what has arrived.
     pub fn wait_for(&self, payload: &[u8], timeout: Duration) -> Result<Option<SocketAddr>, Error> {
         let got = self.collect(&[payload], timeout)?;
         Ok(got.into_iter().next().flatten())
@@ -157,10 +175,13 @@ impl UdpReceiver {
         let mut buffer = vec![0u8; MAX_DATAGRAM];
         let deadline = Deadline::after(timeout);
         let fail = |e: io::Error| Error::new(format!("receiving on port {}: {e}", self.port));
-        while got.iter().any(Option::is_none) {
-            let Some(left) = deadline.remaining() else {
-                break;
-            };
+        // Past the deadline, what is already queued is still read (a bounded number).
+        let mut late = 0;
+        while got.iter().any(Option::is_none) && late < MAX_LATE {
+            let left = deadline.remaining().unwrap_or_else(|| {
+                late += 1;
+                Duration::ZERO
+            });
             set_timeouts(&self.socket, left).map_err(fail)?;
             let (len, from) = match self.socket.recv_from(&mut buffer) {
                 Ok(received) => received,

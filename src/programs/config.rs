@@ -70,7 +70,12 @@ impl Config {
     /// interface indexes and MACs are placeholders, which `run` replaces with the real ones.
     /// ext is ifindex 1 (MAC 02:00:00:00:00:e0, peer 02:00:00:00:00:e1); the link with label L
     /// has ifindex 100+L and MAC 02:00:00:00:00:L, its hidden end 200+L and 02:00:00:00:00:80|L.
-    pub fn offline(label_bits: u8, ethernet: bool, links: &[(String, u8)], unknown: Unknown) -> Config {
+    pub fn offline(
+        label_bits: u8,
+        ethernet: bool,
+        links: &[(String, u8)],
+        unknown: Unknown,
+    ) -> Config {
         let mac = |b: u8| [0x02, 0, 0, 0, 0, b];
         let kind = if ethernet {
             ExtKind::Ethernet {

@@ -67,7 +67,12 @@ pub fn branch_on_family(p: &mut Program, ethernet: bool, other: &str) {
             load(Size::H, Reg::R2, Reg::R7, ETH_PROTO),
         ]);
         for family in Family::ALL {
-            p.push(jump_if(Cond::Eq, Reg::R2, family.ethertype(), family.block()));
+            p.push(jump_if(
+                Cond::Eq,
+                Reg::R2,
+                family.ethertype(),
+                family.block(),
+            ));
         }
     } else {
         p.comment("L3 ext: the packet starts at the IP header; its version chooses the family");

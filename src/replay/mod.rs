@@ -44,7 +44,11 @@ pub fn replay(path: &Path, opts: &ReplayOptions) -> Result<Report, Error> {
             Ok(trip) => {
                 restored += usize::from(trip.restored);
                 let steps: Vec<String> = trip.steps.iter().map(|s| step(&cfg, s)).collect();
-                let fate = if trip.restored { "restored" } else { "not marked" };
+                let fate = if trip.restored {
+                    "restored"
+                } else {
+                    "not marked"
+                };
                 format!("{}  {fate}", steps.join("  "))
             }
             Err(v) => {
@@ -52,8 +56,14 @@ pub fn replay(path: &Path, opts: &ReplayOptions) -> Result<Report, Error> {
                 format!("VIOLATION {v}")
             }
         };
-        writeln!(text, "#{:<4} {:>5} B  {:<28} {line}", n + 1, frame.len(), describe(frame))
-            .expect("write to String");
+        writeln!(
+            text,
+            "#{:<4} {:>5} B  {:<28} {line}",
+            n + 1,
+            frame.len(),
+            describe(frame)
+        )
+        .expect("write to String");
     }
     writeln!(
         text,

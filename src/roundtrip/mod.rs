@@ -57,7 +57,8 @@ pub fn check(bundle: &Bundle, cfg: &Config, label: u8, frame: &[u8]) -> Result<T
     };
     trip.steps.extend(guard(bundle, cfg, foreign, 0)?.steps);
     for hook in [Hook::Tc, Hook::Xdp] {
-        trip.steps.extend(ingress(bundle, cfg, hook, foreign)?.steps);
+        trip.steps
+            .extend(ingress(bundle, cfg, hook, foreign)?.steps);
     }
     Ok(trip)
 }
@@ -82,7 +83,8 @@ pub fn egress(bundle: &Bundle, cfg: &Config, label: u8, frame: &[u8]) -> Result<
         ExtKind::L3 => out.packet[ETH_HLEN as usize..].to_vec(),
         ExtKind::Ethernet { .. } => out.packet,
     };
-    trip.steps.extend(guard(bundle, cfg, &wire, out.tc_index)?.steps);
+    trip.steps
+        .extend(guard(bundle, cfg, &wire, out.tc_index)?.steps);
     let ip = &frame[ETH_HLEN as usize..];
     let family = spec::family(ip).expect("egress redirects only well-formed IP");
     let restored = [
@@ -308,4 +310,51 @@ fn same_bytes(expected: &[u8], got: &[u8], csum_at: usize) -> bool {
             (&expected[csum.clone()], &got[csum]),
             ([0, 0], [0xff, 0xff]) | ([0xff, 0xff], [0, 0])
         )
+}
+
+/// A fuzz case: a configuration, the label under test and a packet, decoded from arbitrary
+/// bytes. Byte 0 picks the label width (1 + b % 6), byte 1 the label under test and byte 2 a
+/// second link's label (each 1 + b % max), byte 3 the ext kind (bit 0: Ethernet) and the
+/// unknown-label policy (bit 1: drop); the rest is the packet. Shared by the fuzz targets,
+/// their seed corpus and the differential test.
+#[derive(Clone, Debug)]
+pub struct Case {
+    pub cfg: Config,
+    pub label: u8,
+    pub packet: Vec<u8>,
+}
+
+/// Bytes of a [`Case`] before the packet.
+pub const CASE_HEADER: usize = 4;
+
+impl Case {
+    /// Decodes a case; `None` when there are fewer than [`CASE_HEADER`] bytes.
+    pub fn from_bytes(data: &[u8]) -> Option<Case> {
+        let (head, packet) = data.split_at_checked(CASE_HEADER)?;
+        let bits = 1 + head[0] % 6;
+        let max = (1u8 << bits) - 1;
+        let label = 1 + head[1] % max;
+        let mut links = vec![("a".to_string(), label)];
+        let other = 1 + head[2] % max;
+        if other != label {
+            links.push(("b".to_string(), other));
+        }
+        let unknown = if head[3] & 2 != 0 {
+            Unknown::Drop
+        } else {
+            Unknown::Pass
+        };
+        Some(Case {
+            cfg: Config::offline(bits, head[3] & 1 != 0, &links, unknown),
+            label,
+            packet: packet.to_vec(),
+        })
+    }
+
+    /// The bytes that decode to this case with `packet` (label bits, labels and flags given).
+    pub fn to_bytes(bits: u8, label: u8, other: u8, flags: u8, packet: &[u8]) -> Vec<u8> {
+        let mut out = vec![bits - 1, label - 1, other - 1, flags];
+        out.extend(packet);
+        out
+    }
 }

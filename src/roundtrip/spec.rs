@@ -103,8 +103,14 @@ mod tests {
 
     /// An IPv4 header with a valid checksum, built by etherparse (an independent implementation).
     fn ipv4(tos: u8) -> Vec<u8> {
-        let mut h = etherparse::Ipv4Header::new(8, 64, etherparse::IpNumber::UDP, [10, 0, 0, 1], [10, 0, 0, 2])
-            .expect("valid header");
+        let mut h = etherparse::Ipv4Header::new(
+            8,
+            64,
+            etherparse::IpNumber::UDP,
+            [10, 0, 0, 1],
+            [10, 0, 0, 2],
+        )
+        .expect("valid header");
         h.dscp = etherparse::Ipv4Dscp::try_new(tos >> 2).expect("6 bits");
         h.ecn = etherparse::Ipv4Ecn::try_new(tos & 3).expect("2 bits");
         h.header_checksum = h.calc_header_checksum();
@@ -119,7 +125,11 @@ mod tests {
             for label in 0..16 {
                 let marked = with_label(Family::V4, &ip, 4, label);
                 let (h, _) = etherparse::Ipv4Header::from_slice(&marked).expect("parses");
-                assert_eq!(h.header_checksum, h.calc_header_checksum(), "tos {tos:#x} label {label}");
+                assert_eq!(
+                    h.header_checksum,
+                    h.calc_header_checksum(),
+                    "tos {tos:#x} label {label}"
+                );
                 assert_eq!(label_of(&marked), label);
                 assert_eq!(marked[1] & 3, tos & 3, "ECN kept");
             }
@@ -147,7 +157,10 @@ mod tests {
         ip[1] = 0xa5; // TC low nibble a, flow label bits 5
         assert_eq!(traffic_class(Family::V6, &ip), 0xfa);
         let marked = with_label(Family::V6, &ip, 4, 3);
-        assert_eq!(traffic_class(Family::V6, &marked), (0xfa & !0x3c) | (3 << 2));
+        assert_eq!(
+            traffic_class(Family::V6, &marked),
+            (0xfa & !0x3c) | (3 << 2)
+        );
         assert_eq!(marked[1] & 0x0f, 0x05, "flow label kept");
         assert_eq!(marked[0] >> 4, 6);
     }

@@ -63,7 +63,8 @@ impl Datapath {
     /// demux to `ext` in `mode`. Must run in ext's network namespace.
     pub fn attach(cfg: &Config, ext: &str, mode: IngressMode) -> Result<Datapath, Error> {
         let elf = programs::build(cfg)
-            .and_then(|bundle| bundle.elf()).map_err(|e| Error::new(e.to_string()))?;
+            .and_then(|bundle| bundle.elf())
+            .map_err(|e| Error::new(e.to_string()))?;
         let ebpf = EbpfLoader::new()
             .load(&elf)
             .map_err(|e| Error::new(format!("loading the programs: {e}")))?;
@@ -75,7 +76,9 @@ impl Datapath {
         // The guard clears the label of what leaves ext without coming from a link.
         dp.tc(programs::GUARD, ext, TcAttachType::Egress)?;
         match mode {
-            IngressMode::Tc => dp.tc(programs::ingress_name(Hook::Tc), ext, TcAttachType::Ingress)?,
+            IngressMode::Tc => {
+                dp.tc(programs::ingress_name(Hook::Tc), ext, TcAttachType::Ingress)?
+            }
             IngressMode::Xdp => dp.xdp_ingress(cfg, ext)?,
         }
         Ok(dp)
@@ -94,8 +97,9 @@ impl Datapath {
             // Before tcx, TC programs hang off a clsact qdisc; one may already be there.
             let _ = aya::programs::tc::qdisc_add_clsact(ifname);
         }
-        p.attach(ifname, at)
-            .map_err(program_error(format!("attaching {prog} to {ifname} ({at:?})")))?;
+        p.attach(ifname, at).map_err(program_error(format!(
+            "attaching {prog} to {ifname} ({at:?})"
+        )))?;
         Ok(())
     }
 
@@ -117,10 +121,11 @@ impl Datapath {
         }
         let napi = self.xdp_program(NAPI_PASS)?;
         for link in &cfg.links {
-            napi.attach(&link.name, XdpMode::Driver).map_err(program_error(format!(
-                "attaching {NAPI_PASS} to {} (gives the veth NAPI)",
-                link.name
-            )))?;
+            napi.attach(&link.name, XdpMode::Driver)
+                .map_err(program_error(format!(
+                    "attaching {NAPI_PASS} to {} (gives the veth NAPI)",
+                    link.name
+                )))?;
         }
         let demux = self.xdp_program(prog)?;
         demux.attach(ext, XdpMode::Driver).map_err(|e| {

@@ -123,15 +123,19 @@ impl Instance {
         let attached = Datapath::attach(&cfg, &self.ext.name, mode);
         let (mode, datapath) = match (attached, opts.ingress) {
             (Err(e), IngressChoice::Auto) if mode == IngressMode::Xdp => {
-                log::info!("native XDP on {} failed ({e}); using TC ingress", self.ext.name);
+                log::info!(
+                    "native XDP on {} failed ({e}); using TC ingress",
+                    self.ext.name
+                );
                 (
                     IngressMode::Tc,
                     Datapath::attach(&cfg, &self.ext.name, IngressMode::Tc)?,
                 )
             }
             (attached, _) => {
+                let datapath = attached?;
                 log::info!("ingress on {}: {mode} ({why})", self.ext.name);
-                (mode, attached?)
+                (mode, datapath)
             }
         };
         self.datapath = Some(datapath);
@@ -230,9 +234,10 @@ pub fn choose_mode(choice: IngressChoice, ext: &LinkInfo) -> (IngressMode, &'sta
             IngressMode::Tc,
             "on a veth, native XDP breaks TCP from senders using checksum offload",
         ),
-        IngressChoice::Auto if ext.kind.is_some() => {
-            (IngressMode::Tc, "a virtual device has no native XDP worth using")
-        }
+        IngressChoice::Auto if ext.kind.is_some() => (
+            IngressMode::Tc,
+            "a virtual device has no native XDP worth using",
+        ),
         IngressChoice::Auto => (
             IngressMode::Xdp,
             "a physical NIC: native XDP where its driver has it",

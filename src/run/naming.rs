@@ -106,7 +106,10 @@ mod tests {
         assert_eq!(a, hidden_name("wg0", 63));
         assert_ne!(a, hidden_name("wg1", 63));
         assert_ne!(hidden_name("wg0", 1), hidden_name("wg0", 11));
-        assert!(super::super::options::valid_ifname(&hidden_name("a-very-long-nam", 63)));
+        assert!(super::super::options::valid_ifname(&hidden_name(
+            "a-very-long-nam",
+            63
+        )));
     }
 
     #[test]

@@ -89,7 +89,9 @@ impl RunOptions {
             )));
         }
         if self.links.is_empty() {
-            return Err(Error::new("no --if given: name at least one link, e.g. --if a@1"));
+            return Err(Error::new(
+                "no --if given: name at least one link, e.g. --if a@1",
+            ));
         }
         let max = (1u16 << self.label_bits) - 1;
         for (i, link) in self.links.iter().enumerate() {
@@ -101,7 +103,10 @@ impl RunOptions {
                 )));
             }
             if link.name == self.ext {
-                return Err(Error::new(format!("{arg}: {} is the --ext interface", link.name)));
+                return Err(Error::new(format!(
+                    "{arg}: {} is the --ext interface",
+                    link.name
+                )));
             }
             if let Some(other) = self.links[..i].iter().find(|l| l.name == link.name) {
                 return Err(Error::new(format!(
@@ -152,11 +157,20 @@ mod tests {
 
     #[test]
     fn rejects_malformed_links() {
-        assert!(parse_link("a").unwrap_err().to_string().contains("NAME@LABEL"));
+        assert!(parse_link("a")
+            .unwrap_err()
+            .to_string()
+            .contains("NAME@LABEL"));
         assert!(parse_link("a@x").unwrap_err().to_string().contains("'x'"));
-        assert!(parse_link("a@300").unwrap_err().to_string().contains("'300'"));
+        assert!(parse_link("a@300")
+            .unwrap_err()
+            .to_string()
+            .contains("'300'"));
         let long = parse_link("abcdefghijklmnop@1").unwrap_err().to_string();
-        assert!(long.contains("abcdefghijklmnop") && long.contains("15 bytes"), "{long}");
+        assert!(
+            long.contains("abcdefghijklmnop") && long.contains("15 bytes"),
+            "{long}"
+        );
         assert!(parse_link("a/b@1").is_err());
         assert!(parse_link("a b@1").is_err());
         assert!(parse_link("@1").is_err());

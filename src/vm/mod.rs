@@ -296,6 +296,9 @@ mod tests {
     #[test]
     fn the_verdict_is_the_return_value() {
         let (bundle, cfg) = bundle_of(vec![mov(Reg::R0, -1), exit()]);
-        assert_eq!(run(&bundle, &cfg, "probe", &[0; 14]).expect("runs").verdict, -1);
+        assert_eq!(
+            run(&bundle, &cfg, "probe", &[0; 14]).expect("runs").verdict,
+            -1
+        );
     }
 }

@@ -92,6 +92,9 @@ pub fn can_bpf(test: &str) -> bool {
     if missing.is_empty() {
         return true;
     }
-    eprintln!("skipped {test}: needs {} to load BPF programs", missing.join(" and "));
+    eprintln!(
+        "skipped {test}: needs {} to load BPF programs",
+        missing.join(" and ")
+    );
     false
 }

@@ -1,0 +1,685 @@
+//! End to end, as root: two hosts in network namespaces joined by an ext, the real `l3mp run`
+//! on both (started inside each namespace, stopped with SIGTERM), and traffic from the test's
+//! own sockets. Every case runs on an L3 ext (TUN + relay) and an Ethernet ext (veth) with TC
+//! ingress, and on the Ethernet ext with native XDP ingress. Each test builds its own
+//! namespaces (unique names) and deletes them, also when it fails.
+
+#[path = "e2e/daemon.rs"]
+mod daemon;
+#[path = "e2e/inspect.rs"]
+mod inspect;
+#[path = "e2e/sniff.rs"]
+mod sniff;
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::Path;
+use std::thread;
+use std::time::Duration;
+
+use l3mp::lab::{
+    echo, ext_address, link_address, link_addresses, payload, send, transfer, AddressKind, ExtKind,
+    Host, Lab, SendOptions, Side, UdpReceiver, EXT, LINK_TIMEOUT,
+};
+use l3mp::programs::{egress_name, ingress_name, Hook, GUARD};
+use l3mp::run::hidden_name;
+use l3mp::sys::caps::{missing_capabilities, Cap};
+
+use daemon::{run_to_exit, Daemon, Finished};
+use sniff::Sniffer;
+
+/// The links every instance manages: name and label.
+const LINKS: [(&str, u8); 2] = [("a", 1), ("b", 2)];
+/// A label no link uses (with the default 4 label bits).
+const UNUSED_LABEL: u8 = 3;
+/// How long something that should arrive may take.
+const WAIT: Duration = Duration::from_secs(3);
+/// How long to listen for something that must not arrive.
+const SILENCE: Duration = Duration::from_millis(300);
+/// Bytes per TCP transfer.
+const TCP_BYTES: usize = 512 * 1024;
+
+/// The ext and the ingress flavour a case runs with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Setup {
+    TunTc,
+    VethTc,
+    VethXdp,
+}
+
+impl Setup {
+    fn kind(self) -> ExtKind {
+        match self {
+            Setup::TunTc => ExtKind::Tun,
+            Setup::VethTc | Setup::VethXdp => ExtKind::Veth,
+        }
+    }
+
+    /// The `--ingress` value and the mode `l3mp run` reports for it.
+    fn ingress(self) -> (&'static str, &'static str) {
+        match self {
+            Setup::TunTc | Setup::VethTc => ("tc", "TC"),
+            Setup::VethXdp => ("xdp", "XDP"),
+        }
+    }
+}
+
+/// Generates one test per setup for a case `fn case(Setup)`.
+macro_rules! for_each_setup {
+    ($case:ident) => {
+        mod $case {
+            #[test]
+            fn tun_tc() {
+                super::$case(super::Setup::TunTc)
+            }
+            #[test]
+            fn veth_tc() {
+                super::$case(super::Setup::VethTc)
+            }
+            #[test]
+            fn veth_xdp() {
+                super::$case(super::Setup::VethXdp)
+            }
+        }
+    };
+}
+
+/// Whether the test may run; prints why it is skipped when not.
+fn privileged(test: &str, kind: ExtKind) -> bool {
+    let missing = missing_capabilities(&[Cap::NetAdmin, Cap::Bpf, Cap::SysAdmin]);
+    if !missing.is_empty() {
+        eprintln!(
+            "skipped {test}: needs root (missing {}) to create namespaces and load BPF programs",
+            missing.join(", ")
+        );
+        return false;
+    }
+    if kind == ExtKind::Tun && !Path::new("/dev/net/tun").exists() {
+        eprintln!("skipped {test}: needs /dev/net/tun for the TUN ext");
+        return false;
+    }
+    true
+}
+
+/// Two hosts with `l3mp run` on both and the links addressed. The instances stop (SIGKILL
+/// if still running) before the lab is deleted: fields drop in order.
+struct Running {
+    daemons: Vec<Daemon>,
+    lab: Lab,
+}
+
+impl Running {
+    fn host(&self, side: Side) -> &Host {
+        self.lab.host(side)
+    }
+}
+
+/// A new lab for `setup`, tx checksum offload off on both veth ends for native XDP.
+fn lab(setup: Setup) -> Lab {
+    let lab =
+        Lab::new("l3mp-e2e", setup.kind()).unwrap_or_else(|e| panic!("building the lab: {e}"));
+    if setup == Setup::VethXdp {
+        for side in Side::BOTH {
+            lab.host(side)
+                .set_tx_checksum(EXT, false)
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+    lab
+}
+
+/// `l3mp run`'s arguments on `side` for `setup`, before any extra ones.
+fn run_args(setup: Setup, side: Side) -> Vec<String> {
+    let mut args = vec!["--ext".to_string(), EXT.to_string()];
+    for (name, label) in LINKS {
+        args.extend(["--if".to_string(), format!("{name}@{label}")]);
+    }
+    args.extend(["--ingress".to_string(), setup.ingress().0.to_string()]);
+    if setup.kind() == ExtKind::Veth {
+        let peer = ext_address(AddressKind::Ipv4, side.other());
+        args.extend(["--peer".to_string(), peer.to_string()]);
+    }
+    args
+}
+
+/// Builds the lab, starts l3mp on both hosts and addresses the links; `None` when skipped.
+fn start(test: &str, setup: Setup) -> Option<Running> {
+    if !privileged(test, setup.kind()) {
+        return None;
+    }
+    let lab = lab(setup);
+    let names: Vec<&str> = LINKS.iter().map(|(name, _)| *name).collect();
+    let daemons = Side::BOTH
+        .iter()
+        .map(|&side| {
+            let args = run_args(setup, side);
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            Daemon::start(lab.host(side), &args, &names, setup.ingress().1)
+        })
+        .collect();
+    let running = Running { daemons, lab };
+    for side in Side::BOTH {
+        for (name, label) in LINKS {
+            running
+                .host(side)
+                .configure_link(name, &link_addresses(label, side), LINK_TIMEOUT)
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+    Some(running)
+}
+
+/// The unspecified address of `ip`'s family.
+fn any_of(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
+        IpAddr::V6(_) => Ipv6Addr::UNSPECIFIED.into(),
+    }
+}
+
+/// Whether `source` is the sender's planned address `planned`; a link-local one may be any
+/// link-local address of the sender's (the kernel picks among them).
+fn is_from(source: IpAddr, planned: IpAddr) -> bool {
+    match (source, planned) {
+        (IpAddr::V6(s), IpAddr::V6(p)) if p.is_unicast_link_local() => s.is_unicast_link_local(),
+        _ => source == planned,
+    }
+}
+
+/// The other managed link.
+fn other_link(name: &str) -> &'static str {
+    LINKS.iter().map(|(n, _)| *n).find(|n| *n != name).expect("two links")
+}
+
+/// UDP, TCP and ICMP echo over each link, for each kind of address (IPv4, IPv6, IPv6
+/// link-local), in both directions; the datagrams arrive from the sender's address on the link.
+fn traffic_crosses_every_link(setup: Setup) {
+    let Some(r) = start("traffic_crosses_every_link", setup) else {
+        return;
+    };
+    for (name, label) in LINKS {
+        for kind in AddressKind::ALL {
+            for from in Side::BOTH {
+                let to = from.other();
+                let target = link_address(label, kind, to);
+                let what = format!("{setup:?}: {kind} on {name} from {from} to {target}");
+                let sender = r.host(from).end(name);
+
+                let receiver = UdpReceiver::bind(r.host(to).end(name), target, 0).expect("bind");
+                let datagram = payload(200);
+                send(
+                    sender,
+                    target,
+                    receiver.port(),
+                    &datagram,
+                    SendOptions::default(),
+                )
+                .expect("send");
+                let source = receiver.wait_for(&datagram, WAIT).expect("receive");
+                let source = source.unwrap_or_else(|| panic!("{what}: the UDP datagram is lost"));
+                assert!(
+                    is_from(source.ip(), link_address(label, kind, from)),
+                    "{what}: UDP from {source}"
+                );
+
+                let server = r.host(to).end(name);
+                let received = transfer(sender, server, target, TCP_BYTES, WAIT)
+                    .unwrap_or_else(|e| panic!("{what}: TCP: {e}"));
+                assert_eq!(received, TCP_BYTES, "{what}: TCP bytes");
+
+                let answered = echo(sender, target, WAIT).expect("echo");
+                assert!(answered, "{what}: no echo reply");
+            }
+        }
+    }
+}
+for_each_setup!(traffic_crosses_every_link);
+
+/// What is sent on one link reaches the other end of that link, and never the other link: no
+/// socket bound to the other link gets it, and no frame carrying it is received there (while
+/// the same watch on its own link does see it).
+fn links_are_isolated(setup: Setup) {
+    let Some(r) = start("links_are_isolated", setup) else {
+        return;
+    };
+    for from in Side::BOTH {
+        let to = from.other();
+        for (name, label) in LINKS {
+            let other = other_link(name);
+            let own = Sniffer::open(r.host(to), name);
+            let foreign = Sniffer::open(r.host(to), other);
+            let mut sent = Vec::new();
+            for kind in AddressKind::ALL {
+                let target = link_address(label, kind, to);
+                let right = UdpReceiver::bind(r.host(to).end(name), target, 0).expect("bind");
+                let wrong = UdpReceiver::bind(r.host(to).end(other), any_of(target), right.port())
+                    .expect("bind on the other link");
+                let datagram = payload(300);
+                let sender = r.host(from).end(name);
+                send(
+                    sender,
+                    target,
+                    right.port(),
+                    &datagram,
+                    SendOptions::default(),
+                )
+                .expect("send");
+                let what = format!("{setup:?}: {kind} on {name} from {from} to {target}");
+                assert!(
+                    right.wait_for(&datagram, WAIT).expect("receive").is_some(),
+                    "{what}: lost on its own link"
+                );
+                sent.push((what, wrong, datagram));
+            }
+            thread::sleep(SILENCE);
+            for (what, wrong, datagram) in &sent {
+                let got = wrong.wait_for(datagram, Duration::ZERO).expect("receive");
+                assert!(got.is_none(), "{what}: a socket on {other} got it");
+            }
+            let markers: Vec<&[u8]> = sent.iter().map(|(_, _, d)| d.as_slice()).collect();
+            let glimpse = Duration::from_millis(50);
+            let seen_own = own.seen(&markers, glimpse);
+            assert!(
+                seen_own.iter().all(|&s| s),
+                "{setup:?}: {name} on {to} saw {seen_own:?}"
+            );
+            let seen_foreign = foreign.seen(&markers, glimpse);
+            assert!(
+                seen_foreign.iter().all(|&s| !s),
+                "{setup:?}: sent on {name} from {from}, received on {other}: {seen_foreign:?}"
+            );
+        }
+    }
+}
+for_each_setup!(links_are_isolated);
+
+/// A datagram to ff02::1 on a link reaches the other host on that link only: not the other
+/// link, not ext's own stack, and not the sender's other link.
+fn multicast_stays_on_its_link(setup: Setup) {
+    let Some(r) = start("multicast_stays_on_its_link", setup) else {
+        return;
+    };
+    let all_nodes: IpAddr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1).into();
+    let any: IpAddr = Ipv6Addr::UNSPECIFIED.into();
+    for from in Side::BOTH {
+        let to = from.other();
+        for (name, _) in LINKS {
+            let other = other_link(name);
+            let right = UdpReceiver::bind(r.host(to).end(name), any, 0).expect("bind");
+            let port = right.port();
+            let wrong = [
+                (
+                    to,
+                    other,
+                    UdpReceiver::bind(r.host(to).end(other), any, port),
+                ),
+                (to, EXT, UdpReceiver::bind(r.host(to).end(EXT), any, port)),
+                (
+                    from,
+                    other,
+                    UdpReceiver::bind(r.host(from).end(other), any, port),
+                ),
+            ];
+            let datagram = payload(120);
+            send(
+                r.host(from).end(name),
+                all_nodes,
+                port,
+                &datagram,
+                SendOptions::default(),
+            )
+            .expect("send");
+            let what = format!("{setup:?}: ff02::1 on {name} from {from}");
+            assert!(
+                right.wait_for(&datagram, WAIT).expect("receive").is_some(),
+                "{what}: host {to} did not get it on {name}"
+            );
+            thread::sleep(SILENCE);
+            for (side, device, receiver) in wrong {
+                let receiver = receiver.expect("bind");
+                let got = receiver
+                    .wait_for(&datagram, Duration::ZERO)
+                    .expect("receive");
+                assert!(got.is_none(), "{what}: host {side} got it on {device}");
+            }
+        }
+    }
+}
+for_each_setup!(multicast_stays_on_its_link);
+
+/// The links keep ext's MTU, and IP packets of 1400 bytes and of the full MTU cross whole
+/// (don't-fragment set), IPv4 and IPv6, both directions.
+fn full_size_packets_cross(setup: Setup) {
+    let Some(r) = start("full_size_packets_cross", setup) else {
+        return;
+    };
+    let mtu = |side: Side, name: &str| {
+        let links = r.host(side).links().expect("links");
+        links
+            .iter()
+            .find(|l| l.name == name)
+            .map(|l| l.mtu)
+            .expect("the link")
+    };
+    for side in Side::BOTH {
+        for (name, _) in LINKS {
+            assert_eq!(
+                mtu(side, name),
+                mtu(side, EXT),
+                "{setup:?}: {name}'s MTU on {side}"
+            );
+        }
+    }
+    let ext_mtu = mtu(Side::A, EXT) as usize;
+    for (name, label) in LINKS {
+        for kind in [AddressKind::Ipv4, AddressKind::Ipv6] {
+            for from in Side::BOTH {
+                let to = from.other();
+                let target = link_address(label, kind, to);
+                let headers = if target.is_ipv4() { 20 + 8 } else { 40 + 8 };
+                for size in [1400, ext_mtu] {
+                    let receiver =
+                        UdpReceiver::bind(r.host(to).end(name), target, 0).expect("bind");
+                    let datagram = payload(size - headers);
+                    let whole = SendOptions {
+                        dont_fragment: true,
+                        ..SendOptions::default()
+                    };
+                    send(
+                        r.host(from).end(name),
+                        target,
+                        receiver.port(),
+                        &datagram,
+                        whole,
+                    )
+                    .unwrap_or_else(|e| panic!("{setup:?}: {e}"));
+                    assert!(
+                        receiver
+                            .wait_for(&datagram, WAIT)
+                            .expect("receive")
+                            .is_some(),
+                        "{setup:?}: a {size}-byte {kind} packet on {name} from {from} is lost"
+                    );
+                }
+            }
+        }
+    }
+}
+for_each_setup!(full_size_packets_cross);
+
+/// Sends a UDP datagram on ext from `from` to the other host's ext address of `kind`, with
+/// `tos`; asserts it reaches ext there, from the sender's ext address, and no link.
+fn ext_datagram(r: &Running, setup: Setup, from: Side, kind: AddressKind, tos: Option<u8>) {
+    let to = from.other();
+    let target = ext_address(kind, to);
+    let what = format!("{setup:?}: {kind} on {EXT} from {from} to {target}, TOS {tos:?}");
+    let right = UdpReceiver::bind(r.host(to).end(EXT), target, 0).expect("bind");
+    let port = right.port();
+    let wrong: Vec<(&str, UdpReceiver)> = LINKS
+        .iter()
+        .map(|&(name, _)| {
+            let receiver = UdpReceiver::bind(r.host(to).end(name), any_of(target), port);
+            (name, receiver.expect("bind on a link"))
+        })
+        .collect();
+    let datagram = payload(150);
+    let how = SendOptions {
+        tos,
+        ..SendOptions::default()
+    };
+    send(r.host(from).end(EXT), target, port, &datagram, how).expect("send");
+    let source = right.wait_for(&datagram, WAIT).expect("receive");
+    let source = source.unwrap_or_else(|| panic!("{what}: lost"));
+    assert!(
+        is_from(source.ip(), ext_address(kind, from)),
+        "{what}: received from {source}"
+    );
+    for (name, receiver) in wrong {
+        let got = receiver
+            .wait_for(&datagram, Duration::ZERO)
+            .expect("receive");
+        assert!(got.is_none(), "{what}: reached link {name}");
+    }
+}
+
+/// Traffic of ext's own, not l3mp's, still reaches ext's addresses and no link: unlabelled,
+/// carrying a label no link uses, and even carrying a link's label (DSCP low bits set through
+/// IP_TOS / IPV6_TCLASS; the sender's guard clears them). ICMP echo and TCP on ext work too.
+/// Then, with l3mp stopped on A (so no guard there), what A sends with an unused label still
+/// reaches B's ext: B's ingress passes unknown labels.
+fn foreign_traffic_reaches_ext(setup: Setup) {
+    let Some(mut r) = start("foreign_traffic_reaches_ext", setup) else {
+        return;
+    };
+    let used_label = LINKS[0].1;
+    for from in Side::BOTH {
+        let to = from.other();
+        let sender = r.host(from).end(EXT);
+        for kind in AddressKind::ALL {
+            for tos in [None, Some(UNUSED_LABEL << 2), Some(used_label << 2)] {
+                ext_datagram(&r, setup, from, kind, tos);
+            }
+            let target = ext_address(kind, to);
+            assert!(
+                echo(sender, target, WAIT).expect("echo"),
+                "{setup:?}: no echo reply from {target} on {EXT}"
+            );
+        }
+        let target = ext_address(AddressKind::Ipv4, to);
+        let received = transfer(sender, r.host(to).end(EXT), target, TCP_BYTES, WAIT)
+            .unwrap_or_else(|e| panic!("{setup:?}: TCP on {EXT}: {e}"));
+        assert_eq!(received, TCP_BYTES, "{setup:?}: TCP on {EXT}");
+    }
+    let on_a = r.daemons.remove(0);
+    assert!(on_a.stop().status.success(), "{setup:?}: l3mp on A failed");
+    for kind in AddressKind::ALL {
+        ext_datagram(&r, setup, Side::A, kind, Some(UNUSED_LABEL << 2));
+    }
+}
+for_each_setup!(foreign_traffic_reaches_ext);
+
+/// The names of `host`'s links, sorted.
+fn link_names(host: &Host) -> Vec<String> {
+    let mut names: Vec<String> = host
+        .links()
+        .expect("links")
+        .into_iter()
+        .map(|l| l.name)
+        .collect();
+    names.sort();
+    names
+}
+
+/// After SIGTERM, l3mp exits 0 and leaves no link, attached program, qdisc, filter, loaded
+/// program or pin behind.
+fn sigterm_removes_everything(setup: Setup) {
+    let Some(mut r) = start("sigterm_removes_everything", setup) else {
+        return;
+    };
+    let (_, mode) = setup.ingress();
+    let mut programs = BTreeSet::new();
+    for side in Side::BOTH {
+        let host = r.host(side);
+        let names = link_names(host);
+        for (name, label) in LINKS {
+            for link in [name.to_string(), hidden_name(EXT, label)] {
+                assert!(
+                    names.contains(&link),
+                    "{setup:?}: host {side} lacks {link}: {names:?}"
+                );
+            }
+        }
+        let mut attached = inspect::attached(host, EXT);
+        let hook = if mode == "XDP" { Hook::Xdp } else { Hook::Tc };
+        for program in [ingress_name(hook), GUARD] {
+            assert!(
+                attached.iter().any(|p| p.name == program),
+                "{setup:?}: host {side}: {program} is not on {EXT}: {attached:?}"
+            );
+        }
+        for (name, label) in LINKS {
+            let on_link = inspect::attached(host, name);
+            let egress = egress_name(label);
+            assert!(
+                on_link.iter().any(|p| p.name == egress),
+                "{setup:?}: host {side}: {egress} is not on {name}: {on_link:?}"
+            );
+            attached.extend(on_link);
+        }
+        programs.extend(attached.iter().map(|p| p.id));
+    }
+
+    for daemon in r.daemons.drain(..) {
+        let Finished { status, stderr, .. } = daemon.stop();
+        assert!(
+            status.success(),
+            "{setup:?}: l3mp exited with {status} after SIGTERM: {stderr:?}"
+        );
+        assert!(
+            stderr.is_empty(),
+            "{setup:?}: l3mp complained on the way out: {stderr:?}"
+        );
+    }
+
+    for side in Side::BOTH {
+        let host = r.host(side);
+        assert_eq!(
+            link_names(host),
+            ["ext0", "lo"],
+            "{setup:?}: links left on host {side}"
+        );
+        let attached = inspect::attached(host, EXT);
+        assert!(
+            attached.is_empty(),
+            "{setup:?}: still attached on host {side}: {attached:?}"
+        );
+        let tc = inspect::tc_leftovers(host, EXT);
+        assert!(
+            tc.is_empty(),
+            "{setup:?}: qdiscs or filters left on host {side}: {tc:?}"
+        );
+    }
+    let loaded = inspect::still_loaded(&programs, Duration::from_secs(3));
+    assert!(
+        loaded.is_empty(),
+        "{setup:?}: programs still loaded: {loaded:?}"
+    );
+    let pins = inspect::l3mp_pins();
+    assert!(pins.is_empty(), "{setup:?}: pins left: {pins:?}");
+}
+for_each_setup!(sigterm_removes_everything);
+
+/// An invocation that must fail: exit status non-zero, exactly one line on stderr naming the
+/// problem (`l3mp: ...` containing `expected`), and the host as it was before.
+fn refused(host: &Host, args: &[&str], expected: &str) {
+    let links_before = link_names(host);
+    let out = run_to_exit(host, args);
+    assert!(!out.status.success(), "l3mp {args:?} succeeded: {out:?}");
+    assert_eq!(out.stderr.len(), 1, "l3mp {args:?}: not one line: {out:?}");
+    assert!(
+        out.stdout.is_empty(),
+        "l3mp {args:?}: more than the error: {out:?}"
+    );
+    let line = &out.stderr[0];
+    assert!(
+        line.starts_with("l3mp: ") && line.contains(expected),
+        "l3mp {args:?}: {line:?} does not say {expected:?}"
+    );
+    assert_eq!(
+        link_names(host),
+        links_before,
+        "l3mp {args:?} left links behind"
+    );
+    let attached = inspect::attached(host, EXT);
+    assert!(
+        attached.is_empty(),
+        "l3mp {args:?} left programs on {EXT}: {attached:?}"
+    );
+    let tc = inspect::tc_leftovers(host, EXT);
+    assert!(
+        tc.is_empty(),
+        "l3mp {args:?} left qdiscs or filters on {EXT}: {tc:?}"
+    );
+}
+
+/// Invalid invocations exit non-zero with one clear line and leave nothing behind.
+#[test]
+fn invalid_invocations_fail_cleanly() {
+    let test = "invalid_invocations_fail_cleanly";
+    if !privileged(test, ExtKind::Tun) {
+        return;
+    }
+    let tun = lab(Setup::TunTc);
+    let host = tun.host(Side::A);
+    refused(
+        host,
+        &["run", "--ext", EXT, "--if", "a@0"],
+        "label must be 1 to 15",
+    );
+    refused(
+        host,
+        &["run", "--ext", EXT, "--if", "a@1", "--if", "b@1"],
+        "label 1 is already used",
+    );
+    refused(
+        host,
+        &["run", "--ext", "nosuch0", "--if", "a@1"],
+        "no such interface",
+    );
+    refused(
+        host,
+        &["run", "--ext", EXT, "--if", "lo@1"],
+        "named lo already exists",
+    );
+    refused(
+        host,
+        &["run", "--ext", EXT, "--if", "a@1", "--peer", "10.99.0.2"],
+        "drop --peer",
+    );
+    // Fails only after the links were created: they must be gone again.
+    refused(
+        host,
+        &["run", "--ext", EXT, "--if", "a@1", "--ingress", "xdp"],
+        "no native XDP",
+    );
+
+    let veth = lab(Setup::VethTc);
+    let host = veth.host(Side::A);
+    refused(host, &["run", "--ext", EXT, "--if", "a@1"], "needs --peer");
+    let peer = ext_address(AddressKind::Ipv4, Side::B).to_string();
+    let first = [
+        "--ext",
+        EXT,
+        "--if",
+        "a@1",
+        "--ingress",
+        "tc",
+        "--peer",
+        &peer,
+    ];
+    let running = Daemon::start(host, &first, &["a"], "TC");
+    let links = link_names(host);
+    let second = ["run", "--ext", EXT, "--if", "c@3", "--peer", &peer];
+    let out = run_to_exit(host, &second);
+    assert!(
+        !out.status.success(),
+        "a second instance on {EXT} started: {out:?}"
+    );
+    assert_eq!(out.stderr.len(), 1, "not one line: {out:?}");
+    assert!(
+        out.stderr[0].contains("already runs on it")
+            && out.stderr[0].contains(&format!("pid {}", running.pid())),
+        "{out:?}"
+    );
+    assert_eq!(
+        link_names(host),
+        links,
+        "the second instance changed the links"
+    );
+    let finished = running.stop();
+    assert!(
+        finished.status.success(),
+        "the first instance failed: {finished:?}"
+    );
+    assert_eq!(link_names(host), ["ext0", "lo"], "links left behind");
+}

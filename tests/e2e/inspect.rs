@@ -1,0 +1,133 @@
+//! What is attached where inside a lab host, looked up from the test: tcx programs through
+//! aya's BPF_PROG_QUERY (in the host's namespace), XDP programs and qdiscs through `ip` and
+//! `tc` (test-only; the product never runs them).
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::Command;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use aya::programs::{loaded_programs, SchedClassifier, TcAttachType};
+use l3mp::lab::Host;
+
+/// A program attached somewhere: its id and name.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Attached {
+    pub id: u32,
+    pub name: String,
+    pub at: String,
+}
+
+/// The programs attached to `device` on `host`: tcx ingress and egress, and XDP.
+pub fn attached(host: &Host, device: &str) -> Vec<Attached> {
+    let mut out = Vec::new();
+    for at in [TcAttachType::Ingress, TcAttachType::Egress] {
+        let query = host
+            .run(|| SchedClassifier::query_tcx(device, at))
+            .expect("enter the host");
+        // A device that does not exist has nothing attached.
+        let Ok((_, programs)) = query else { continue };
+        for p in programs {
+            out.push(Attached {
+                id: p.id(),
+                name: p.name_as_str().unwrap_or("?").to_string(),
+                at: format!("{device} tcx {at:?}"),
+            });
+        }
+    }
+    if let Some((id, name)) = xdp(host, device) {
+        out.push(Attached {
+            id,
+            name,
+            at: format!("{device} xdp"),
+        });
+    }
+    out
+}
+
+/// The XDP program on `device`, as `ip -d link` shows it (`prog/xdp id N name X`).
+fn xdp(host: &Host, device: &str) -> Option<(u32, String)> {
+    let shown = tool(
+        "ip",
+        &["-n", host.name(), "-d", "link", "show", "dev", device],
+    );
+    let words: Vec<&str> = shown.split_whitespace().collect();
+    let at = words.iter().position(|w| *w == "prog/xdp")?;
+    match words.get(at + 1..at + 5) {
+        Some(["id", id, "name", name]) => {
+            Some((id.parse().expect("an XDP program id"), name.to_string()))
+        }
+        _ => panic!("unexpected `ip -d link` output: {shown}"),
+    }
+}
+
+/// The qdiscs l3mp could have added to `device` (clsact, ingress) and every TC filter on it.
+pub fn tc_leftovers(host: &Host, device: &str) -> Vec<String> {
+    let qdiscs = tool("tc", &["-n", host.name(), "qdisc", "show", "dev", device]);
+    let filters = ["ingress", "egress"].map(|dir| {
+        tool(
+            "tc",
+            &["-n", host.name(), "filter", "show", "dev", device, dir],
+        )
+    });
+    qdiscs
+        .lines()
+        .filter(|l| l.starts_with("qdisc clsact") || l.starts_with("qdisc ingress"))
+        .chain(filters.iter().flat_map(|f| f.lines()))
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Waits up to `timeout` until none of `ids` is a loaded program; returns those still loaded.
+pub fn still_loaded(ids: &BTreeSet<u32>, timeout: Duration) -> BTreeSet<u32> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let loaded: BTreeSet<u32> = loaded_programs()
+            .filter_map(Result::ok)
+            .map(|p| p.id())
+            .filter(|id| ids.contains(id))
+            .collect();
+        if loaded.is_empty() || Instant::now() >= deadline {
+            return loaded;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Entries under the BPF filesystem (where pins would be) whose name mentions l3mp.
+pub fn l3mp_pins() -> Vec<String> {
+    let root = Path::new("/sys/fs/bpf");
+    let mut found = Vec::new();
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.to_string_lossy().contains("l3mp") {
+                found.push(path.display().to_string());
+            }
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                pending.push(path);
+            }
+        }
+    }
+    found
+}
+
+/// The output of a test tool that must succeed.
+fn tool(program: &str, args: &[&str]) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("running {program} {args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

@@ -1,0 +1,104 @@
+//! The committed fuzz seed corpus (fuzz/corpus/<target>/) replays through the same checks as
+//! the fuzz targets, so `cargo test` covers it without cargo-fuzz. The seeds are regenerated
+//! from the capture corpus with `cargo test --test fuzz_seeds -- --ignored`.
+
+use std::path::{Path, PathBuf};
+
+use l3mp::programs::{build, Hook};
+use l3mp::roundtrip::{self, Case};
+
+fn corpus(target: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/corpus")
+        .join(target)
+}
+
+fn seeds(target: &str) -> Vec<Vec<u8>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(corpus(target))
+        .unwrap_or_else(|e| panic!("fuzz/corpus/{target}: {e}"))
+        .map(|e| e.expect("entry").path())
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .map(|f| std::fs::read(f).expect("seed"))
+        .collect()
+}
+
+#[test]
+fn every_seed_passes_its_target_checks() {
+    let mut checked = 0;
+    for target in ["egress", "ingress_tc", "ingress_xdp"] {
+        let seeds = seeds(target);
+        assert!(seeds.len() >= 8, "{target} has {} seeds", seeds.len());
+        for data in seeds {
+            let case = Case::from_bytes(&data).expect("a seed holds a configuration");
+            let bundle = build(&case.cfg).expect("builds");
+            let result = match target {
+                "egress" => roundtrip::egress(&bundle, &case.cfg, case.label, &case.packet),
+                "ingress_tc" => roundtrip::ingress(&bundle, &case.cfg, Hook::Tc, &case.packet)
+                    .and_then(|_| roundtrip::guard(&bundle, &case.cfg, &case.packet, 0)),
+                _ => roundtrip::ingress(&bundle, &case.cfg, Hook::Xdp, &case.packet),
+            };
+            result.unwrap_or_else(|v| panic!("{target} seed: {v}"));
+            checked += 1;
+        }
+    }
+    eprintln!("{checked} seeds checked");
+}
+
+/// Writes the seeds: every capture frame for egress; for the ingress targets, what egress makes
+/// of it (labelled) and the frame as foreign traffic, over an L3 and an Ethernet ext.
+#[test]
+#[ignore = "regenerates fuzz/corpus; run by hand after the captures change"]
+fn regenerate_seeds() {
+    let captures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/captures");
+    let mut frames = Vec::new();
+    let mut names: Vec<PathBuf> = std::fs::read_dir(&captures)
+        .expect("captures")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "pcap"))
+        .collect();
+    names.sort();
+    for pcap in names {
+        // A few frames of each capture, the small ones first: seeds should be short.
+        let mut f = l3mp::replay::frames(&pcap).expect("reads");
+        f.sort_by_key(Vec::len);
+        f.dedup();
+        frames.extend(f.into_iter().take(4));
+    }
+    for target in ["egress", "ingress_tc", "ingress_xdp"] {
+        let dir = corpus(target);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("corpus dir");
+        let mut n = 0;
+        for frame in &frames {
+            for flags in [0u8, 1] {
+                let data = Case::to_bytes(4, 1, 2, flags, frame);
+                let mut write = |bytes: &[u8]| {
+                    n += 1;
+                    std::fs::write(dir.join(format!("seed-{n:03}")), bytes).expect("write");
+                };
+                if target == "egress" {
+                    write(&data);
+                    continue;
+                }
+                let case = Case::from_bytes(&data).expect("decodes");
+                let bundle = build(&case.cfg).expect("builds");
+                let wire = |f: &[u8]| {
+                    if flags & 1 == 1 {
+                        f.to_vec()
+                    } else {
+                        f.get(14..).unwrap_or_default().to_vec()
+                    }
+                };
+                write(&Case::to_bytes(4, 1, 2, flags, &wire(frame)));
+                let out = l3mp::vm::run(&bundle, &case.cfg, &l3mp::programs::egress_name(1), frame)
+                    .expect("runs");
+                if out.redirect.is_some() {
+                    write(&Case::to_bytes(4, 1, 2, flags, &wire(&out.packet)));
+                }
+            }
+        }
+    }
+}
