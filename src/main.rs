@@ -36,7 +36,9 @@ fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         Command::Run(args) => run(&args),
-        Command::Demo(args) => l3mp::demo::demo(args.ethernet, ingress_choice(args.ingress)),
+        Command::Demo(args) => {
+            with_signals_held(|| l3mp::demo::demo(args.ethernet, ingress_choice(args.ingress)))
+        }
         Command::Asm(args) => asm(&args),
         Command::Replay(args) => replay(&args),
     };
@@ -68,6 +70,37 @@ fn links(labels: &LabelArgs) -> Result<Vec<LinkArg>, Error> {
     labels.links.iter().map(|l| parse_link(l)).collect()
 }
 
+/// SIGINT, SIGTERM and SIGHUP, which end l3mp.
+fn stop_signals() -> SigSet {
+    let mut signals = SigSet::empty();
+    for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        signals.add(s);
+    }
+    signals
+}
+
+/// Runs `f` with the stop signals held back, so that everything it creates is removed before a
+/// Ctrl-C takes effect; a signal that arrived meanwhile is then reported as an error.
+fn with_signals_held(f: impl FnOnce() -> Result<(), Error>) -> Result<(), Error> {
+    stop_signals()
+        .thread_block()
+        .map_err(|e| Error::new(format!("blocking signals: {e}")))?;
+    let result = f();
+    let mut pending = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+    // SAFETY: sigpending fills the set it is given.
+    let interrupted = unsafe {
+        libc::sigpending(pending.as_mut_ptr()) == 0
+            && [libc::SIGINT, libc::SIGTERM, libc::SIGHUP]
+                .iter()
+                .any(|&s| libc::sigismember(pending.as_ptr(), s) == 1)
+    };
+    result?;
+    if interrupted {
+        return Err(Error::new("interrupted; everything created was removed"));
+    }
+    Ok(())
+}
+
 /// `l3mp run`: check everything, start, wait for SIGINT/SIGTERM, stop.
 fn run(args: &RunArgs) -> Result<(), Error> {
     let opts = RunOptions {
@@ -81,10 +114,7 @@ fn run(args: &RunArgs) -> Result<(), Error> {
     opts.check()?;
     l3mp::run::check_privileges()?;
     // Blocked before any thread starts, so that only the wait below receives them.
-    let mut signals = SigSet::empty();
-    for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
-        signals.add(s);
-    }
+    let signals = stop_signals();
     signals
         .thread_block()
         .map_err(|e| Error::new(format!("blocking signals: {e}")))?;
