@@ -66,19 +66,8 @@ fn kernel_rejects_an_unchecked_packet_read() {
     if !common::can_bpf("kernel_rejects_an_unchecked_packet_read") {
         return;
     }
-    use l3mp_asm::*;
-    let mut p = l3mp_asm::Program::new("bad");
-    p.extend([
-        load(Size::W, Reg::R2, Reg::R1, 76),
-        load(Size::B, Reg::R0, Reg::R2, 20),
-        exit(),
-    ]);
-    let prog = p.assemble().expect("assembles");
-    let elf = write_elf(&[(Section::Classifier, &prog)], &[], "GPL").expect("ELF");
-    let mut ebpf = EbpfLoader::new().load(&elf).expect("aya parses it");
-    assert!(super_load(&mut ebpf).is_err());
-}
-
-fn super_load(ebpf: &mut aya::Ebpf) -> Result<aya::programs::ProgramInfo, ProgramError> {
-    load(ebpf, "bad")
+    let mut ebpf = EbpfLoader::new()
+        .load(&common::unchecked_read_elf())
+        .expect("aya parses it");
+    assert!(load(&mut ebpf, "bad").is_err());
 }

@@ -19,10 +19,7 @@ pub fn egress(cfg: &Config, link: &Link) -> Program {
     let hook = Hook::Tc;
     let mut p = Program::new(&name(link.label));
 
-    p.comment("Keep the context in r6; r7 = data, r8 = data_end, r9 = bytes for the counters");
-    p.push(mov(Reg::R6, Reg::R1));
-    hook.load_bounds(&mut p);
-    hook.load_len(&mut p);
+    hook.prologue(&mut p);
 
     p.comment(
         "Ethernet frame from the link's stack: IPv4 and IPv6 go on, anything else is dropped",

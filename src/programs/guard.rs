@@ -20,10 +20,7 @@ pub fn guard(cfg: &Config) -> Program {
     let ethernet = matches!(cfg.ext.kind, ExtKind::Ethernet { .. });
     let ip = if ethernet { ETH_HLEN } else { 0 };
 
-    p.comment("Keep the context in r6; r7 = data, r8 = data_end, r9 = bytes for the counters");
-    p.push(mov(Reg::R6, Reg::R1));
-    hook.load_bounds(&mut p);
-    hook.load_len(&mut p);
+    hook.prologue(&mut p);
 
     p.comment("From a managed link: keeps its label; the marker is spent");
     p.extend([

@@ -53,6 +53,15 @@ impl Hook {
         }
     }
 
+    /// Every program's first block: the context kept in r6, r7 = data, r8 = data_end, and r9 =
+    /// the packet's length for the byte counters.
+    pub fn prologue(self, p: &mut Program) {
+        p.comment("Keep the context in r6; r7 = data, r8 = data_end, r9 = bytes for the counters");
+        p.push(mov(Reg::R6, Reg::R1));
+        self.load_bounds(p);
+        self.load_len(p);
+    }
+
     /// `r7 = data; r8 = data_end`, read from the context in r6.
     pub fn load_bounds(self, p: &mut Program) {
         let (data, end) = match self {
@@ -64,7 +73,7 @@ impl Hook {
     }
 
     /// `r9 = length of the packet as the hook sees it`, for the byte counters.
-    pub fn load_len(self, p: &mut Program) {
+    fn load_len(self, p: &mut Program) {
         match self {
             Hook::Tc => p.push(load(l3mp_asm::Size::W, Reg::R9, Reg::R6, SKB_LEN)),
             Hook::Xdp => p.extend([mov(Reg::R9, Reg::R8), alu64(AluOp::Sub, Reg::R9, Reg::R7)]),

@@ -28,10 +28,7 @@ pub fn ingress(cfg: &Config, hook: Hook) -> Program {
     // Offset of the IP header from the start of the packet.
     let ip = if ethernet { ETH_HLEN } else { 0 };
 
-    p.comment("Keep the context in r6; r7 = data, r8 = data_end, r9 = bytes for the counters");
-    p.push(mov(Reg::R6, Reg::R1));
-    hook.load_bounds(&mut p);
-    hook.load_len(&mut p);
+    hook.prologue(&mut p);
 
     branch_on_family(&mut p, ethernet, "pass");
 

@@ -98,3 +98,17 @@ pub fn can_bpf(test: &str) -> bool {
     );
     false
 }
+
+/// An ELF holding one classifier, `bad`, that reads a packet byte it never bounds-checked:
+/// every verifier must reject it (proof that a verifier check can fail).
+pub fn unchecked_read_elf() -> Vec<u8> {
+    use l3mp_asm::*;
+    let mut p = l3mp_asm::Program::new("bad");
+    p.extend([
+        load(Size::W, Reg::R2, Reg::R1, 76),
+        load(Size::B, Reg::R0, Reg::R2, 20),
+        exit(),
+    ]);
+    let prog = p.assemble().expect("assembles");
+    write_elf(&[(Section::Classifier, &prog)], &[], "GPL").expect("ELF")
+}
