@@ -45,8 +45,11 @@ fn kernel_accepts_every_variant() {
             });
             if cfg.label_bits == 4 {
                 eprintln!(
-                    "N=4 {:<40} {:<12} {:>4} insns, verifier processed {:>4}, jited {:>5} bytes",
-                    format!("{:?}", cfg.ext.kind),
+                    "N=4 {:<12} {:<12} {:>4} insns, verifier processed {:>4}, jited {:>5} bytes",
+                    match cfg.ext.kind {
+                        l3mp::programs::ExtKind::L3 => "l3 ext",
+                        l3mp::programs::ExtKind::Ethernet { .. } => "ethernet ext",
+                    },
                     prog.name,
                     prog.len(),
                     info.verified_instruction_count().unwrap_or(0),
