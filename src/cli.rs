@@ -23,6 +23,13 @@ pub struct Cli {
 pub enum Command {
     /// Create the links on a tunnel and run the datapath until SIGINT or SIGTERM.
     Run(RunArgs),
+    /// Show every running instance: ext, ingress mode, label bits, each link's state and
+    /// traffic, and the counters that belong to no link.
+    Status(StatusArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff), or write one per subcommand into a directory.
+    Man(ManArgs),
     /// Build two hosts in network namespaces joined by an emulated tunnel, run l3mp on both,
     /// send traffic over every link, print what crossed where, and remove everything.
     Demo(DemoArgs),
@@ -31,6 +38,9 @@ pub enum Command {
     /// Run every packet of a capture through mark and demux in the offline VM and check each
     /// against the wire format; exits non-zero on any violation.
     Replay(ReplayArgs),
+    /// Measure the datapath (as root): each program against a redirect-only floor, TCP and
+    /// UDP between namespaces against the plain link and VXLAN, and the cost of more links.
+    Bench(BenchArgs),
 }
 
 /// Which flavour of ingress demux runs on ext.
@@ -82,6 +92,30 @@ pub struct RunArgs {
     pub peer: Option<IpAddr>,
 }
 
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// Only the instance on this interface.
+    #[arg(long, value_name = "IF")]
+    pub ext: Option<String>,
+    /// Print a JSON array (one object per instance) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Args, Debug)]
+pub struct ManArgs {
+    /// Write l3mp.1 and l3mp-<subcommand>.1 into this directory instead of printing l3mp.1.
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<std::path::PathBuf>,
+}
+
 /// The kind of ext a listing is generated for.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ExtKindArg {
@@ -123,4 +157,14 @@ pub struct ReplayArgs {
     /// The kind of ext the packets cross.
     #[arg(long, value_enum, default_value_t = ExtKindArg::L3)]
     pub ext_kind: ExtKindArg,
+}
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Short durations and few rounds: checks that everything runs; the figures are rough.
+    #[arg(long)]
+    pub quick: bool,
+    /// Print the results as JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }

@@ -9,7 +9,6 @@ use crate::lab::{
     self, ext_address, link_address, link_addresses, AddressKind, End, ExtKind, Lab, Side,
     UdpReceiver, EXT, LINK_TIMEOUT,
 };
-use crate::programs::layout::{EGRESS, EGRESS_DROP, GUARDED, INGRESS, PASS, UNKNOWN};
 use crate::programs::Unknown;
 use crate::run::{Counter, Error, IngressChoice, Instance, LinkArg, RunOptions};
 use crate::sys::caps::{missing_capabilities, Cap};
@@ -237,37 +236,35 @@ fn print_rows(rows: &[Row]) {
 
 fn print_counters(side: Side, instance: &Instance) -> Result<(), Error> {
     let counters = instance.counters()?;
-    let slot = |i: u32| counters.get(i as usize).copied().unwrap_or_default();
     let show = |c: Counter| format!("{} pkts {} B", c.packets, c.bytes);
     println!(
         "\nhost {side} counters ({} ingress on {EXT}):",
         instance.mode()
     );
     for link in instance.links() {
-        let label = u32::from(link.label);
         println!(
             "  {:<4} label {:<2}  egress {:<22} ingress {}",
             link.user.name,
             link.label,
-            show(slot(EGRESS + label)),
-            show(slot(INGRESS + label))
+            show(counters.egress(link.label)),
+            show(counters.ingress(link.label))
         );
     }
     println!(
         "  to {EXT}'s own stack, unlabelled:    {}",
-        show(slot(PASS))
+        show(counters.pass())
     );
     println!(
         "  to {EXT}'s own stack, unknown label: {}",
-        show(slot(UNKNOWN))
+        show(counters.unknown())
     );
     println!(
         "  {EXT}'s own traffic, label cleared:  {}",
-        show(slot(GUARDED))
+        show(counters.guard())
     );
     println!(
         "  dropped on egress (not IP):         {}",
-        show(slot(EGRESS_DROP))
+        show(counters.drop())
     );
     Ok(())
 }

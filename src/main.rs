@@ -8,7 +8,8 @@ use clap::Parser;
 use nix::sys::signal::{SigSet, Signal};
 
 use cli::{
-    AsmArgs, Cli, Command, ExtKindArg, Ingress, LabelArgs, ReplayArgs, RunArgs, UnknownLabel,
+    AsmArgs, BenchArgs, Cli, Command, ExtKindArg, Ingress, LabelArgs, ReplayArgs, RunArgs,
+    UnknownLabel,
 };
 use l3mp::programs::{self, Config, Unknown};
 use l3mp::run::{parse_link, Error, IngressChoice, Instance, LinkArg, RunOptions};
@@ -36,11 +37,15 @@ fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         Command::Run(args) => run(&args),
+        Command::Status(args) => status(&args),
+        Command::Completions(args) => completions(&args),
+        Command::Man(args) => man(&args),
         Command::Demo(args) => {
             with_signals_held(|| l3mp::demo::demo(args.ethernet, ingress_choice(args.ingress)))
         }
         Command::Asm(args) => asm(&args),
         Command::Replay(args) => replay(&args),
+        Command::Bench(args) => with_signals_held(|| bench(&args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -101,7 +106,23 @@ fn with_signals_held(f: impl FnOnce() -> Result<(), Error>) -> Result<(), Error>
     Ok(())
 }
 
-/// `l3mp run`: check everything, start, wait for SIGINT/SIGTERM, stop.
+/// `l3mp bench`: the table, or the JSON document with `--json`.
+fn bench(args: &BenchArgs) -> Result<(), Error> {
+    let settings = if args.quick {
+        l3mp::bench::Settings::QUICK
+    } else {
+        l3mp::bench::Settings::FULL
+    };
+    let report = l3mp::bench::bench(&settings)?;
+    if args.json {
+        print!("{}", report.json());
+    } else {
+        print!("{}", report.table());
+    }
+    Ok(())
+}
+
+/// `l3mp run`: check everything, start, follow ext until SIGINT/SIGTERM/SIGHUP, stop.
 fn run(args: &RunArgs) -> Result<(), Error> {
     let opts = RunOptions {
         ext: args.ext.clone(),
@@ -118,7 +139,7 @@ fn run(args: &RunArgs) -> Result<(), Error> {
     signals
         .thread_block()
         .map_err(|e| Error::new(format!("blocking signals: {e}")))?;
-    let instance = Instance::start(&opts)?;
+    let mut instance = Instance::start(&opts)?;
     for link in instance.links() {
         log::info!(
             "{} label {} <-> {} ({} ingress)",
@@ -128,12 +149,62 @@ fn run(args: &RunArgs) -> Result<(), Error> {
             instance.mode()
         );
     }
-    let signal = signals
-        .wait()
-        .map_err(|e| Error::new(format!("waiting for a signal: {e}")))?;
+    let signal = l3mp::run::serve(&mut instance, &signals)?;
     log::info!("{signal}: detaching and deleting the links");
     drop(instance);
     Ok(())
+}
+
+/// `l3mp status`: every running instance, as a table or as JSON; an error when `--ext` names
+/// an interface no instance runs on.
+fn status(args: &cli::StatusArgs) -> Result<(), Error> {
+    let registry = l3mp::run::Registry::system();
+    let instances = l3mp::status::collect(&registry, args.ext.as_deref())?;
+    if let (Some(ext), true) = (&args.ext, instances.is_empty()) {
+        return Err(Error::new(format!(
+            "--ext {ext}: no l3mp instance runs on it"
+        )));
+    }
+    if args.json {
+        print!("{}", l3mp::status::json(&instances));
+    } else {
+        print!("{}", l3mp::status::table(&instances));
+    }
+    Ok(())
+}
+
+/// `l3mp completions <shell>`: the completion script, generated from the clap definitions.
+fn completions(args: &cli::CompletionsArgs) -> Result<(), Error> {
+    let mut command = <Cli as clap::CommandFactory>::command();
+    let mut script = Vec::new();
+    clap_complete::generate(args.shell, &mut command, "l3mp", &mut script);
+    print_generated(&script, "the completion script")
+}
+
+/// `l3mp man`: the manual page from the clap definitions, on stdout or (with `--out-dir`) one
+/// file per subcommand.
+fn man(args: &cli::ManArgs) -> Result<(), Error> {
+    let command = <Cli as clap::CommandFactory>::command();
+    if let Some(dir) = &args.out_dir {
+        return clap_mangen::generate_to(command, dir)
+            .map_err(|e| Error::new(format!("--out-dir {}: {e}", dir.display())));
+    }
+    let mut page = Vec::new();
+    clap_mangen::Man::new(command)
+        .render(&mut page)
+        .map_err(|e| Error::new(format!("rendering the manual page: {e}")))?;
+    print_generated(&page, "the manual page")
+}
+
+/// Writes `bytes` (`what`) to stdout; a reader that stops early (`| head`) is no error.
+fn print_generated(bytes: &[u8], what: &str) -> Result<(), Error> {
+    use std::io::Write;
+    match std::io::stdout().write_all(bytes) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(Error::new(format!("writing {what}: {e}")))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// `l3mp asm`: the listing for a configuration, with placeholder interface indexes and MACs

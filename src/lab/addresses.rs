@@ -85,6 +85,16 @@ pub fn ext_address(kind: AddressKind, side: Side) -> IpAddr {
     }
 }
 
+/// The second ext's address of `kind` on `side`.
+pub fn ext2_address(kind: AddressKind, side: Side) -> IpAddr {
+    let n = side.number();
+    match kind {
+        AddressKind::Ipv4 => Ipv4Addr::new(10, 98, 0, n).into(),
+        AddressKind::Ipv6 => Ipv6Addr::new(0xfd00, 0x98, 0, 0, 0, 0, 0, n.into()).into(),
+        AddressKind::Ipv6LinkLocal => link_local(side),
+    }
+}
+
 /// The address of `kind` on `side` of the link with `label`.
 pub fn link_address(label: u8, kind: AddressKind, side: Side) -> IpAddr {
     let n = side.number();
@@ -100,6 +110,14 @@ pub fn ext_addresses(side: Side) -> Vec<(IpAddr, u8)> {
     AddressKind::ALL
         .iter()
         .map(|&kind| (ext_address(kind, side), kind.prefix_len()))
+        .collect()
+}
+
+/// Every address of the plan for the second ext on `side`, with its prefix length.
+pub fn ext2_addresses(side: Side) -> Vec<(IpAddr, u8)> {
+    AddressKind::ALL
+        .iter()
+        .map(|&kind| (ext2_address(kind, side), kind.prefix_len()))
         .collect()
 }
 
@@ -124,6 +142,8 @@ mod tests {
         let ip = |text: &str| -> IpAddr { text.parse().expect("literal") };
         assert_eq!(ext_address(AddressKind::Ipv4, Side::A), ip("10.99.0.1"));
         assert_eq!(ext_address(AddressKind::Ipv6, Side::B), ip("fd00:99::2"));
+        assert_eq!(ext2_address(AddressKind::Ipv4, Side::A), ip("10.98.0.1"));
+        assert_eq!(ext2_addresses(Side::B)[1].0, ip("fd00:98::2"));
         assert_eq!(link_address(2, AddressKind::Ipv4, Side::B), ip("10.1.2.2"));
         assert_eq!(
             link_address(1, AddressKind::Ipv6, Side::A),

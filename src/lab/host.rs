@@ -161,6 +161,25 @@ impl Host {
         }
     }
 
+    /// Sets the MTU of the link `name`.
+    pub fn set_mtu(&self, name: &str, mtu: u32) -> Result<(), Error> {
+        let netlink = self.netlink()?;
+        let link = netlink
+            .link(name)
+            .map_err(sys_error)?
+            .ok_or_else(|| Error::new(format!("host {}: no link {name}", self.side)))?;
+        netlink.set_mtu(link.index, mtu).map_err(sys_error)
+    }
+
+    /// Sets the network sysctl `key` (a path under `/proc/sys/net`, e.g.
+    /// `ipv6/conf/default/disable_ipv6`) of this host to `value`.
+    pub fn set_sysctl(&self, key: &str, value: &str) -> Result<(), Error> {
+        let path = format!("/proc/sys/net/{key}");
+        // procfs shows the namespace of the thread that opens the file.
+        self.run(|| std::fs::write(&path, value))?
+            .map_err(|e| Error::new(format!("host {}: writing {path}: {e}", self.side)))
+    }
+
     /// Turns transmit checksum offload of `link` on or off (what `ethtool -K <link> tx off`
     /// does). A sender's veth must have it off towards a native XDP program.
     pub fn set_tx_checksum(&self, link: &str, on: bool) -> Result<(), Error> {

@@ -1,7 +1,8 @@
 //! What the programs are generated from: the label width, the tunnel (ext) and the links.
 
 /// How an ingress packet with a label no link uses is handled.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Unknown {
     /// Hand it to ext's own stack untouched (the default).
     Pass,

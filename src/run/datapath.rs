@@ -1,17 +1,22 @@
 //! The programs in the kernel: loaded through aya from the assembler's ELF, attached to the
 //! links and to ext. Dropping a [`Datapath`] detaches everything it attached.
 
+use std::path::Path;
+
 use aya::maps::{DevMap, PerCpuArray};
 use aya::programs::{ProgramError, SchedClassifier, TcAttachType, Xdp, XdpMode};
-use aya::{Ebpf, EbpfLoader, Pod};
+use aya::{Ebpf, EbpfLoader};
+use serde::{Deserialize, Serialize};
 
-use crate::programs::layout::{COUNTERS_MAP, COUNTER_SLOTS, LINKS_MAP};
+use crate::programs::layout::{COUNTERS_MAP, LINKS_MAP};
 use crate::programs::{self, Config, Hook, NAPI_PASS};
 
+use super::counters::{Counter, Counters};
 use super::Error;
 
 /// How ingress demux runs on ext.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum IngressMode {
     Tc,
     Xdp,
@@ -32,17 +37,6 @@ fn has_tcx() -> bool {
     KernelVersion::current().is_ok_and(|v| v >= KernelVersion::new(6, 6, 0))
 }
 
-/// One counter slot as the programs write it.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Counter {
-    pub packets: u64,
-    pub bytes: u64,
-}
-
-// SAFETY: two u64 fields, no padding; any bit pattern is valid.
-unsafe impl Pod for Counter {}
-
 /// The loaded and attached programs.
 pub struct Datapath {
     ebpf: Ebpf,
@@ -61,11 +55,21 @@ fn program_error(what: String) -> impl FnOnce(ProgramError) -> Error {
 impl Datapath {
     /// Loads the programs of `cfg` and attaches egress to every link's user end and ingress
     /// demux to `ext` in `mode`. Must run in ext's network namespace.
-    pub fn attach(cfg: &Config, ext: &str, mode: IngressMode) -> Result<Datapath, Error> {
+    ///
+    /// The counters map is the one pinned at `counters`, created and pinned there if there is
+    /// none yet: programs loaded again for the same instance (after ext came back with a new
+    /// ifindex) keep counting where the previous ones stopped.
+    pub fn attach(
+        cfg: &Config,
+        ext: &str,
+        mode: IngressMode,
+        counters: &Path,
+    ) -> Result<Datapath, Error> {
         let elf = programs::build(cfg)
             .and_then(|bundle| bundle.elf())
             .map_err(|e| Error::new(e.to_string()))?;
         let ebpf = EbpfLoader::new()
+            .map_pin_path(COUNTERS_MAP, counters)
             .load(&elf)
             .map_err(|e| Error::new(format!("loading the programs: {e}")))?;
         let mut dp = Datapath { ebpf };
@@ -149,23 +153,13 @@ impl Datapath {
     }
 
     /// Every counter slot, summed over CPUs.
-    pub fn counters(&self) -> Result<Vec<Counter>, Error> {
+    pub fn counters(&self) -> Result<Counters, Error> {
         let map: PerCpuArray<_, Counter> = self
             .ebpf
             .map(COUNTERS_MAP)
             .ok_or_else(|| Error::new("map counters missing from the object"))?
             .try_into()
             .map_err(|e| Error::new(format!("map counters: {e}")))?;
-        (0..COUNTER_SLOTS)
-            .map(|slot| {
-                let per_cpu = map
-                    .get(&slot, 0)
-                    .map_err(|e| Error::new(format!("reading counter {slot}: {e}")))?;
-                Ok(per_cpu.iter().fold(Counter::default(), |sum, c| Counter {
-                    packets: sum.packets + c.packets,
-                    bytes: sum.bytes + c.bytes,
-                }))
-            })
-            .collect()
+        Counters::read(&map)
     }
 }

@@ -1,14 +1,25 @@
-//! `l3mp run`: the managed links, the programs on them and on ext, and their cleanup.
+//! `l3mp run`: the managed links, the programs on them and on ext, following ext when it goes
+//! and comes back, what an instance publishes for `l3mp status`, and the cleanup.
 
+mod bpffs;
+mod counters;
 mod datapath;
 mod instance;
 mod naming;
 mod options;
+mod registry;
+mod state;
+mod watch;
 
-pub use datapath::{Counter, IngressMode};
+pub use bpffs::{ensure_bpffs, BPFFS};
+pub use counters::{Counter, Counters};
+pub use datapath::IngressMode;
 pub use instance::{choose_mode, Instance, ManagedLink};
-pub use naming::{hidden_name, Mark};
+pub use naming::{alive, hidden_name, Mark};
 pub use options::{parse_link, IngressChoice, LinkArg, RunOptions};
+pub use registry::Registry;
+pub use state::{InstanceId, State, StateLink};
+pub use watch::serve;
 
 use std::fmt;
 
@@ -34,12 +45,12 @@ impl std::error::Error for Error {}
 /// The capabilities `run` needs, or an error naming the missing ones.
 pub fn check_privileges() -> Result<(), Error> {
     use crate::sys::caps::{missing_capabilities, Cap};
-    let missing = missing_capabilities(&[Cap::NetAdmin, Cap::Bpf]);
+    let missing = missing_capabilities(&[Cap::NetAdmin, Cap::Bpf, Cap::PerfMon]);
     if missing.is_empty() {
         return Ok(());
     }
     Err(Error::new(format!(
-        "missing {}: run as root, or grant CAP_NET_ADMIN and CAP_BPF",
+        "missing {}: run as root, or grant CAP_NET_ADMIN, CAP_BPF and CAP_PERFMON",
         missing.join(" and ")
     )))
 }

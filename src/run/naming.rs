@@ -53,9 +53,18 @@ pub fn hidden_name(ext: &str, label: u8) -> String {
     format!("l3mp{:06x}.{label}", hash & 0xff_ffff)
 }
 
-/// Whether process `pid` is alive.
+/// Whether process `pid` is alive: it exists and is not a zombie (killed, not yet reaped,
+/// its resources already gone).
 pub fn alive(pid: u32) -> bool {
-    std::path::Path::new(&format!("/proc/{pid}")).exists()
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|stat| !matches!(process_state(&stat), Some('Z' | 'X')))
+}
+
+/// The state letter of a `/proc/<pid>/stat` line: the field after the command name, which is
+/// in parentheses and may itself contain spaces and parentheses.
+fn process_state(stat: &str) -> Option<char> {
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.trim_start().chars().next()
 }
 
 #[cfg(test)]
@@ -116,5 +125,23 @@ mod tests {
     fn this_process_is_alive() {
         assert!(alive(std::process::id()));
         assert!(!alive(u32::MAX));
+    }
+
+    #[test]
+    fn zombies_are_not_alive() {
+        assert_eq!(process_state("42 (l3mp) S 1 42"), Some('S'));
+        assert_eq!(process_state("42 (a) b) (c) Z 1 42"), Some('Z'));
+        assert_eq!(process_state("42 l3mp"), None);
+        let mut child = std::process::Command::new("true").spawn().expect("spawn");
+        let pid = child.id();
+        // Exited and not reaped yet: a zombie.
+        while std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .is_ok_and(|stat| process_state(&stat) != Some('Z'))
+        {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(!alive(pid));
+        child.wait().expect("reap");
+        assert!(!alive(pid));
     }
 }

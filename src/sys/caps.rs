@@ -9,6 +9,10 @@ pub enum Cap {
     NetAdmin,
     /// `CAP_BPF`: load BPF programs and create maps.
     Bpf,
+    /// `CAP_PERFMON`: with CAP_BPF, lets the verifier accept arithmetic on packet pointers
+    /// by a variable amount (the IPv4 header length) without Spectre v1 hardening, which
+    /// would reject it.
+    PerfMon,
     /// `CAP_SYS_ADMIN`: namespaces, mounts, BPF on older kernels.
     SysAdmin,
     /// `CAP_SYS_RESOURCE`: raise `RLIMIT_MEMLOCK` for BPF maps on old kernels.
@@ -22,6 +26,7 @@ impl Cap {
             Cap::NetAdmin => 12,
             Cap::SysAdmin => 21,
             Cap::SysResource => 24,
+            Cap::PerfMon => 38,
             Cap::Bpf => 39,
         }
     }
@@ -32,6 +37,7 @@ impl Cap {
             Cap::NetAdmin => "CAP_NET_ADMIN",
             Cap::SysAdmin => "CAP_SYS_ADMIN",
             Cap::SysResource => "CAP_SYS_RESOURCE",
+            Cap::PerfMon => "CAP_PERFMON",
             Cap::Bpf => "CAP_BPF",
         }
     }
@@ -70,7 +76,13 @@ fn missing_from(effective: u64, wanted: &[Cap]) -> Vec<&'static str> {
 mod tests {
     use super::*;
 
-    const ALL: [Cap; 4] = [Cap::NetAdmin, Cap::Bpf, Cap::SysAdmin, Cap::SysResource];
+    const ALL: [Cap; 5] = [
+        Cap::NetAdmin,
+        Cap::Bpf,
+        Cap::PerfMon,
+        Cap::SysAdmin,
+        Cap::SysResource,
+    ];
 
     #[test]
     fn effective_mask_is_parsed_from_status() {
@@ -86,7 +98,7 @@ mod tests {
         let only_net_admin_and_bpf = (1 << 12) | (1 << 39);
         assert_eq!(
             missing_from(only_net_admin_and_bpf, &ALL),
-            vec!["CAP_SYS_ADMIN", "CAP_SYS_RESOURCE"]
+            vec!["CAP_PERFMON", "CAP_SYS_ADMIN", "CAP_SYS_RESOURCE"]
         );
         assert!(missing_from(u64::MAX, &ALL).is_empty());
         assert_eq!(missing_from(0, &[Cap::Bpf]), vec!["CAP_BPF"]);

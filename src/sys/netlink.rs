@@ -11,6 +11,7 @@ mod link;
 mod link_info;
 mod neighbour;
 mod request;
+mod vxlan;
 mod watch;
 
 use netlink_packet_route::RouteNetlinkMessage;

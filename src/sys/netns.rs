@@ -8,7 +8,7 @@ use std::{
     fs::{self, File},
     io,
     os::{
-        fd::{AsFd, BorrowedFd},
+        fd::{AsFd, AsRawFd, BorrowedFd},
         unix::fs::{DirBuilderExt, OpenOptionsExt},
     },
     panic,
@@ -74,9 +74,42 @@ impl NetNs {
         Self::open_path(name, namespace_path(name)?)
     }
 
+    /// The network namespace of process `pid` (`/proc/<pid>/ns/net`), named `pid <pid>`.
+    pub fn of_process(pid: u32) -> Result<NetNs, SysError> {
+        Self::open_path(
+            &format!("pid {pid}"),
+            PathBuf::from(format!("/proc/{pid}/ns/net")),
+        )
+    }
+
+    /// The calling thread's network namespace, named `current`.
+    pub fn of_current_thread() -> Result<NetNs, SysError> {
+        Self::open_path("current", PathBuf::from("/proc/thread-self/ns/net"))
+    }
+
+    /// The names of the named namespaces (`ip netns list`), in no particular order.
+    pub fn names() -> Result<Vec<String>, SysError> {
+        let listing = match fs::read_dir(NETNS_RUN_DIR) {
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            listing => listing.context_with(|| format!("reading {NETNS_RUN_DIR}"))?,
+        };
+        Ok(listing
+            .flatten()
+            .filter_map(|entry| entry.file_name().into_string().ok())
+            .collect())
+    }
+
     /// The namespace's name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The namespace's inode number, which tells namespaces apart (what `ip netns identify`
+    /// and `lsns` compare).
+    pub fn inode(&self) -> Result<u64, SysError> {
+        let status = nix::sys::stat::fstat(self.file.as_raw_fd())
+            .context_with(|| format!("reading network namespace {:?}", self.name))?;
+        Ok(status.st_ino)
     }
 
     /// Deletes the namespace, like `ip netns delete`: unmounts and removes
@@ -303,6 +336,8 @@ mod tests {
         let path = Path::new(NETNS_RUN_DIR).join(netns.name());
         assert!(path.exists());
         let reopened = NetNs::open(netns.name()).expect("open the namespace by name");
+        let names = NetNs::names().expect("list the namespaces");
+        assert!(names.iter().any(|n| n == netns.name()), "{names:?}");
         let inode =
             |fd: BorrowedFd<'_>| nix::sys::stat::fstat(fd.as_raw_fd()).expect("fstat").st_ino;
         assert_eq!(inode(reopened.as_fd()), inode(netns.as_fd()));
@@ -313,6 +348,11 @@ mod tests {
             .expect("enter the namespace")
             .expect("read the namespace inside");
         assert_eq!(inside, inode(netns.as_fd()));
+        assert_eq!(reopened.inode().expect("inode"), inode(netns.as_fd()));
+        let current = NetNs::of_current_thread().expect("own namespace");
+        let process = NetNs::of_process(std::process::id()).expect("the process's namespace");
+        assert_eq!(current.inode().expect("inode"), inode(own.as_fd()));
+        assert_eq!(process.inode().expect("inode"), inode(own.as_fd()));
         drop(reopened);
         drop(netns);
         assert!(!path.exists(), "{} left behind", path.display());

@@ -30,24 +30,45 @@ pub struct Finished {
     pub stderr: Vec<String>,
 }
 
-/// A running `l3mp`; killed (SIGKILL) if dropped while running.
+/// A running `l3mp`; stopped (SIGTERM, then SIGKILL) if dropped while running.
 pub struct Daemon {
     child: Child,
     lines: Receiver<(Stream, String)>,
     seen: Vec<(Stream, String)>,
 }
 
-/// Starts `l3mp <args>` on `host`, with its output captured.
-fn spawn(host: &Host, args: &[String]) -> Daemon {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_l3mp"));
+/// Starts `l3mp <args>` on `host` (or, with `None`, in the test's own namespace), with its
+/// output captured; with `caps` (e.g. `+net_admin,+bpf`), as root limited to those
+/// capabilities (through util-linux's setpriv, which execs l3mp in the same process).
+fn spawn(host: Option<&Host>, args: &[String], caps: Option<&str>) -> Daemon {
+    let binary = env!("CARGO_BIN_EXE_l3mp");
+    let mut command = match caps {
+        None => Command::new(binary),
+        Some(caps) => {
+            let mut setpriv = Command::new("setpriv");
+            setpriv.args([
+                "--reuid=0",
+                "--inh-caps=-all",
+                &format!("--bounding-set=-all,{caps}"),
+                "--",
+                binary,
+            ]);
+            setpriv
+        }
+    };
     command
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let mut child = host
-        .spawn(command)
-        .unwrap_or_else(|e| panic!("host {}: spawning l3mp {args:?}: {e}", host.side()));
+    let spawned = match host {
+        Some(host) => host.spawn(command),
+        None => command.spawn(),
+    };
+    let where_ = host.map_or("outside the lab".to_string(), |h| {
+        format!("host {}", h.side())
+    });
+    let mut child = spawned.unwrap_or_else(|e| panic!("{where_}: spawning l3mp {args:?}: {e}"));
     let (sender, lines) = channel();
     let stdout = child
         .stdout
@@ -76,8 +97,18 @@ fn spawn(host: &Host, args: &[String]) -> Daemon {
 
 /// Runs `l3mp <args>` on `host` to its end (at most [`START_TIMEOUT`]).
 pub fn run_to_exit(host: &Host, args: &[&str]) -> Finished {
+    run_in(Some(host), args, None)
+}
+
+/// Runs `l3mp <args>` on `host` to its end, as root limited to `caps` (see [`spawn`]).
+pub fn run_confined_to_exit(host: &Host, caps: &str, args: &[&str]) -> Finished {
+    run_in(Some(host), args, Some(caps))
+}
+
+/// Runs `l3mp <args>` on `host` (or in the test's own namespace) to its end.
+fn run_in(host: Option<&Host>, args: &[&str], caps: Option<&str>) -> Finished {
     let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    let mut daemon = spawn(host, &args);
+    let mut daemon = spawn(host, &args, caps);
     let status = daemon
         .wait(START_TIMEOUT)
         .unwrap_or_else(|| panic!("l3mp {args:?} did not exit within {START_TIMEOUT:?}"));
@@ -88,9 +119,30 @@ impl Daemon {
     /// Starts `l3mp run <args>` on `host` and waits until it reports every link of `links`
     /// up, with `mode` ("TC" or "XDP") ingress. Panics with its output if it exits instead.
     pub fn start(host: &Host, args: &[&str], links: &[&str], mode: &str) -> Daemon {
+        Daemon::start_as(host, None, args, links, mode)
+    }
+
+    /// Like [`Daemon::start`], as root limited to the capabilities `caps` (see [`spawn`]).
+    pub fn start_confined(
+        host: &Host,
+        caps: &str,
+        args: &[&str],
+        links: &[&str],
+        mode: &str,
+    ) -> Daemon {
+        Daemon::start_as(host, Some(caps), args, links, mode)
+    }
+
+    fn start_as(
+        host: &Host,
+        caps: Option<&str>,
+        args: &[&str],
+        links: &[&str],
+        mode: &str,
+    ) -> Daemon {
         let mut all = vec!["run".to_string()];
         all.extend(args.iter().map(|a| a.to_string()));
-        let mut daemon = spawn(host, &all);
+        let mut daemon = spawn(Some(host), &all, caps);
         let deadline = Instant::now() + START_TIMEOUT;
         let ready = |seen: &[(Stream, String)], link: &str| {
             seen.iter().any(|(_, l)| {
@@ -122,6 +174,38 @@ impl Daemon {
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// The first line of output containing `needle`, among those said so far or within
+    /// `timeout`.
+    pub fn wait_for_line(&mut self, needle: &str, timeout: Duration) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some((_, line)) = self.seen.iter().find(|(_, l)| l.contains(needle)) {
+                return Some(line.clone());
+            }
+            let left = deadline.checked_duration_since(Instant::now())?;
+            let line = self.lines.recv_timeout(left).ok()?;
+            self.seen.push(line);
+        }
+    }
+
+    /// Every line of output so far.
+    pub fn lines(&mut self) -> Vec<String> {
+        while let Ok(line) = self.lines.try_recv() {
+            self.seen.push(line);
+        }
+        self.seen.iter().map(|(_, l)| l.clone()).collect()
+    }
+
+    /// Kills the process (SIGKILL: no cleanup) and waits for it.
+    pub fn kill(mut self) -> Finished {
+        let pid = Pid::from_raw(self.child.id() as i32);
+        kill(pid, Signal::SIGKILL).expect("SIGKILL to l3mp");
+        let status = self
+            .wait(STOP_TIMEOUT)
+            .unwrap_or_else(|| panic!("l3mp did not die within {STOP_TIMEOUT:?} of SIGKILL"));
+        self.finish(status)
     }
 
     /// Sends SIGTERM and waits for the exit (at most [`STOP_TIMEOUT`]).
@@ -168,16 +252,47 @@ impl Daemon {
         }
     }
 
-    fn transcript(&self) -> String {
+    /// The output so far, indented, for a failure message.
+    pub fn transcript(&self) -> String {
         self.seen.iter().map(|(_, l)| format!("  {l}\n")).collect()
     }
 }
 
 impl Drop for Daemon {
+    /// Stops a still running l3mp as a test that ends early would want: SIGTERM, so that it
+    /// removes what it created (its state file and pins are outside the lab's namespaces),
+    /// and SIGKILL if it does not stop in time.
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+            let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM);
+            if self.wait(STOP_TIMEOUT).is_none() {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+            }
         }
     }
+}
+
+/// `l3mp status --json` on `host` (or, with `None`, from the test's own namespace, outside
+/// every lab host): the object of the instance with process id `pid`. Panics with the output
+/// if the command fails or lists no such instance.
+pub fn status(host: Option<&Host>, pid: u32) -> serde_json::Value {
+    let out = run_in(host, &["status", "--json"], None);
+    assert!(out.status.success(), "l3mp status failed: {out:?}");
+    let all: serde_json::Value = serde_json::from_str(&out.stdout.join("\n"))
+        .unwrap_or_else(|e| panic!("l3mp status --json: {e}: {out:?}"));
+    let listed = all.as_array().expect("an array of instances");
+    listed
+        .iter()
+        .find(|i| i["pid"] == pid)
+        .cloned()
+        .unwrap_or_else(|| panic!("l3mp status lists no pid {pid}: {all:#}"))
+}
+
+/// The object of the link called `name` in an instance's status.
+pub fn link_status<'a>(instance: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    instance["links"]
+        .as_array()
+        .and_then(|links| links.iter().find(|l| l["name"] == name))
+        .unwrap_or_else(|| panic!("no link {name} in {instance:#}"))
 }

@@ -3,7 +3,6 @@
 //! `tc` (test-only; the product never runs them).
 
 use std::collections::BTreeSet;
-use std::path::Path;
 use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -96,22 +95,26 @@ pub fn still_loaded(ids: &BTreeSet<u32>, timeout: Duration) -> BTreeSet<u32> {
     }
 }
 
-/// Entries under the BPF filesystem (where pins would be) whose name mentions l3mp.
-pub fn l3mp_pins() -> Vec<String> {
-    let root = Path::new("/sys/fs/bpf");
+/// What the instances of process `pid` published and have not removed: state files in
+/// /run/l3mp and pin directories under /sys/fs/bpf/l3mp (`<pid>` or `<pid>-<n>`).
+pub fn published(pid: u32) -> Vec<String> {
+    let ours = |name: &str, suffix: &str| {
+        name.strip_suffix(suffix)
+            .is_some_and(|id| id == pid.to_string() || id.starts_with(&format!("{pid}-")))
+    };
     let mut found = Vec::new();
-    let mut pending = vec![root.to_path_buf()];
-    while let Some(dir) = pending.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
+    for (dir, suffix) in [
+        ("/run/l3mp", ".json"),
+        ("/run/l3mp", ".tmp"),
+        ("/sys/fs/bpf/l3mp", ""),
+    ] {
+        let Ok(entries) = std::fs::read_dir(dir) else {
             continue;
         };
         for entry in entries.flatten() {
-            let path = entry.path();
-            if path.to_string_lossy().contains("l3mp") {
-                found.push(path.display().to_string());
-            }
-            if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                pending.push(path);
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if ours(&name, suffix) {
+                found.push(entry.path().display().to_string());
             }
         }
     }

@@ -26,6 +26,10 @@ pub struct LinkInfo {
     pub alias: Option<String>,
     /// Whether the interface is administratively up (`IFF_UP`).
     pub up: bool,
+    /// Whether it is operationally up (`IFF_RUNNING`): it has carrier (a veth whose peer is
+    /// up, a NIC with link) and the kernel has acted on it, so what is sent leaves. (The
+    /// carrier flag alone comes up to a second earlier, while sends are still dropped.)
+    pub running: bool,
     /// Whether ARP / neighbour discovery is disabled (`IFF_NOARP`).
     pub noarp: bool,
 }
@@ -43,6 +47,7 @@ impl LinkInfo {
             is_ethernet: message.header.link_layer_type == LinkLayerType::Ether,
             alias: None,
             up: flags.contains(&LinkFlag::Up),
+            running: flags.contains(&LinkFlag::Running),
             noarp: flags.contains(&LinkFlag::Noarp),
         };
         for attribute in &message.attributes {
@@ -119,7 +124,7 @@ mod tests {
         let mut message = LinkMessage::default();
         message.header.index = 7;
         message.header.link_layer_type = LinkLayerType::Ether;
-        message.header.flags = vec![LinkFlag::Up, LinkFlag::Noarp];
+        message.header.flags = vec![LinkFlag::Up, LinkFlag::Noarp, LinkFlag::Running];
         message.attributes = vec![
             LinkAttribute::IfName("v0".into()),
             LinkAttribute::Address(vec![2, 0, 0, 0, 0, 9]),
@@ -134,7 +139,7 @@ mod tests {
         assert_eq!(info.mtu, 1400);
         assert_eq!(info.kind.as_deref(), Some("veth"));
         assert_eq!(info.alias.as_deref(), Some("uplink"));
-        assert!(info.is_ethernet && info.up && info.noarp);
+        assert!(info.is_ethernet && info.up && info.noarp && info.running);
     }
 
     #[test]
@@ -147,7 +152,7 @@ mod tests {
         ];
         let info = LinkInfo::from_message(&message);
         assert_eq!((info.mac, info.kind, info.alias), (None, None, None));
-        assert!(!info.is_ethernet && !info.up && !info.noarp);
+        assert!(!info.is_ethernet && !info.up && !info.noarp && !info.running);
     }
 
     #[test]

@@ -1,0 +1,403 @@
+//! What the bench reports: figures (a measured value, the baseline it is judged against, their
+//! ratio and a target) and observations (measured, with no target), and how a whole report is
+//! printed as a table and written as JSON.
+
+use std::fmt::Write as _;
+
+/// The parts of the bench, in the order the table shows them.
+pub const PARTS: [&str; 3] = ["program", "end-to-end", "scale"];
+
+/// How a figure is judged against its baseline.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Target {
+    /// `value <= baseline + limit` (in the figure's unit).
+    AtMostAbove(f64),
+    /// `value / baseline >= limit`.
+    RatioAtLeast(f64),
+    /// `value / baseline <= limit`.
+    RatioAtMost(f64),
+}
+
+impl Target {
+    /// Whether `value` against `baseline` meets the target.
+    pub fn met(self, value: f64, baseline: f64) -> bool {
+        match self {
+            Target::AtMostAbove(limit) => value <= baseline + limit,
+            Target::RatioAtLeast(limit) => value / baseline >= limit,
+            Target::RatioAtMost(limit) => value / baseline <= limit,
+        }
+    }
+
+    /// The target as the table prints it.
+    pub fn text(self, unit: &str) -> String {
+        match self {
+            Target::AtMostAbove(limit) => format!("<= base + {limit} {unit}"),
+            Target::RatioAtLeast(limit) => format!("ratio >= {limit}"),
+            Target::RatioAtMost(limit) => format!("ratio <= {limit}"),
+        }
+    }
+
+    fn json(self) -> String {
+        let (kind, limit) = match self {
+            Target::AtMostAbove(l) => ("at_most_above_baseline", l),
+            Target::RatioAtLeast(l) => ("ratio_at_least", l),
+            Target::RatioAtMost(l) => ("ratio_at_most", l),
+        };
+        format!(
+            "{{\"kind\": {}, \"limit\": {}}}",
+            string(kind),
+            number(limit)
+        )
+    }
+}
+
+/// A median over rounds with the spread of the rounds around it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sample {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+    /// Every round's value, in the order measured.
+    pub values: Vec<f64>,
+}
+
+impl Sample {
+    /// The median and range of `values` (at least one).
+    pub fn of(values: &[f64]) -> Sample {
+        if values.is_empty() {
+            return Sample {
+                median: f64::NAN,
+                min: f64::NAN,
+                max: f64::NAN,
+                values: Vec::new(),
+            };
+        }
+        let mut sorted = values.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        let n = sorted.len();
+        let median = if n % 2 == 1 {
+            sorted[n / 2]
+        } else {
+            (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
+        };
+        Sample {
+            median,
+            min: sorted[0],
+            max: sorted[n - 1],
+            values: values.to_vec(),
+        }
+    }
+
+    /// `(max - min) / median`, the relative spread of the rounds.
+    pub fn spread(&self) -> f64 {
+        if self.median == 0.0 {
+            0.0
+        } else {
+            (self.max - self.min) / self.median
+        }
+    }
+
+    fn json(&self) -> String {
+        let values: Vec<String> = self.values.iter().map(|v| number(*v)).collect();
+        format!(
+            "{{\"median\": {}, \"min\": {}, \"max\": {}, \"relative_spread\": {}, \"values\": [{}]}}",
+            number(self.median),
+            number(self.min),
+            number(self.max),
+            number(self.spread()),
+            values.join(", ")
+        )
+    }
+}
+
+/// One measured figure, judged against a baseline measured in the same run.
+#[derive(Clone, Debug)]
+pub struct Figure {
+    /// Which part of the bench: `program`, `end-to-end` or `scale`.
+    pub part: &'static str,
+    pub name: String,
+    pub unit: &'static str,
+    pub value: Sample,
+    /// What the baseline is, e.g. `TC floor ipv4 64 B`.
+    pub baseline_name: String,
+    pub baseline: Sample,
+    /// `None` for a figure measured for information (no target was set for it).
+    pub target: Option<Target>,
+    /// How it was measured.
+    pub method: String,
+}
+
+impl Figure {
+    /// `value / baseline` of the medians.
+    pub fn ratio(&self) -> f64 {
+        self.value.median / self.baseline.median
+    }
+
+    /// Whether the target is met; `None` without a target.
+    pub fn meets_target(&self) -> Option<bool> {
+        self.target
+            .map(|t| t.met(self.value.median, self.baseline.median))
+    }
+
+    fn json(&self) -> String {
+        format!(
+            "{{\"part\": {}, \"name\": {}, \"unit\": {}, \"value\": {}, \"value_rounds\": {}, \
+             \"baseline_name\": {}, \"baseline\": {}, \"baseline_rounds\": {}, \"ratio\": {}, \
+             \"target\": {}, \"meets_target\": {}, \"method\": {}}}",
+            string(self.part),
+            string(&self.name),
+            string(self.unit),
+            number(self.value.median),
+            self.value.json(),
+            string(&self.baseline_name),
+            number(self.baseline.median),
+            self.baseline.json(),
+            number(self.ratio()),
+            self.target.map_or("null".into(), Target::json),
+            self.meets_target()
+                .map_or("null".into(), |met| met.to_string()),
+            string(&self.method)
+        )
+    }
+}
+
+/// Facts about one loaded program, as the kernel reports them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProgramFacts {
+    pub name: String,
+    /// Instructions the generator emitted.
+    pub insns: usize,
+    /// Instructions after the verifier's rewrites (`xlated_prog_len / 8`).
+    pub xlated_insns: u32,
+    /// Instructions the verifier walked (all paths).
+    pub verified_insns: u32,
+    /// Bytes of JIT-compiled machine code.
+    pub jited_bytes: u32,
+}
+
+impl ProgramFacts {
+    fn json(&self) -> String {
+        format!(
+            "{{\"name\": {}, \"insns\": {}, \"xlated_insns\": {}, \"verified_insns\": {}, \
+             \"jited_bytes\": {}}}",
+            string(&self.name),
+            self.insns,
+            self.xlated_insns,
+            self.verified_insns,
+            self.jited_bytes
+        )
+    }
+}
+
+/// A check that a measurement measured what it claims (e.g. that every run of a demux took
+/// the demux path), with what was seen.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Check {
+    pub what: String,
+    pub passed: bool,
+    pub detail: String,
+}
+
+/// Everything one `l3mp bench` run measured.
+#[derive(Clone, Debug, Default)]
+pub struct Report {
+    /// Where it ran: kernel, CPU, cores.
+    pub machine: String,
+    pub mode: String,
+    pub figures: Vec<Figure>,
+    pub programs: Vec<ProgramFacts>,
+    pub checks: Vec<Check>,
+    pub notes: Vec<String>,
+}
+
+impl Report {
+    /// The report as a JSON document.
+    pub fn json(&self) -> String {
+        let list = |items: Vec<String>| {
+            if items.is_empty() {
+                "[]".to_string()
+            } else {
+                format!("[\n    {}\n  ]", items.join(",\n    "))
+            }
+        };
+        let checks = self
+            .checks
+            .iter()
+            .map(|c| {
+                format!(
+                    "{{\"what\": {}, \"passed\": {}, \"detail\": {}}}",
+                    string(&c.what),
+                    c.passed,
+                    string(&c.detail)
+                )
+            })
+            .collect();
+        format!(
+            "{{\n  \"machine\": {},\n  \"mode\": {},\n  \"all_targets_met\": {},\n  \
+             \"figures\": {},\n  \"programs\": {},\n  \"checks\": {},\n  \"notes\": {}\n}}\n",
+            string(&self.machine),
+            string(&self.mode),
+            self.all_targets_met(),
+            list(self.figures.iter().map(Figure::json).collect()),
+            list(self.programs.iter().map(ProgramFacts::json).collect()),
+            list(checks),
+            list(self.notes.iter().map(|n| string(n)).collect()),
+        )
+    }
+
+    /// Whether every figure with a target meets it and every check passed.
+    pub fn all_targets_met(&self) -> bool {
+        self.figures.iter().all(|f| f.meets_target() != Some(false))
+            && self.checks.iter().all(|c| c.passed)
+    }
+
+    /// The report as tables for a terminal.
+    pub fn table(&self) -> String {
+        let mut out = format!("l3mp bench ({}) on {}\n", self.mode, self.machine);
+        let name_w = self.figures.iter().map(|f| f.name.len()).max().unwrap_or(0);
+        let base_w = self
+            .figures
+            .iter()
+            .map(|f| f.baseline_name.len())
+            .max()
+            .unwrap_or(0);
+        let mut part = "";
+        let ordered = PARTS
+            .iter()
+            .flat_map(|p| self.figures.iter().filter(move |f| f.part == *p));
+        for f in ordered {
+            if f.part != part {
+                part = f.part;
+                let _ = write!(
+                    out,
+                    "\n{part}\n{:<name_w$} {:>12} {:>7}   {:<base_w$} {:>12} {:>7} {:>7}  {:<18} met\n",
+                    "figure", "value", "spread", "baseline", "value", "spread", "ratio", "target",
+                );
+            }
+            let met = match f.meets_target() {
+                Some(true) => "yes",
+                Some(false) => "NO",
+                None => "-",
+            };
+            let _ = writeln!(
+                out,
+                "{:<name_w$} {:>12} {:>6.1}%   {:<base_w$} {:>12} {:>6.1}% {:>7.3}  {:<18} {met}",
+                f.name,
+                format!("{} {}", short(f.value.median), f.unit),
+                f.value.spread() * 100.0,
+                f.baseline_name,
+                format!("{} {}", short(f.baseline.median), f.unit),
+                f.baseline.spread() * 100.0,
+                f.ratio(),
+                f.target.map_or("-".into(), |t| t.text(f.unit)),
+            );
+        }
+        if !self.programs.is_empty() {
+            let _ = write!(
+                out,
+                "\nprograms as loaded\n{:<22} {:>6} {:>7} {:>9} {:>11}\n",
+                "program", "insns", "xlated", "verified", "JIT bytes"
+            );
+            for p in &self.programs {
+                let _ = writeln!(
+                    out,
+                    "{:<22} {:>6} {:>7} {:>9} {:>11}",
+                    p.name, p.insns, p.xlated_insns, p.verified_insns, p.jited_bytes
+                );
+            }
+        }
+        if !self.checks.is_empty() {
+            out.push_str("\nchecks\n");
+            for c in &self.checks {
+                let verdict = if c.passed { "ok  " } else { "FAIL" };
+                let _ = writeln!(out, "{verdict} {}: {}", c.what, c.detail);
+            }
+        }
+        for note in &self.notes {
+            let _ = writeln!(out, "\nnote: {note}");
+        }
+        let _ = writeln!(
+            out,
+            "\nall targets met: {}",
+            if self.all_targets_met() { "yes" } else { "no" }
+        );
+        out
+    }
+}
+
+/// A number with three significant figures or more, for the table.
+fn short(v: f64) -> String {
+    if v.abs() >= 100.0 {
+        format!("{v:.0}")
+    } else if v.abs() >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+/// A JSON number (non-finite values become `null`).
+fn number(v: f64) -> String {
+    if v.is_finite() {
+        let text = format!("{v:.4}");
+        let text = text.trim_end_matches('0').trim_end_matches('.');
+        if text.is_empty() || text == "-" {
+            "0".into()
+        } else {
+            text.to_string()
+        }
+    } else {
+        "null".into()
+    }
+}
+
+/// A JSON string.
+fn string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn medians_and_spreads() {
+        let s = Sample::of(&[3.0, 1.0, 2.0]);
+        assert_eq!((s.median, s.min, s.max), (2.0, 1.0, 3.0));
+        assert_eq!(s.values, vec![3.0, 1.0, 2.0]);
+        assert!(Sample::of(&[]).median.is_nan());
+        assert_eq!(Sample::of(&[1.0, 2.0, 3.0, 10.0]).median, 2.5);
+        assert_eq!(s.spread(), 1.0);
+    }
+
+    #[test]
+    fn targets_judge_against_the_baseline() {
+        assert!(Target::AtMostAbove(12.0).met(38.0, 26.0));
+        assert!(!Target::AtMostAbove(12.0).met(38.5, 26.0));
+        assert!(Target::RatioAtLeast(0.97).met(97.0, 100.0));
+        assert!(!Target::RatioAtMost(1.05).met(106.0, 100.0));
+    }
+
+    #[test]
+    fn json_escapes_and_numbers() {
+        assert_eq!(string("a\"b\\c\n"), "\"a\\\"b\\\\c\\n\"");
+        assert_eq!(number(1.5), "1.5");
+        assert_eq!(number(2.0), "2");
+        assert_eq!(number(0.0), "0");
+        assert_eq!(number(f64::NAN), "null");
+    }
+}

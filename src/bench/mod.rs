@@ -1,0 +1,90 @@
+//! `l3mp bench`: what the datapath costs, measured on this machine in one run, every figure
+//! against a baseline measured in the same run.
+//!
+//! 1. Per program ([`program_cost`]): every hot-path program under BPF_PROG_TEST_RUN against
+//!    a floor program of its hook that only redirects.
+//! 2. End to end ([`throughput`]): TCP and small-packet UDP between two network namespaces
+//!    over a veth ext: plain, muxed with TC ingress, muxed with XDP ingress, and VXLAN.
+//! 3. Scale ([`scale`]): per-packet demux cost with 1 and 63 links, and start-up time.
+//!
+//! Needs root (namespaces, BPF, runtime statistics).
+
+mod cpu;
+mod figure;
+mod floor;
+mod packets;
+mod primed;
+mod program_cost;
+mod scale;
+mod testrun;
+mod throughput;
+mod traffic;
+
+pub use figure::{Check, Figure, ProgramFacts, Report, Sample, Target};
+
+use crate::run::Error;
+use crate::sys::caps::{missing_capabilities, Cap};
+
+/// How long and how often things are measured.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Settings {
+    /// Test runs per program and round (repeats, or single runs).
+    pub runs: u32,
+    /// Rounds per program figure; the figure is their median.
+    pub rounds: usize,
+    /// Seconds of traffic per end-to-end measurement.
+    pub traffic_secs: f64,
+    /// End-to-end measurements per path and traffic kind; the figure is their median.
+    pub traffic_rounds: usize,
+    /// Start-ups per link count.
+    pub starts: usize,
+}
+
+impl Settings {
+    /// The full bench: 10^6 runs, 5 rounds, 1.5 s of traffic 9 times.
+    pub const FULL: Settings = Settings {
+        runs: 1_000_000,
+        rounds: 5,
+        traffic_secs: 1.5,
+        traffic_rounds: 9,
+        starts: 5,
+    };
+
+    /// A short run that exercises everything (for the smoke test); its figures are rough.
+    pub const QUICK: Settings = Settings {
+        runs: 10_000,
+        rounds: 3,
+        traffic_secs: 0.2,
+        traffic_rounds: 1,
+        starts: 1,
+    };
+}
+
+/// Runs every part of the bench.
+pub fn bench(settings: &Settings) -> Result<Report, Error> {
+    let missing = missing_capabilities(&[Cap::NetAdmin, Cap::Bpf, Cap::SysAdmin]);
+    if !missing.is_empty() {
+        return Err(Error::new(format!(
+            "the bench loads BPF programs and creates network namespaces: missing {}; run it as root",
+            missing.join(", ")
+        )));
+    }
+    let mut report = Report {
+        machine: cpu::machine(),
+        mode: if *settings == Settings::QUICK {
+            "quick".into()
+        } else {
+            "full".into()
+        },
+        ..Report::default()
+    };
+    // Test runs execute on the calling CPU: keep them on one.
+    cpu::pin(cpu::count() - 1)?;
+    let part1 = program_cost::measure(settings, &mut report);
+    let scaled = part1.and_then(|()| scale::per_packet(settings, &mut report));
+    cpu::unpin()?;
+    scaled?;
+    throughput::measure(settings, &mut report)?;
+    scale::start_up(settings, &mut report)?;
+    Ok(report)
+}

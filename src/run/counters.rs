@@ -1,0 +1,136 @@
+//! The per-CPU `counters` map as userspace reads it: every slot summed over CPUs, from the
+//! running datapath or from the map pinned under bpffs (which is how `l3mp status` reads
+//! another process's counters).
+
+use std::path::Path;
+
+use aya::maps::{Map, MapData, PerCpuArray};
+use aya::Pod;
+use serde::{Deserialize, Serialize};
+
+use crate::programs::layout::{
+    COUNTER_SLOTS, EGRESS, EGRESS_DROP, GUARDED, INGRESS, PASS, UNKNOWN,
+};
+
+use super::Error;
+
+/// One counter slot as the programs write it (and its sum over CPUs).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counter {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+// SAFETY: two u64 fields, no padding; any bit pattern is valid.
+unsafe impl Pod for Counter {}
+
+/// Every slot of the counters map, summed over CPUs, indexed by slot number
+/// (see [`crate::programs::layout`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Counters(pub Vec<Counter>);
+
+impl Counters {
+    /// Reads every slot of `map`.
+    pub fn read<T: std::borrow::Borrow<MapData>>(
+        map: &PerCpuArray<T, Counter>,
+    ) -> Result<Counters, Error> {
+        (0..COUNTER_SLOTS)
+            .map(|slot| {
+                let per_cpu = map.get(&slot, 0).map_err(|e| {
+                    Error::new(format!("reading counter slot {slot}: {}", with_causes(&e)))
+                })?;
+                Ok(per_cpu.iter().fold(Counter::default(), |sum, c| Counter {
+                    packets: sum.packets + c.packets,
+                    bytes: sum.bytes + c.bytes,
+                }))
+            })
+            .collect::<Result<Vec<_>, Error>>()
+            .map(Counters)
+    }
+
+    /// Reads the counters map pinned at `path`.
+    pub fn read_pinned(path: &Path) -> Result<Counters, Error> {
+        let fail = |e: &dyn std::error::Error| {
+            Error::new(format!(
+                "reading the counters pinned at {}: {}",
+                path.display(),
+                with_causes(e)
+            ))
+        };
+        let data = MapData::from_pin(path).map_err(|e| fail(&e))?;
+        let map: PerCpuArray<MapData, Counter> = Map::from_map_data(data)
+            .and_then(PerCpuArray::try_from)
+            .map_err(|e| fail(&e))?;
+        Counters::read(&map)
+    }
+
+    fn slot(&self, slot: u32) -> Counter {
+        self.0.get(slot as usize).copied().unwrap_or_default()
+    }
+
+    /// What egress sent out of ext for the link with `label`.
+    pub fn egress(&self, label: u8) -> Counter {
+        self.slot(EGRESS + u32::from(label))
+    }
+
+    /// What ingress delivered to the link with `label`.
+    pub fn ingress(&self, label: u8) -> Counter {
+        self.slot(INGRESS + u32::from(label))
+    }
+
+    /// Ingress packets passed to ext's own stack untouched (unlabelled, not IP, malformed).
+    pub fn pass(&self) -> Counter {
+        self.slot(PASS)
+    }
+
+    /// Ingress packets with a label no link uses.
+    pub fn unknown(&self) -> Counter {
+        self.slot(UNKNOWN)
+    }
+
+    /// Egress packets dropped (not IP, malformed or truncated).
+    pub fn drop(&self) -> Counter {
+        self.slot(EGRESS_DROP)
+    }
+
+    /// Packets of ext's own whose label bits the guard cleared.
+    pub fn guard(&self) -> Counter {
+        self.slot(GUARDED)
+    }
+}
+
+/// An error and its causes, "a: b: c" (aya's syscall errors keep the errno in their cause).
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text += &format!(": {c}");
+        cause = c.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_are_named_by_what_they_count() {
+        let mut slots = vec![Counter::default(); COUNTER_SLOTS as usize];
+        for (i, c) in slots.iter_mut().enumerate() {
+            *c = Counter {
+                packets: i as u64,
+                bytes: 100 * i as u64,
+            };
+        }
+        let counters = Counters(slots);
+        assert_eq!(counters.egress(3).packets, u64::from(EGRESS) + 3);
+        assert_eq!(counters.ingress(3).packets, u64::from(INGRESS) + 3);
+        assert_eq!(counters.pass().bytes, 100 * u64::from(PASS));
+        assert_eq!(counters.unknown().packets, u64::from(UNKNOWN));
+        assert_eq!(counters.drop().packets, u64::from(EGRESS_DROP));
+        assert_eq!(counters.guard().packets, u64::from(GUARDED));
+        assert_eq!(Counters::default().guard(), Counter::default());
+    }
+}

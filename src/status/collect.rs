@@ -1,0 +1,165 @@
+//! Gathering the status of the running instances: state files, link states, pinned counters.
+
+use std::path::{Path, PathBuf};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::run::{alive, Counters, Error, Mark, Registry, State};
+use crate::sys::netlink::{LinkInfo, Netlink};
+use crate::sys::netns::NetNs;
+use crate::sys::SysError;
+
+use super::{Device, ExtCounters, ExtStatus, InstanceStatus, LinkStatus};
+
+/// How long an instance whose counters cannot be read may take to turn out dead.
+const EXIT_GRACE: Duration = Duration::from_millis(200);
+
+/// The status of every running instance (only those on `ext` if given), by id. What dead
+/// instances left is removed first, and said on the log.
+pub fn collect(registry: &Registry, ext: Option<&str>) -> Result<Vec<InstanceStatus>, Error> {
+    for line in registry.sweep_dead() {
+        log::info!("{line}");
+    }
+    let own = NetNs::of_current_thread()
+        .and_then(|netns| netns.inode())
+        .map_err(|e| Error::new(e.to_string()))?;
+    let mut out = Vec::new();
+    for state in registry.live()? {
+        if ext.is_some_and(|ext| ext != state.ext) {
+            continue;
+        }
+        let Some(counters) = counters_of(registry, &state)? else {
+            continue;
+        };
+        let links = links_of(&state, own);
+        out.push(status_of(&state, links.as_deref(), &counters));
+    }
+    Ok(out)
+}
+
+/// The counters of the instance of `state`; `None` if it stopped (or was killed) since its
+/// state file was read.
+fn counters_of(registry: &Registry, state: &State) -> Result<Option<Counters>, Error> {
+    // The pin as this process sees it, else as the instance's process does.
+    let read = || {
+        Counters::read_pinned(&state.counters)
+            .or_else(|_| Counters::read_pinned(&in_mounts_of(state.pid, &state.counters)))
+    };
+    let gone = || !alive(state.pid) || !registry.lists(state.id);
+    let error = match read() {
+        Ok(counters) => return Ok(Some(counters)),
+        Err(e) => e,
+    };
+    // A process being killed loses its root before it becomes a zombie.
+    let deadline = Instant::now() + EXIT_GRACE;
+    while Instant::now() < deadline {
+        if gone() {
+            return Ok(None);
+        }
+        thread::sleep(EXIT_GRACE / 10);
+    }
+    Err(Error::new(format!("l3mp {}: {error}", state.id)))
+}
+
+/// `path` as process `pid` sees it: through its root, in its mount namespace (`ip netns exec`
+/// gives a process a /sys of its own, so its BPF filesystem may be one only it sees).
+fn in_mounts_of(pid: u32, path: &Path) -> PathBuf {
+    let relative = path.strip_prefix("/").unwrap_or(path);
+    Path::new(&format!("/proc/{pid}/root")).join(relative)
+}
+
+/// The links of the instance's network namespace; `None` (with a warning) if it cannot be
+/// entered.
+fn links_of(state: &State, own_netns: u64) -> Option<Vec<LinkInfo>> {
+    let listed = if state.netns == own_netns {
+        Netlink::new().and_then(|netlink| netlink.links())
+    } else {
+        match find_netns(state) {
+            Some(netns) => netns
+                .run(|| Netlink::new()?.links())
+                .and_then(|links| links),
+            None => Err(SysError::other(
+                format!("finding network namespace {}", state.netns),
+                "neither the process's nor a named one (ip netns) is it",
+            )),
+        }
+    };
+    listed
+        .map_err(|e| {
+            log::warn!(
+                "l3mp {} on {}: {e}; link states unknown",
+                state.id,
+                state.ext
+            )
+        })
+        .ok()
+}
+
+/// The instance's network namespace: its process's (the usual case), or a named one (an
+/// instance started by a thread that entered it, as `l3mp demo` does).
+fn find_netns(state: &State) -> Option<NetNs> {
+    let named = NetNs::names().unwrap_or_default();
+    std::iter::once(NetNs::of_process(state.pid))
+        .chain(named.iter().map(|name| NetNs::open(name)))
+        .filter_map(Result::ok)
+        .find(|netns| netns.inode().ok() == Some(state.netns))
+}
+
+/// The status from the state file, the links of the instance's namespace (`None`: unknown)
+/// and the counters.
+pub(super) fn status_of(
+    state: &State,
+    links: Option<&[LinkInfo]>,
+    counters: &Counters,
+) -> InstanceStatus {
+    let device = |found: Option<&LinkInfo>| match links {
+        None => Device::default(),
+        Some(_) => Device {
+            exists: Some(found.is_some()),
+            ifindex: found.map(|l| l.index),
+            up: found.map(|l| l.up),
+            mtu: found.map(|l| l.mtu),
+        },
+    };
+    let ext = links.and_then(|all| all.iter().find(|l| l.name == state.ext));
+    let ours = |name: &str| {
+        links.and_then(|all| {
+            all.iter().find(|l| {
+                let mark = l.alias.as_deref().and_then(Mark::parse);
+                l.name == name && mark.is_some_and(|m| m.pid == state.pid && !m.hidden)
+            })
+        })
+    };
+    InstanceStatus {
+        id: state.id,
+        pid: state.pid,
+        netns: state.netns,
+        ext: ExtStatus {
+            name: state.ext.clone(),
+            attached_ifindex: state.ext_ifindex,
+            attached: links.map(|_| ext.is_some_and(|e| e.index == state.ext_ifindex)),
+            device: device(ext),
+        },
+        ingress: state.ingress,
+        label_bits: state.label_bits,
+        unknown: state.unknown,
+        links: state
+            .links
+            .iter()
+            .map(|link| LinkStatus {
+                name: link.name.clone(),
+                label: link.label,
+                hidden: link.hidden.clone(),
+                device: device(ours(&link.name)),
+                egress: counters.egress(link.label),
+                ingress: counters.ingress(link.label),
+            })
+            .collect(),
+        counters: ExtCounters {
+            pass: counters.pass(),
+            unknown: counters.unknown(),
+            drop: counters.drop(),
+            guard: counters.guard(),
+        },
+    }
+}

@@ -1,0 +1,88 @@
+//! `l3mp status`: every running instance as its state file describes it, the state of its ext
+//! and links as its network namespace shows them (entered when it is not the caller's), and
+//! its counters as the pinned map holds them. It works from any process with CAP_BPF (and
+//! CAP_SYS_ADMIN to enter another network namespace), while the instances run.
+
+mod collect;
+mod table;
+
+pub use collect::collect;
+pub use table::table;
+
+use serde::{Deserialize, Serialize};
+
+use crate::programs::Unknown;
+use crate::run::{Counter, IngressMode, InstanceId};
+
+/// One running instance.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceStatus {
+    pub id: InstanceId,
+    pub pid: u32,
+    /// The inode of its network namespace.
+    pub netns: u64,
+    pub ext: ExtStatus,
+    pub ingress: IngressMode,
+    pub label_bits: u8,
+    pub unknown: Unknown,
+    pub links: Vec<LinkStatus>,
+    /// What concerns ext rather than one link.
+    pub counters: ExtCounters,
+}
+
+/// The state of an interface; every field is `None` when its namespace could not be entered.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Device {
+    /// Whether it exists (for a managed link: and is this instance's, by its alias).
+    pub exists: Option<bool>,
+    /// Its ifindex now.
+    pub ifindex: Option<u32>,
+    /// Whether it is administratively up.
+    pub up: Option<bool>,
+    pub mtu: Option<u32>,
+}
+
+/// ext: its name, the ifindex the programs are attached to, and its state now.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExtStatus {
+    pub name: String,
+    /// The ifindex the programs were last attached to.
+    pub attached_ifindex: u32,
+    /// Whether the programs are on ext as it is now (`false`: the instance waits for ext).
+    pub attached: Option<bool>,
+    #[serde(flatten)]
+    pub device: Device,
+}
+
+/// One managed link: its label, state and traffic.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkStatus {
+    pub name: String,
+    pub label: u8,
+    pub hidden: String,
+    #[serde(flatten)]
+    pub device: Device,
+    /// Sent by the link, labelled, out of ext.
+    pub egress: Counter,
+    /// Arrived on ext with the link's label and delivered to it.
+    pub ingress: Counter,
+}
+
+/// The counters that belong to no link.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExtCounters {
+    /// Ingress passed to ext's own stack untouched (unlabelled, not IP, malformed).
+    pub pass: Counter,
+    /// Ingress with a label no link uses (passed or dropped, per `--unknown`).
+    pub unknown: Counter,
+    /// Egress dropped (not IP, malformed or truncated).
+    pub drop: Counter,
+    /// ext's own traffic whose label bits the guard cleared.
+    pub guard: Counter,
+}
+
+/// The JSON document: an array of instances.
+pub fn json(instances: &[InstanceStatus]) -> String {
+    // Strings, numbers, booleans and lists always serialise.
+    serde_json::to_string_pretty(instances).unwrap_or_default() + "\n"
+}

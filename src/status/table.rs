@@ -1,0 +1,245 @@
+//! `l3mp status` for people: per instance a heading, ext's state, a table of the links and
+//! their traffic, and the counters that belong to no link.
+
+use std::fmt::Write;
+
+use crate::programs::Unknown;
+use crate::run::Counter;
+
+use super::{Device, InstanceStatus};
+
+/// The text for `instances`.
+pub fn table(instances: &[InstanceStatus]) -> String {
+    if instances.is_empty() {
+        return "no l3mp instance is running\n".to_string();
+    }
+    let mut out = String::new();
+    for (i, instance) in instances.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        render(&mut out, instance);
+    }
+    out
+}
+
+fn render(out: &mut String, s: &InstanceStatus) {
+    let ext = &s.ext;
+    // Writing to a String cannot fail.
+    let _ = writeln!(
+        out,
+        "l3mp {} on {} (netns {}): {} ingress, {} label bits, unknown labels {}",
+        s.id,
+        ext.name,
+        s.netns,
+        s.ingress,
+        s.label_bits,
+        match s.unknown {
+            Unknown::Pass => "pass",
+            Unknown::Drop => "drop",
+        }
+    );
+    let state = match (ext.attached, ext.device.exists) {
+        (None, _) => "state unknown (its network namespace could not be entered)".to_string(),
+        (Some(true), _) => format!("attached, {}", device(&ext.device)),
+        (Some(false), Some(true)) => {
+            format!("back ({}), not attached yet: waiting", device(&ext.device))
+        }
+        (Some(false), _) => format!(
+            "gone (was ifindex {}): links kept, waiting for it",
+            ext.attached_ifindex
+        ),
+    };
+    let _ = writeln!(out, "  {}: {state}", ext.name);
+    let mut rows = vec![[
+        "link",
+        "label",
+        "state",
+        "mtu",
+        "egress pkts",
+        "bytes",
+        "ingress pkts",
+        "bytes",
+    ]
+    .map(str::to_string)];
+    for link in &s.links {
+        let opt = |v: Option<u32>| v.map_or("?".to_string(), |v| v.to_string());
+        rows.push([
+            link.name.clone(),
+            link.label.to_string(),
+            link_state(&link.device).to_string(),
+            opt(link.device.mtu),
+            link.egress.packets.to_string(),
+            link.egress.bytes.to_string(),
+            link.ingress.packets.to_string(),
+            link.ingress.bytes.to_string(),
+        ]);
+    }
+    columns(
+        out,
+        &rows,
+        &[false, true, false, true, true, true, true, true],
+    );
+    let c = &s.counters;
+    let _ = writeln!(
+        out,
+        "  not a link's: pass {}, unknown {}, drop {}, guard {}",
+        traffic(c.pass),
+        traffic(c.unknown),
+        traffic(c.drop),
+        traffic(c.guard)
+    );
+}
+
+/// "ifindex 7, up, MTU 1500".
+fn device(d: &Device) -> String {
+    let up = match d.up {
+        Some(true) => "up",
+        Some(false) => "down",
+        None => "?",
+    };
+    let index = d.ifindex.map_or("?".to_string(), |i| i.to_string());
+    let mtu = d.mtu.map_or("?".to_string(), |m| m.to_string());
+    format!("ifindex {index}, {up}, MTU {mtu}")
+}
+
+fn link_state(d: &Device) -> &'static str {
+    match (d.exists, d.up) {
+        (None, _) => "?",
+        (Some(false), _) => "missing",
+        (Some(true), Some(true)) => "up",
+        (Some(true), _) => "down",
+    }
+}
+
+fn traffic(c: Counter) -> String {
+    format!("{} pkts {} B", c.packets, c.bytes)
+}
+
+/// Rows as aligned columns, indented by two spaces; `right[i]` right-aligns column i.
+fn columns<const N: usize>(out: &mut String, rows: &[[String; N]], right: &[bool; N]) {
+    let mut widths = [0; N];
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    for row in rows {
+        let mut line = String::new();
+        for ((cell, width), right) in row.iter().zip(widths).zip(right) {
+            line.push_str("  ");
+            if *right {
+                let _ = write!(line, "{cell:>width$}");
+            } else {
+                let _ = write!(line, "{cell:<width$}");
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{ExtCounters, ExtStatus, LinkStatus};
+    use super::*;
+    use crate::run::{IngressMode, InstanceId};
+
+    fn sample(attached: Option<bool>, ext_exists: Option<bool>) -> InstanceStatus {
+        let known = |exists| Device {
+            exists,
+            ifindex: exists.map(|_| 7),
+            up: exists.map(|_| true),
+            mtu: exists.map(|_| 1420),
+        };
+        InstanceStatus {
+            id: InstanceId {
+                pid: 4242,
+                serial: 0,
+            },
+            pid: 4242,
+            netns: 4_026_531_840,
+            ext: ExtStatus {
+                name: "wg0".into(),
+                attached_ifindex: 7,
+                attached,
+                device: known(ext_exists),
+            },
+            ingress: IngressMode::Tc,
+            label_bits: 4,
+            unknown: Unknown::Pass,
+            links: vec![LinkStatus {
+                name: "bgp1".into(),
+                label: 1,
+                hidden: "l3mp000000.1".into(),
+                device: known(attached.map(|_| true)),
+                egress: Counter {
+                    packets: 7,
+                    bytes: 1_274,
+                },
+                ingress: Counter::default(),
+            }],
+            counters: ExtCounters {
+                guard: Counter {
+                    packets: 2,
+                    bytes: 168,
+                },
+                ..ExtCounters::default()
+            },
+        }
+    }
+
+    #[test]
+    fn the_table_shows_state_and_traffic() {
+        let text = table(&[sample(Some(true), Some(true))]);
+        let expected = "\
+l3mp 4242 on wg0 (netns 4026531840): TC ingress, 4 label bits, unknown labels pass
+  wg0: attached, ifindex 7, up, MTU 1420
+  link  label  state   mtu  egress pkts  bytes  ingress pkts  bytes
+  bgp1      1  up     1420            7   1274             0      0
+  not a link's: pass 0 pkts 0 B, unknown 0 pkts 0 B, drop 0 pkts 0 B, guard 2 pkts 168 B
+";
+        assert_eq!(text, expected);
+    }
+
+    #[test]
+    fn ext_away_or_unknown_is_said() {
+        let gone = table(&[sample(Some(false), Some(false))]);
+        assert!(
+            gone.contains("wg0: gone (was ifindex 7): links kept, waiting for it"),
+            "{gone}"
+        );
+        let back = table(&[sample(Some(false), Some(true))]);
+        assert!(
+            back.contains("wg0: back (ifindex 7, up, MTU 1420)"),
+            "{back}"
+        );
+        let unknown = table(&[sample(None, None)]);
+        assert!(unknown.contains("wg0: state unknown"), "{unknown}");
+        assert!(unknown.contains("bgp1      1  ?"), "{unknown}");
+        assert_eq!(table(&[]), "no l3mp instance is running\n");
+    }
+
+    #[test]
+    fn json_names_every_field() {
+        let value: serde_json::Value =
+            serde_json::from_str(&super::super::json(&[sample(Some(true), Some(true))]))
+                .expect("valid JSON");
+        let i = &value[0];
+        assert_eq!(i["id"], "4242");
+        assert_eq!(i["ingress"], "tc");
+        assert_eq!(i["unknown"], "pass");
+        assert_eq!(i["ext"]["name"], "wg0");
+        assert_eq!(i["ext"]["attached"], true);
+        assert_eq!(i["ext"]["attached_ifindex"], 7);
+        assert_eq!(i["ext"]["exists"], true);
+        assert_eq!(i["ext"]["mtu"], 1420);
+        assert_eq!(i["links"][0]["label"], 1);
+        assert_eq!(i["links"][0]["up"], true);
+        assert_eq!(i["links"][0]["egress"]["packets"], 7);
+        assert_eq!(i["links"][0]["egress"]["bytes"], 1274);
+        assert_eq!(i["counters"]["guard"]["packets"], 2);
+        let parsed: Vec<InstanceStatus> = serde_json::from_value(value).expect("reads back");
+        assert_eq!(parsed, vec![sample(Some(true), Some(true))]);
+    }
+}

@@ -1,0 +1,295 @@
+//! As root: `l3mp bench --quick --json` runs to the end and prints a well-formed JSON document
+//! in which every figure has its value, unit, baseline, ratio, target and `meets_target`, and
+//! every check passed. No timed assertion: the quick figures are rough, and whether they meet
+//! their targets is not tested.
+
+use std::collections::BTreeMap;
+use std::process::Command;
+
+use l3mp::sys::caps::{missing_capabilities, Cap};
+
+/// A JSON value, as much of it as the test looks at.
+#[derive(Debug, PartialEq)]
+enum Json {
+    Null,
+    Bool(bool),
+    Number(f64),
+    String(String),
+    Array(Vec<Json>),
+    Object(BTreeMap<String, Json>),
+}
+
+/// A strict JSON parser (RFC 8259, no extensions): the whole input must be one value.
+struct Parser<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl Parser<'_> {
+    fn parse(text: &str) -> Result<Json, String> {
+        let mut p = Parser {
+            bytes: text.as_bytes(),
+            at: 0,
+        };
+        let value = p.value()?;
+        p.space();
+        if p.at != p.bytes.len() {
+            return Err(format!("trailing data at byte {}", p.at));
+        }
+        Ok(value)
+    }
+
+    fn space(&mut self) {
+        while self.at < self.bytes.len() && b" \t\r\n".contains(&self.bytes[self.at]) {
+            self.at += 1;
+        }
+    }
+
+    fn eat(&mut self, word: &str) -> bool {
+        if self.bytes[self.at..].starts_with(word.as_bytes()) {
+            self.at += word.len();
+            true
+        } else {
+            false
+        }
+    }
+
+    fn value(&mut self) -> Result<Json, String> {
+        self.space();
+        let Some(&c) = self.bytes.get(self.at) else {
+            return Err("unexpected end".into());
+        };
+        match c {
+            b'{' => self.object(),
+            b'[' => self.array(),
+            b'"' => self.string().map(Json::String),
+            _ if self.eat("null") => Ok(Json::Null),
+            _ if self.eat("true") => Ok(Json::Bool(true)),
+            _ if self.eat("false") => Ok(Json::Bool(false)),
+            _ => self.number(),
+        }
+    }
+
+    fn object(&mut self) -> Result<Json, String> {
+        self.at += 1;
+        let mut map = BTreeMap::new();
+        self.space();
+        if self.eat("}") {
+            return Ok(Json::Object(map));
+        }
+        loop {
+            self.space();
+            let key = self.string()?;
+            self.space();
+            if !self.eat(":") {
+                return Err(format!("expected ':' at byte {}", self.at));
+            }
+            map.insert(key, self.value()?);
+            self.space();
+            if self.eat("}") {
+                return Ok(Json::Object(map));
+            }
+            if !self.eat(",") {
+                return Err(format!("expected ',' or '}}' at byte {}", self.at));
+            }
+        }
+    }
+
+    fn array(&mut self) -> Result<Json, String> {
+        self.at += 1;
+        let mut items = Vec::new();
+        self.space();
+        if self.eat("]") {
+            return Ok(Json::Array(items));
+        }
+        loop {
+            items.push(self.value()?);
+            self.space();
+            if self.eat("]") {
+                return Ok(Json::Array(items));
+            }
+            if !self.eat(",") {
+                return Err(format!("expected ',' or ']' at byte {}", self.at));
+            }
+        }
+    }
+
+    fn string(&mut self) -> Result<String, String> {
+        if !self.eat("\"") {
+            return Err(format!("expected a string at byte {}", self.at));
+        }
+        let mut out = String::new();
+        loop {
+            let Some(&c) = self.bytes.get(self.at) else {
+                return Err("unterminated string".into());
+            };
+            self.at += 1;
+            match c {
+                b'"' => return Ok(out),
+                b'\\' => {
+                    let e = *self.bytes.get(self.at).ok_or("unterminated escape")?;
+                    self.at += 1;
+                    match e {
+                        b'"' | b'\\' | b'/' => out.push(e as char),
+                        b'n' => out.push('\n'),
+                        b't' => out.push('\t'),
+                        b'r' => out.push('\r'),
+                        b'b' => out.push('\u{8}'),
+                        b'f' => out.push('\u{c}'),
+                        b'u' => {
+                            let hex = self.bytes.get(self.at..self.at + 4).ok_or("short \\u")?;
+                            let code = u32::from_str_radix(
+                                std::str::from_utf8(hex).map_err(|e| e.to_string())?,
+                                16,
+                            )
+                            .map_err(|e| e.to_string())?;
+                            out.push(char::from_u32(code).ok_or("bad \\u")?);
+                            self.at += 4;
+                        }
+                        _ => return Err(format!("bad escape at byte {}", self.at)),
+                    }
+                }
+                c if c < 0x20 => return Err(format!("control byte in a string at {}", self.at)),
+                _ => {
+                    // Copy one UTF-8 character whole.
+                    let start = self.at - 1;
+                    let len = match c {
+                        0x00..=0x7f => 1,
+                        0xc0..=0xdf => 2,
+                        0xe0..=0xef => 3,
+                        _ => 4,
+                    };
+                    let end = (start + len).min(self.bytes.len());
+                    out.push_str(
+                        std::str::from_utf8(&self.bytes[start..end]).map_err(|e| e.to_string())?,
+                    );
+                    self.at = end;
+                }
+            }
+        }
+    }
+
+    fn number(&mut self) -> Result<Json, String> {
+        let start = self.at;
+        while self.at < self.bytes.len() && b"+-0123456789.eE".contains(&self.bytes[self.at]) {
+            self.at += 1;
+        }
+        let text = std::str::from_utf8(&self.bytes[start..self.at]).map_err(|e| e.to_string())?;
+        let body = text.strip_prefix('-').unwrap_or(text);
+        let digit = |c: char| c.is_ascii_digit();
+        let leading_zero = body.len() > 1 && body.starts_with('0') && !body.starts_with("0.");
+        let ok = body.starts_with(digit) && body.ends_with(digit) && !leading_zero;
+        match text.parse::<f64>() {
+            Ok(v) if ok => Ok(Json::Number(v)),
+            _ => Err(format!("bad value {text:?} at byte {start}")),
+        }
+    }
+}
+
+impl Json {
+    fn get(&self, key: &str) -> Option<&Json> {
+        match self {
+            Json::Object(map) => map.get(key),
+            _ => None,
+        }
+    }
+
+    fn items(&self) -> &[Json] {
+        match self {
+            Json::Array(items) => items,
+            _ => &[],
+        }
+    }
+}
+
+#[test]
+fn the_parser_is_strict() {
+    assert!(Parser::parse("{\"a\": [1, 2.5, -3e2, true, null, \"x\\n\"]}").is_ok());
+    for bad in ["{", "{\"a\" 1}", "[1,]", "01", "\"\u{1}\"", "{} x", "nan"] {
+        assert!(Parser::parse(bad).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn quick_bench_prints_every_field() {
+    let missing = missing_capabilities(&[Cap::NetAdmin, Cap::Bpf, Cap::SysAdmin]);
+    if !missing.is_empty() {
+        eprintln!(
+            "skipped quick_bench_prints_every_field: needs {}",
+            missing.join(", ")
+        );
+        return;
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_l3mp"))
+        .args(["-q", "bench", "--quick", "--json"])
+        .output()
+        .expect("l3mp runs");
+    let stdout = String::from_utf8(out.stdout).expect("UTF-8");
+    assert!(
+        out.status.success(),
+        "l3mp bench failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc = Parser::parse(&stdout).unwrap_or_else(|e| panic!("{e}:\n{stdout}"));
+    for key in [
+        "machine",
+        "mode",
+        "all_targets_met",
+        "figures",
+        "programs",
+        "checks",
+        "notes",
+    ] {
+        assert!(doc.get(key).is_some(), "no {key}");
+    }
+    let figures = doc.get("figures").expect("figures").items();
+    for part in ["program", "end-to-end", "scale"] {
+        let n = figures
+            .iter()
+            .filter(|f| f.get("part") == Some(&Json::String(part.into())))
+            .count();
+        assert!(n > 0, "no {part} figures");
+    }
+    for f in figures {
+        let number = |key: &str| matches!(f.get(key), Some(Json::Number(_)));
+        assert!(
+            number("value") && number("baseline") && number("ratio"),
+            "{f:?}"
+        );
+        for key in ["name", "unit", "baseline_name", "method"] {
+            assert!(
+                matches!(f.get(key), Some(Json::String(s)) if !s.is_empty()),
+                "{key}: {f:?}"
+            );
+        }
+        for key in ["value_rounds", "baseline_rounds"] {
+            let rounds = f.get(key).unwrap_or_else(|| panic!("{key}: {f:?}"));
+            assert!(
+                !rounds.get("values").expect("values").items().is_empty(),
+                "{f:?}"
+            );
+        }
+        match (f.get("target"), f.get("meets_target")) {
+            (Some(Json::Null), Some(Json::Null)) => {}
+            (Some(target @ Json::Object(_)), Some(Json::Bool(_))) => {
+                assert!(matches!(target.get("kind"), Some(Json::String(_))), "{f:?}");
+                assert!(
+                    matches!(target.get("limit"), Some(Json::Number(_))),
+                    "{f:?}"
+                );
+            }
+            other => panic!("target and meets_target: {other:?} in {f:?}"),
+        }
+    }
+    for program in doc.get("programs").expect("programs").items() {
+        for key in ["insns", "xlated_insns", "verified_insns", "jited_bytes"] {
+            assert!(
+                matches!(program.get(key), Some(Json::Number(n)) if *n > 0.0),
+                "{key}: {program:?}"
+            );
+        }
+    }
+    for check in doc.get("checks").expect("checks").items() {
+        assert_eq!(check.get("passed"), Some(&Json::Bool(true)), "{check:?}");
+    }
+}
