@@ -90,12 +90,7 @@ impl Datapath {
 
     /// Loads the classifier `prog` and attaches it to `ifname` (tcx where the kernel has it).
     fn tc(&mut self, prog: &str, ifname: &str, at: TcAttachType) -> Result<(), Error> {
-        let p: &mut SchedClassifier = self
-            .ebpf
-            .program_mut(prog)
-            .ok_or_else(|| Error::new(format!("program {prog} missing from the object")))?
-            .try_into()
-            .map_err(program_error(format!("program {prog}")))?;
+        let p: &mut SchedClassifier = self.program(prog)?;
         p.load().map_err(program_error(format!("loading {prog}")))?;
         if !has_tcx() {
             // Before tcx, TC programs hang off a clsact qdisc; one may already be there.
@@ -141,15 +136,23 @@ impl Datapath {
         Ok(())
     }
 
+    /// The loaded XDP program `prog`.
     fn xdp_program(&mut self, prog: &str) -> Result<&mut Xdp, Error> {
-        let p: &mut Xdp = self
-            .ebpf
+        let p: &mut Xdp = self.program(prog)?;
+        p.load().map_err(program_error(format!("loading {prog}")))?;
+        Ok(p)
+    }
+
+    /// The program `prog` of the object, as the type its section says it is.
+    fn program<'a, P>(&'a mut self, prog: &str) -> Result<&'a mut P, Error>
+    where
+        &'a mut P: TryFrom<&'a mut aya::programs::Program, Error = ProgramError>,
+    {
+        self.ebpf
             .program_mut(prog)
             .ok_or_else(|| Error::new(format!("program {prog} missing from the object")))?
             .try_into()
-            .map_err(program_error(format!("program {prog}")))?;
-        p.load().map_err(program_error(format!("loading {prog}")))?;
-        Ok(p)
+            .map_err(program_error(format!("program {prog}")))
     }
 
     /// Every counter slot, summed over CPUs.
