@@ -13,8 +13,8 @@ use aya::maps::{DevMap, PerCpuArray};
 use aya::programs::{ProgramInfo, TestRun, TestRunOptions};
 use aya::{Ebpf, EbpfLoader};
 
-use crate::programs::layout::{COUNTERS_MAP, COUNTER_SLOTS};
-use crate::run::{Counter, Error};
+use crate::programs::layout::COUNTERS_MAP;
+use crate::run::{Counter, Counters, Error};
 
 use super::figure::ProgramFacts;
 
@@ -160,16 +160,6 @@ impl Loaded {
             .ok_or_else(|| Error::new("map counters missing"))?
             .try_into()
             .map_err(|e| Error::new(format!("map counters: {e}")))?;
-        (0..COUNTER_SLOTS)
-            .map(|slot| {
-                let per_cpu = map
-                    .get(&slot, 0)
-                    .map_err(|e| Error::new(format!("reading counter {slot}: {e}")))?;
-                Ok(per_cpu.iter().fold(Counter::default(), |sum, c| Counter {
-                    packets: sum.packets + c.packets,
-                    bytes: sum.bytes + c.bytes,
-                }))
-            })
-            .collect()
+        Ok(Counters::read(&map)?.0)
     }
 }
