@@ -16,10 +16,11 @@ mod common;
 
 use std::path::Path;
 
-use aya::maps::{DevMap, PerCpuArray};
+use aya::maps::PerCpuArray;
 use aya::programs::{SchedClassifier, TestRun, TestRunOptions, Xdp};
 use aya::{EbpfLoader, Pod};
-use l3mp::programs::layout::{COUNTERS_MAP, COUNTER_SLOTS, LINKS_MAP, TC_ACT_REDIRECT};
+use l3mp::programs::layout::{COUNTERS_MAP, COUNTER_SLOTS, TC_ACT_REDIRECT};
+use l3mp::run::point_links;
 use l3mp::programs::{build, egress_name, ingress_name, Config, ExtKind, Hook, Unknown, GUARD};
 use l3mp::roundtrip::Case;
 
@@ -158,18 +159,7 @@ fn vm_and_kernel_agree_on_every_corpus_packet() {
                 other => panic!("{other:?}"),
             }
         }
-        {
-            let mut devmap: DevMap<_> = ebpf
-                .map_mut(LINKS_MAP)
-                .expect("map")
-                .try_into()
-                .expect("devmap");
-            for link in &cfg.links {
-                devmap
-                    .set(u32::from(link.label), link.peer_ifindex, None, 0)
-                    .expect("DEVMAP entry");
-            }
-        }
+        point_links(&mut ebpf, &cfg).expect("link maps filled");
         let ethernet = matches!(cfg.ext.kind, ExtKind::Ethernet { .. });
         let ingress: Vec<&str> = if ethernet {
             vec![ingress_name(Hook::Tc), ingress_name(Hook::Xdp), GUARD]

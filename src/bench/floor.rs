@@ -8,7 +8,7 @@ use l3mp_asm::{
 
 use crate::programs::layout::BPF_MAP_TYPE_DEVMAP;
 use crate::programs::Hook;
-use crate::run::Error;
+use crate::run::{set_devmap, Error};
 
 /// The TC floor: `return bpf_redirect(ifindex, 0)`.
 pub const TC: &str = "floor_tc";
@@ -58,7 +58,12 @@ pub fn program(hook: Hook, ifindex: u32) -> Result<Assembled, Error> {
         .map_err(|e| Error::new(format!("floor programs: {e}")))
 }
 
-/// Both floors in one ELF object (DEVMAP key 0 must be pointed at a device by the loader).
+/// Points the floors' DEVMAP key 0 at `ifindex`.
+pub fn point(ebpf: &mut aya::Ebpf, ifindex: u32) -> Result<(), Error> {
+    set_devmap(ebpf, DEVMAP, 0, ifindex)
+}
+
+/// Both floors in one ELF object (DEVMAP key 0 must be pointed at a device, by [`point`]).
 pub fn elf(ifindex: u32) -> Result<Vec<u8>, Error> {
     let tc = program(Hook::Tc, ifindex)?;
     let xdp = program(Hook::Xdp, ifindex)?;

@@ -14,10 +14,10 @@ use std::hash::{Hash, Hasher};
 use l3mp_asm::{Assembled, Section};
 
 use crate::programs::layout::{
-    EGRESS, INGRESS, LINKS_MAP, PASS, TC_ACT_REDIRECT, TC_ACT_UNSPEC, XDP_REDIRECT,
+    EGRESS, INGRESS, PASS, TC_ACT_REDIRECT, TC_ACT_UNSPEC, XDP_REDIRECT,
 };
 use crate::programs::{self, egress_name, ingress_name, Config, Family, Hook, Unknown};
-use crate::run::Error;
+use crate::run::{point_links, Error};
 
 use super::figure::{Check, Figure, Report, Sample, Target};
 use super::floor;
@@ -45,19 +45,11 @@ pub fn test_config(label_bits: u8, ethernet: bool, labels: &[u8]) -> Config {
     cfg
 }
 
-/// The DEVMAP entries of `cfg`'s links, all at `lo`.
-fn link_entries(cfg: &Config) -> Vec<(&'static str, u32, u32)> {
-    cfg.links
-        .iter()
-        .map(|l| (LINKS_MAP, u32::from(l.label), LOOPBACK))
-        .collect()
-}
-
 /// The programs of `cfg`, loaded, with the DEVMAP filled.
 pub fn load(cfg: &Config) -> Result<(Loaded, programs::Bundle), Error> {
     let bundle = programs::build(cfg).map_err(|e| Error::new(e.to_string()))?;
     let elf = bundle.elf().map_err(|e| Error::new(e.to_string()))?;
-    Ok((Loaded::load(&elf, &link_entries(cfg))?, bundle))
+    Ok((Loaded::load(&elf, |ebpf| point_links(ebpf, cfg))?, bundle))
 }
 
 /// What a demux returns for a packet it delivers.
@@ -316,7 +308,7 @@ pub fn measure(settings: &Settings, report: &mut Report) -> Result<(), Error> {
     let l3_cfg = test_config(4, false, &[1, 2]);
     let (eth, eth_bundle) = load(&eth_cfg)?;
     let (l3, l3_bundle) = load(&l3_cfg)?;
-    let floors = Loaded::load(&floor::elf(LOOPBACK)?, &[(floor::DEVMAP, 0, LOOPBACK)])?;
+    let floors = Loaded::load(&floor::elf(LOOPBACK)?, |ebpf| floor::point(ebpf, LOOPBACK))?;
     facts(report, &eth, &eth_bundle, "eth")?;
     facts(report, &l3, &l3_bundle, "L3")?;
     report
@@ -388,9 +380,10 @@ pub fn load_primed(
     maps.push(floor::devmap());
     let elf = l3mp_asm::write_elf(&refs, &maps, "GPL")
         .map_err(|e| Error::new(format!("primed programs: {e}")))?;
-    let mut entries = link_entries(cfg);
-    entries.push((floor::DEVMAP, 0, LOOPBACK));
-    Loaded::load(&elf, &entries)
+    Loaded::load(&elf, |ebpf| {
+        point_links(ebpf, cfg)?;
+        floor::point(ebpf, LOOPBACK)
+    })
 }
 
 /// The demux of `hook` from `bundle`, primed (under `name`) to restore what one run of it

@@ -1,6 +1,5 @@
-//! Part 3: what more links cost. Per packet: the demux with 63 links (N = 6), on the label
-//! deepest in its binary search, against the demux with one link; egress does not depend on
-//! the number of links (each link's egress has its own label baked in). At start-up: the time
+//! Part 3: what more links cost. Per packet: the demux with 63 links (N = 6), on the highest
+//! label, against the demux with one link; egress does not depend on the number of links (each link's egress has its own label baked in). At start-up: the time
 //! `l3mp run` (`Instance::start`) takes until every link exists, is up and has its programs.
 
 use std::time::Instant;

@@ -9,7 +9,7 @@
 
 use std::os::fd::OwnedFd;
 
-use aya::maps::{DevMap, PerCpuArray};
+use aya::maps::PerCpuArray;
 use aya::programs::{ProgramInfo, TestRun, TestRunOptions};
 use aya::{Ebpf, EbpfLoader};
 
@@ -50,9 +50,11 @@ impl RuntimeStats {
 }
 
 impl Loaded {
-    /// Loads every program of the ELF object `elf` and points each DEVMAP entry in
-    /// `devmap_entries` (map name, key, ifindex) at its device.
-    pub fn load(elf: &[u8], devmap_entries: &[(&str, u32, u32)]) -> Result<Loaded, Error> {
+    /// Loads every program of the ELF object `elf`, then lets `fill` fill its maps.
+    pub fn load(
+        elf: &[u8],
+        fill: impl FnOnce(&mut Ebpf) -> Result<(), Error>,
+    ) -> Result<Loaded, Error> {
         let mut ebpf = EbpfLoader::new()
             .load(elf)
             .map_err(|e| Error::new(format!("loading the programs: {e}")))?;
@@ -65,16 +67,7 @@ impl Loaded {
             };
             loaded.map_err(|e| Error::new(format!("loading {name}: {e}")))?;
         }
-        for &(map, key, ifindex) in devmap_entries {
-            let mut devmap: DevMap<_> = ebpf
-                .map_mut(map)
-                .ok_or_else(|| Error::new(format!("map {map} missing")))?
-                .try_into()
-                .map_err(|e| Error::new(format!("map {map}: {e}")))?;
-            devmap
-                .set(key, ifindex, None, 0)
-                .map_err(|e| Error::new(format!("{map}[{key}] = {ifindex}: {e}")))?;
-        }
+        fill(&mut ebpf)?;
         Ok(Loaded { ebpf })
     }
 

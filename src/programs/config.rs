@@ -27,16 +27,41 @@ pub struct Ext {
     pub kind: ExtKind,
 }
 
-/// One managed link: a veth pair whose user end (`ifindex`, `mac`) carries the user's name and
-/// whose hidden end (`peer_ifindex`, `peer_mac`) transmits what ingress demux delivers.
+/// One managed link: a veth pair whose user end (`ifindex`) carries the user's name and whose
+/// hidden end (`peer_ifindex`) transmits what ingress demux delivers.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Link {
     pub name: String,
     pub label: u8,
     pub ifindex: u32,
-    pub mac: [u8; 6],
     pub peer_ifindex: u32,
-    pub peer_mac: [u8; 6],
+}
+
+/// The MACs of the links' veth ends: five bytes shared by every link, the sixth the label. The
+/// demux writes them from the label alone, so its cost does not depend on the number of links.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LinkMacs {
+    /// The first five bytes of every user end's MAC.
+    pub user: [u8; 5],
+    /// The first five bytes of every hidden end's MAC.
+    pub hidden: [u8; 5],
+}
+
+impl LinkMacs {
+    /// The MAC of the user end of the link with `label`.
+    pub fn user_end(&self, label: u8) -> [u8; 6] {
+        with_label(self.user, label)
+    }
+
+    /// The MAC of the hidden end of the link with `label`.
+    pub fn hidden_end(&self, label: u8) -> [u8; 6] {
+        with_label(self.hidden, label)
+    }
+}
+
+fn with_label(prefix: [u8; 5], label: u8) -> [u8; 6] {
+    let [a, b, c, d, e] = prefix;
+    [a, b, c, d, e, label]
 }
 
 /// Everything the programs bake in.
@@ -46,6 +71,8 @@ pub struct Config {
     pub label_bits: u8,
     pub ext: Ext,
     pub links: Vec<Link>,
+    /// The MACs the links' veth ends were created with.
+    pub macs: LinkMacs,
     pub unknown: Unknown,
 }
 
@@ -70,7 +97,7 @@ impl Config {
     /// A configuration for generating and running programs offline (`l3mp asm`, `l3mp replay`):
     /// interface indexes and MACs are placeholders, which `run` replaces with the real ones.
     /// ext is ifindex 1 (MAC 02:00:00:00:00:e0, peer 02:00:00:00:00:e1); the link with label L
-    /// has ifindex 100+L and MAC 02:00:00:00:00:L, its hidden end 200+L and 02:00:00:00:00:80|L.
+    /// has ifindex 100+L and MAC 02:00:00:00:00:L, its hidden end 200+L and 02:00:00:00:01:L.
     pub fn offline(
         label_bits: u8,
         ethernet: bool,
@@ -95,11 +122,13 @@ impl Config {
                     name: name.clone(),
                     label: *label,
                     ifindex: 100 + u32::from(*label),
-                    mac: mac(*label),
                     peer_ifindex: 200 + u32::from(*label),
-                    peer_mac: mac(0x80 | *label),
                 })
                 .collect(),
+            macs: LinkMacs {
+                user: [0x02, 0, 0, 0, 0],
+                hidden: [0x02, 0, 0, 0, 0x01],
+            },
             unknown,
         }
     }

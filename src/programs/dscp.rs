@@ -214,3 +214,18 @@ pub fn store_mac(p: &mut Program, off: i16, mac: [u8; 6]) {
         ),
     ]);
 }
+
+/// Writes the MAC `prefix` followed by the label in `label` at `off` from the packet start
+/// (r7): the MAC of a link's veth end (see `LinkMacs`).
+pub fn store_link_mac(p: &mut Program, off: i16, prefix: [u8; 5], label: Reg) {
+    p.extend([
+        store(
+            Size::W,
+            Reg::R7,
+            off,
+            i32::from_ne_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]),
+        ),
+        store(Size::B, Reg::R7, off + 4, i32::from(prefix[4])),
+        store(Size::B, Reg::R7, off + 5, label),
+    ]);
+}

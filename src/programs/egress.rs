@@ -1,7 +1,7 @@
 //! Egress, on the user end of each managed link (TC; a veth, so the program sees an Ethernet
 //! frame): write the link's label into DSCP and redirect the packet out of ext.
 
-use l3mp_asm::{exit, jump, jump_if, load, mov, store, Cond, Program, Reg, Size};
+use l3mp_asm::{call, exit, jump, jump_if, load, mov, store, Cond, Helper, Program, Reg, Size};
 
 use super::config::{Config, ExtKind, Link};
 use super::counters::count;
@@ -61,8 +61,12 @@ pub fn egress(cfg: &Config, link: &Link) -> Program {
         mov(Reg::R1, FROM_LINK),
         store(Size::W, Reg::R6, SKB_TC_INDEX, Reg::R1),
     ]);
-    p.push(mov(Reg::R1, cfg.ext.ifindex as i32));
-    hook.redirect(&mut p);
+    p.extend([
+        mov(Reg::R1, cfg.ext.ifindex as i32),
+        mov(Reg::R2, 0),
+        call(Helper::Redirect),
+        exit(),
+    ]);
 
     p.label("drop");
     p.comment("Not IP, malformed or truncated: drop and count");

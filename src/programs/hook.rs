@@ -1,7 +1,9 @@
 //! The attach point a program is generated for. Everything that differs between the TC and XDP
 //! flavours of a program is here; the programs themselves are written once.
 
-use l3mp_asm::{alu64, call, load, load_map, mov, AluOp, Helper, Program, Reg, Section};
+use l3mp_asm::{
+    alu64, call, exit, jump_if, load, load_map, mov, AluOp, Cond, Helper, Program, Reg, Section, Size,
+};
 
 use super::layout::*;
 
@@ -68,14 +70,14 @@ impl Hook {
             Hook::Tc => (SKB_DATA, SKB_DATA_END),
             Hook::Xdp => (XDP_DATA, XDP_DATA_END),
         };
-        p.push(load(l3mp_asm::Size::W, Reg::R7, Reg::R6, data));
-        p.push(load(l3mp_asm::Size::W, Reg::R8, Reg::R6, end));
+        p.push(load(Size::W, Reg::R7, Reg::R6, data));
+        p.push(load(Size::W, Reg::R8, Reg::R6, end));
     }
 
     /// `r9 = length of the packet as the hook sees it`, for the byte counters.
     fn load_len(self, p: &mut Program) {
         match self {
-            Hook::Tc => p.push(load(l3mp_asm::Size::W, Reg::R9, Reg::R6, SKB_LEN)),
+            Hook::Tc => p.push(load(Size::W, Reg::R9, Reg::R6, SKB_LEN)),
             Hook::Xdp => p.extend([mov(Reg::R9, Reg::R8), alu64(AluOp::Sub, Reg::R9, Reg::R7)]),
         };
     }
@@ -97,17 +99,37 @@ impl Hook {
         };
     }
 
-    /// Redirects and returns the helper's verdict. TC: to the ifindex in r1 (transmitted on it);
-    /// XDP: through the `links` DEVMAP at the key in r2.
-    pub fn redirect(self, p: &mut Program) {
+    /// Redirects to the hidden end of the link whose label is in the stack slot `STACK_LABEL`
+    /// and returns the helper's verdict. TC: the ifindex from the `peers` array (whose lookup
+    /// the kernel inlines); XDP: through the `links` DEVMAP.
+    pub fn redirect_to_hidden_end(self, p: &mut Program) {
         match self {
-            Hook::Tc => p.extend([mov(Reg::R2, 0), call(Helper::Redirect)]),
-            Hook::Xdp => p.extend([
-                load_map(Reg::R1, LINKS_MAP),
-                mov(Reg::R3, 0),
-                call(Helper::RedirectMap),
-            ]),
-        };
-        p.push(l3mp_asm::exit());
+            Hook::Tc => {
+                p.extend([
+                    mov(Reg::R2, Reg::R10),
+                    alu64(AluOp::Add, Reg::R2, i32::from(STACK_LABEL)),
+                    load_map(Reg::R1, PEERS_MAP),
+                    call(Helper::MapLookupElem),
+                    jump_if(Cond::Ne, Reg::R0, 0, "peer_found"),
+                    mov(Reg::R0, TC_ACT_SHOT),
+                    exit(),
+                ]);
+                p.label("peer_found");
+                p.extend([
+                    load(Size::W, Reg::R1, Reg::R0, 0),
+                    mov(Reg::R2, 0),
+                    call(Helper::Redirect),
+                ]);
+            }
+            Hook::Xdp => {
+                p.extend([
+                    load_map(Reg::R1, LINKS_MAP),
+                    load(Size::W, Reg::R2, Reg::R10, STACK_LABEL),
+                    mov(Reg::R3, 0),
+                    call(Helper::RedirectMap),
+                ]);
+            }
+        }
+        p.push(exit());
     }
 }

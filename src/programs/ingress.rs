@@ -7,9 +7,9 @@ use l3mp_asm::{
     alu64, exit, jump, jump_if, load, load_imm64, mov, store, AluOp, Cond, Program, Reg, Size,
 };
 
-use super::config::{Config, ExtKind, Link, Unknown};
+use super::config::{Config, ExtKind, Unknown};
 use super::counters::count;
-use super::dscp::{branch_on_family, check_header, read_label, store_mac, write_label, Family};
+use super::dscp::{branch_on_family, check_header, read_label, store_link_mac, write_label, Family};
 use super::hook::Hook;
 use super::layout::*;
 
@@ -40,10 +40,10 @@ pub fn ingress(cfg: &Config, hook: Hook) -> Program {
         ));
         check_header(&mut p, family, ip, ethernet, "pass");
         read_label(&mut p, family, ip, cfg.label_bits, Reg::R5);
-        p.comment("Label 0 is not multiplexed; a label no link uses is unknown");
+        p.comment("Label 0 is not multiplexed; a label not in the mask of links' labels is unknown");
         p.extend([
             jump_if(Cond::Eq, Reg::R5, 0, "pass"),
-            known_mask(Reg::R4, known),
+            load_imm64(Reg::R4, known as i64),
             alu64(AluOp::Rsh, Reg::R4, Reg::R5),
             alu64(AluOp::And, Reg::R4, 1),
             jump_if(Cond::Eq, Reg::R4, 0, "unknown"),
@@ -84,15 +84,13 @@ pub fn ingress(cfg: &Config, hook: Hook) -> Program {
             store(Size::H, Reg::R7, ETH_PROTO, Reg::R2),
         ]);
     }
-    p.comment("Find the link by label (a binary search over the baked-in labels)");
+    p.comment("The link's MACs, from the label: to its user end, from its hidden end");
     p.push(load(Size::W, Reg::R3, Reg::R10, STACK_LABEL));
-    let mut links: Vec<&Link> = cfg.links.iter().collect();
-    links.sort_by_key(|l| l.label);
-    dispatch(&mut p, hook, &links, true);
+    store_link_mac(&mut p, 0, cfg.macs.user, Reg::R3);
+    store_link_mac(&mut p, 6, cfg.macs.hidden, Reg::R3);
 
-    p.label("redirect");
     p.comment("Hand the frame to the hidden end: it is received on the link");
-    hook.redirect(&mut p);
+    hook.redirect_to_hidden_end(&mut p);
 
     p.label("unknown");
     p.comment("A label no link uses");
@@ -116,42 +114,44 @@ pub fn ingress(cfg: &Config, hook: Hook) -> Program {
     p
 }
 
-/// `dst = mask`: a one-slot move while the mask fits a positive 32-bit immediate.
-fn known_mask(dst: Reg, mask: u64) -> l3mp_asm::Insn {
-    match i32::try_from(mask) {
-        Ok(small) => mov(dst, small),
-        Err(_) => load_imm64(dst, mask as i64),
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// Descends on the label in r3 to the link's leaf. Every label reaching here is configured.
-/// The `last` leaf falls through to the redirect that follows the tree.
-fn dispatch(p: &mut Program, hook: Hook, links: &[&Link], last: bool) {
-    if let [link] = links {
-        p.comment(&format!(
-            "label {} -> {}: to the link's MAC from its hidden peer",
-            link.label, link.name
-        ));
-        store_mac(p, 0, link.mac);
-        store_mac(p, 6, link.peer_mac);
-        match hook {
-            Hook::Tc => p.push(mov(Reg::R1, link.peer_ifindex as i32)),
-            Hook::Xdp => p.push(mov(Reg::R2, i32::from(link.label))),
-        };
-        if !last {
-            p.push(jump("redirect"));
-        }
-        return;
+    /// The demux assembled for `labels` (label width 6, so up to 63 links).
+    fn demux(ethernet: bool, hook: Hook, labels: &[u8]) -> l3mp_asm::Assembled {
+        let links: Vec<(String, u8)> = labels.iter().map(|&l| (format!("l{l}"), l)).collect();
+        let cfg = Config::offline(6, ethernet, &links, Unknown::Pass);
+        ingress(&cfg, hook).assemble().expect("assembles")
     }
-    let (low, high) = links.split_at(links.len() / 2);
-    let upper = format!("label_ge_{}", high[0].label);
-    p.push(jump_if(
-        Cond::Ge,
-        Reg::R3,
-        i32::from(high[0].label),
-        upper.as_str(),
-    ));
-    dispatch(p, hook, low, false);
-    p.label(&upper);
-    dispatch(p, hook, high, last);
+
+    /// Nothing in the demux depends on the number of links but the immediate of the mask of
+    /// their labels: the same instructions run for one link as for 63.
+    #[test]
+    fn the_demux_is_the_same_program_for_one_link_and_for_63() {
+        let all: Vec<u8> = (1..=63).collect();
+        for ethernet in [false, true] {
+            for hook in [Hook::Tc, Hook::Xdp] {
+                let one = demux(ethernet, hook, &[1]);
+                let many = demux(ethernet, hook, &all);
+                assert_eq!(one.slots.len(), many.slots.len(), "{hook:?}");
+                let differing: Vec<usize> = (0..one.slots.len())
+                    .filter(|&i| one.slots[i] != many.slots[i])
+                    .collect();
+                // The mask is an `ld_imm64 r4`: its low half in the first slot's imm, its high
+                // half in the second's.
+                assert!(!differing.is_empty(), "the masks differ");
+                for i in differing {
+                    let mask_at = if one.slots[i].code == 0x18 { i } else { i - 1 };
+                    let first = one.slots[mask_at];
+                    assert_eq!((first.code, first.dst), (0x18, 4), "{hook:?} slot {i}");
+                    let mask = |p: &l3mp_asm::Assembled| {
+                        let half = |at: usize| u64::from(p.slots[at].imm as u32);
+                        half(mask_at) | half(mask_at + 1) << 32
+                    };
+                    assert_eq!((mask(&one), mask(&many)), (0b10, !1), "{hook:?} slot {i}");
+                }
+            }
+        }
+    }
 }

@@ -67,9 +67,13 @@ pub const STACK_LABEL: i16 = -8;
 pub const STACK_ETHERTYPE: i16 = -12;
 
 /// Map types.
+pub const BPF_MAP_TYPE_ARRAY: u32 = 2;
 pub const BPF_MAP_TYPE_PERCPU_ARRAY: u32 = 6;
 pub const BPF_MAP_TYPE_DEVMAP: u32 = 14;
 
 /// Map names, shared by the ELF writer, the loader and the offline VM.
 pub const COUNTERS_MAP: &str = "counters";
+/// XDP: label → hidden end, the DEVMAP `bpf_redirect_map` sends through.
 pub const LINKS_MAP: &str = "links";
+/// TC: label → ifindex of the hidden end, an array the kernel inlines the lookup of.
+pub const PEERS_MAP: &str = "peers";

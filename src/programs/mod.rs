@@ -10,7 +10,7 @@ mod hook;
 mod ingress;
 pub mod layout;
 
-pub use config::{Config, Ext, ExtKind, Link, Unknown};
+pub use config::{Config, Ext, ExtKind, Link, LinkMacs, Unknown};
 pub use dscp::Family;
 pub use hook::Hook;
 
@@ -112,7 +112,8 @@ pub fn build(cfg: &Config) -> Result<Bundle, BuildError> {
     })
 }
 
-/// The maps: per-CPU counters, and the DEVMAP from label to hidden end for XDP.
+/// The maps: per-CPU counters, and from label to hidden end the DEVMAP for XDP and the array
+/// of ifindexes for TC.
 pub fn maps(cfg: &Config) -> Vec<MapDef> {
     vec![
         MapDef {
@@ -129,6 +130,14 @@ pub fn maps(cfg: &Config) -> Vec<MapDef> {
             key_size: 4,
             // struct bpf_devmap_val: the ifindex and an (unused) program fd.
             value_size: 8,
+            max_entries: u32::from(cfg.max_label()) + 1,
+            flags: 0,
+        },
+        MapDef {
+            name: PEERS_MAP.into(),
+            map_type: BPF_MAP_TYPE_ARRAY,
+            key_size: 4,
+            value_size: 4,
             max_entries: u32::from(cfg.max_label()) + 1,
             flags: 0,
         },

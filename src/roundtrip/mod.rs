@@ -88,8 +88,8 @@ pub fn egress(bundle: &Bundle, cfg: &Config, label: u8, frame: &[u8]) -> Result<
     let ip = &frame[ETH_HLEN as usize..];
     let family = spec::family(ip).expect("egress redirects only well-formed IP");
     let restored = [
-        &link.mac[..],
-        &link.peer_mac[..],
+        &cfg.macs.user_end(link.label)[..],
+        &cfg.macs.hidden_end(link.label)[..],
         &frame[12..14],
         &spec::with_label(family, ip, cfg.label_bits, 0),
     ]
@@ -231,8 +231,8 @@ fn expect_ingress(cfg: &Config, hook: Hook, wire: &[u8]) -> Expected {
         verdict: hook.redirected(),
         redirect: Some(link.peer_ifindex),
         packet: [
-            &link.mac[..],
-            &link.peer_mac[..],
+            &cfg.macs.user_end(link.label)[..],
+            &cfg.macs.hidden_end(link.label)[..],
             &ethertype[..],
             &spec::with_label(family, ip, cfg.label_bits, 0),
         ]

@@ -3,12 +3,12 @@
 
 use std::path::Path;
 
-use aya::maps::{DevMap, PerCpuArray};
+use aya::maps::{Array, DevMap, MapData, PerCpuArray};
 use aya::programs::{ProgramError, SchedClassifier, TcAttachType, Xdp, XdpMode};
 use aya::{Ebpf, EbpfLoader};
 use serde::{Deserialize, Serialize};
 
-use crate::programs::layout::{COUNTERS_MAP, LINKS_MAP};
+use crate::programs::layout::{COUNTERS_MAP, LINKS_MAP, PEERS_MAP};
 use crate::programs::{self, Config, Hook, NAPI_PASS};
 
 use super::counters::{Counter, Counters};
@@ -73,6 +73,7 @@ impl Datapath {
             .load(&elf)
             .map_err(|e| Error::new(format!("loading the programs: {e}")))?;
         let mut dp = Datapath { ebpf };
+        point_links(&mut dp.ebpf, cfg)?;
         for link in &cfg.links {
             let name = programs::egress_name(link.label);
             dp.tc(&name, &link.name, TcAttachType::Egress)?;
@@ -102,22 +103,9 @@ impl Datapath {
         Ok(())
     }
 
-    /// Native XDP demux on ext, the DEVMAP filled, and the NAPI pass program on every user end.
+    /// Native XDP demux on ext, and the NAPI pass program on every user end.
     fn xdp_ingress(&mut self, cfg: &Config, ext: &str) -> Result<(), Error> {
         let prog = programs::ingress_name(Hook::Xdp);
-        {
-            let mut devmap: DevMap<_> = self
-                .ebpf
-                .map_mut(LINKS_MAP)
-                .ok_or_else(|| Error::new("map links missing from the object"))?
-                .try_into()
-                .map_err(|e| Error::new(format!("map links: {e}")))?;
-            for link in &cfg.links {
-                devmap
-                    .set(u32::from(link.label), link.peer_ifindex, None, 0)
-                    .map_err(|e| Error::new(format!("DEVMAP entry for {}: {e}", link.name)))?;
-            }
-        }
         let napi = self.xdp_program(NAPI_PASS)?;
         for link in &cfg.links {
             napi.attach(&link.name, XdpMode::Driver)
@@ -165,4 +153,36 @@ impl Datapath {
             .map_err(|e| Error::new(format!("map counters: {e}")))?;
         Counters::read(&map)
     }
+}
+
+/// Points every link's entry in the `links` DEVMAP (XDP) and in the `peers` array (TC) at its
+/// hidden end. Must run in the hidden ends' network namespace, where a DEVMAP resolves them.
+pub fn point_links(ebpf: &mut Ebpf, cfg: &Config) -> Result<(), Error> {
+    for link in &cfg.links {
+        set_devmap(ebpf, LINKS_MAP, u32::from(link.label), link.peer_ifindex)
+            .map_err(|e| Error::new(format!("{}: {e}", link.name)))?;
+    }
+    let mut peers: Array<&mut MapData, u32> = ebpf
+        .map_mut(PEERS_MAP)
+        .ok_or_else(|| Error::new(format!("map {PEERS_MAP} missing from the object")))?
+        .try_into()
+        .map_err(|e| Error::new(format!("map {PEERS_MAP}: {e}")))?;
+    for link in &cfg.links {
+        peers
+            .set(u32::from(link.label), link.peer_ifindex, 0)
+            .map_err(|e| Error::new(format!("{PEERS_MAP}[{}] of {}: {e}", link.label, link.name)))?;
+    }
+    Ok(())
+}
+
+/// Sets `key` of the DEVMAP `map` to the device `ifindex`.
+pub fn set_devmap(ebpf: &mut Ebpf, map: &str, key: u32, ifindex: u32) -> Result<(), Error> {
+    let mut devmap: DevMap<&mut MapData> = ebpf
+        .map_mut(map)
+        .ok_or_else(|| Error::new(format!("map {map} missing from the object")))?
+        .try_into()
+        .map_err(|e| Error::new(format!("map {map}: {e}")))?;
+    devmap
+        .set(key, ifindex, None, 0)
+        .map_err(|e| Error::new(format!("{map}[{key}] = ifindex {ifindex}: {e}")))
 }

@@ -7,13 +7,13 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::programs::{Config, Ext, ExtKind, Link};
-use crate::sys::netlink::{LinkEvent, LinkInfo, Netlink};
+use crate::sys::netlink::{LinkEvent, LinkInfo, Netlink, VethEnd};
 use crate::sys::netns::NetNs;
 
 use super::bpffs::{ensure_bpffs, BPFFS};
 use super::counters::Counters;
 use super::datapath::{Datapath, IngressMode};
-use super::naming::{alive, hidden_name, Mark};
+use super::naming::{alive, hidden_name, link_macs, Mark};
 use super::options::{IngressChoice, RunOptions};
 use super::registry::{Published, Registry};
 use super::state::{InstanceId, State, StateLink};
@@ -131,16 +131,20 @@ impl Instance {
                 pid,
                 hidden,
             };
-            let hidden = hidden_name(&opts.ext, arg.label);
+            let macs = link_macs(&opts.ext);
+            let user = VethEnd {
+                name: &arg.name,
+                alias: &mark(false).alias(),
+                mac: Some(macs.user_end(arg.label)),
+            };
+            let hidden = VethEnd {
+                name: &hidden_name(&opts.ext, arg.label),
+                alias: &mark(true).alias(),
+                mac: Some(macs.hidden_end(arg.label)),
+            };
             let (user, hidden) = self
                 .netlink
-                .create_veth(
-                    &arg.name,
-                    &hidden,
-                    self.ext.mtu,
-                    &mark(false).alias(),
-                    &mark(true).alias(),
-                )
+                .create_veth(&user, &hidden, self.ext.mtu)
                 .map_err(|e| Error::new(format!("--if {}@{}: {e}", arg.name, arg.label)))?;
             log::debug!(
                 "created {} (ifindex {}) with hidden peer {} (ifindex {})",
@@ -169,6 +173,7 @@ impl Instance {
                 kind,
             },
             links: self.links.iter().map(ManagedLink::program_link).collect(),
+            macs: link_macs(&opts.ext),
             unknown: opts.unknown,
         };
         let counters = self.published.counters();
@@ -371,9 +376,7 @@ impl ManagedLink {
             name: self.user.name.clone(),
             label: self.label,
             ifindex: self.user.index,
-            mac: self.user.mac.unwrap_or_default(),
             peer_ifindex: self.hidden.index,
-            peer_mac: self.hidden.mac.unwrap_or_default(),
         }
     }
 }

@@ -3,6 +3,9 @@
 //!
 //! The user end of a link carries the alias `l3mp ext=<ext> label=<label> pid=<pid>`; its hidden
 //! peer carries the same alias followed by ` hidden` and a name derived from ext and the label.
+//! The MACs of both ends are derived from ext and the label too.
+
+use crate::programs::LinkMacs;
 
 /// What an alias says about the link carrying it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -46,11 +49,26 @@ impl Mark {
 /// The hidden end's name: `l3mp` + 24 bits of a hash of ext's name + `.` + label (at most 13
 /// bytes), the same for every start with the same ext and label.
 pub fn hidden_name(ext: &str, label: u8) -> String {
-    // FNV-1a: stable across builds and platforms.
+    format!("l3mp{:06x}.{label}", ext_hash(ext))
+}
+
+/// The MACs of the veth ends on `ext`: locally administered, the same 24-bit hash as the hidden
+/// names, then 00 for a user end or 01 for a hidden end, then the label. The link with label 1
+/// on an ext hashing to c0ffee is `02:c0:ff:ee:00:01`, its hidden end `02:c0:ff:ee:01:01`.
+pub fn link_macs(ext: &str) -> LinkMacs {
+    let [_, a, b, c] = ext_hash(ext).to_be_bytes();
+    LinkMacs {
+        user: [0x02, a, b, c, 0x00],
+        hidden: [0x02, a, b, c, 0x01],
+    }
+}
+
+/// 24 bits of the FNV-1a hash of ext's name: stable across builds and platforms.
+fn ext_hash(ext: &str) -> u32 {
     let hash = ext.bytes().fold(0x811c_9dc5u32, |h, b| {
         (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
     });
-    format!("l3mp{:06x}.{label}", hash & 0xff_ffff)
+    hash & 0xff_ffff
 }
 
 /// Whether process `pid` is alive: it exists and is not a zombie (killed, not yet reaped,
@@ -119,6 +137,19 @@ mod tests {
             "a-very-long-nam",
             63
         )));
+    }
+
+    #[test]
+    fn link_macs_share_the_hidden_names_hash_and_end_in_the_label() {
+        let macs = link_macs("wg0");
+        let hash = hidden_name("wg0", 5)[4..10].to_string();
+        let user = macs.user_end(5);
+        let hidden = macs.hidden_end(5);
+        assert_eq!(format!("{:02x}{:02x}{:02x}", user[1], user[2], user[3]), hash);
+        assert_eq!((user[0], user[4], user[5]), (0x02, 0x00, 5));
+        assert_eq!((hidden[0], hidden[4], hidden[5]), (0x02, 0x01, 5));
+        assert_eq!(user[..4], hidden[..4]);
+        assert_ne!(link_macs("wg1"), macs);
     }
 
     #[test]

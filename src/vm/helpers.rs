@@ -7,11 +7,12 @@ use std::collections::HashMap;
 use crate::programs::layout::*;
 use crate::programs::Hook;
 
-use super::memory::{CTX_AT, PACKET_AT};
+use super::memory::{COUNTERS_AT, CTX_AT, PACKET_AT, PEERS_AT};
 
 /// Map "addresses" patched into the programs' map loads; the helpers recognise them.
 pub const COUNTERS_ID: i64 = 1;
 pub const LINKS_ID: i64 = 2;
+pub const PEERS_ID: i64 = 3;
 
 /// Where a program redirected the packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,6 +30,8 @@ pub struct RunState {
     pub arena: u64,
     /// DEVMAP contents: label → ifindex.
     pub devmap: HashMap<u32, u32>,
+    /// Entries of the `peers` array, which lives in the arena at `PEERS_AT`.
+    pub peers: u32,
     pub redirect: Option<Redirect>,
 }
 
@@ -47,17 +50,17 @@ fn with<T>(f: impl FnOnce(&mut RunState) -> T) -> T {
 const EINVAL: u64 = (-22i64) as u64;
 const BPF_F_INGRESS: u64 = 1;
 
-/// `bpf_map_lookup_elem(map, key)`: the counters slot, or NULL.
+/// `bpf_map_lookup_elem(map, key)`: the counters slot or the `peers` entry, or NULL.
 pub fn map_lookup_elem(map: u64, key: u64, _: u64, _: u64, _: u64) -> u64 {
-    if map as i64 != COUNTERS_ID {
-        return 0;
-    }
     // SAFETY: the verifier-checked program passes a pointer to its 4-byte stack key.
-    let slot = unsafe { (key as *const u32).read_unaligned() };
-    if slot >= COUNTER_SLOTS {
-        return 0;
-    }
-    with(|s| s.arena + super::memory::COUNTERS_AT as u64 + u64::from(slot * COUNTER_SIZE))
+    let index = unsafe { (key as *const u32).read_unaligned() };
+    with(|s| match map as i64 {
+        COUNTERS_ID if index < COUNTER_SLOTS => {
+            s.arena + COUNTERS_AT as u64 + u64::from(index * COUNTER_SIZE)
+        }
+        PEERS_ID if index < s.peers => s.arena + PEERS_AT as u64 + u64::from(index * 4),
+        _ => 0,
+    })
 }
 
 /// `bpf_redirect(ifindex, flags)` from TC.

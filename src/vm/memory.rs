@@ -5,7 +5,7 @@
 
 use std::ptr::NonNull;
 
-/// Size of the arena: context, counters, and a packet buffer with headroom.
+/// Size of the arena: context, counters, the `peers` array, and a packet buffer with headroom.
 pub const ARENA: usize = 192 * 1024;
 /// Where the context (`__sk_buff` or `xdp_md`) lives.
 pub const CTX_AT: usize = 0;
@@ -13,6 +13,8 @@ pub const CTX_AT: usize = 0;
 pub const CTX_LEN: usize = 192;
 /// Where the counters (one `{packets, bytes}` per slot) live.
 pub const COUNTERS_AT: usize = 4096;
+/// Where the `peers` array (label → hidden end's ifindex, 4 bytes per label) lives.
+pub const PEERS_AT: usize = 7168;
 /// Where the packet buffer starts; the packet starts `HEADROOM` bytes later.
 pub const PACKET_AT: usize = 8192;
 /// Room in front of the packet for a pushed Ethernet header.

@@ -16,7 +16,7 @@ use l3mp_asm::{Assembled, Section};
 
 use crate::programs::layout::*;
 use crate::programs::{Bundle, Config, Hook};
-use helpers::{RunState, COUNTERS_ID, LINKS_ID, STATE};
+use helpers::{RunState, COUNTERS_ID, LINKS_ID, PEERS_ID, STATE};
 use memory::*;
 
 /// What a program did with one packet.
@@ -72,6 +72,7 @@ pub fn patched_bytes(prog: &Assembled) -> Result<Vec<u8>, VmError> {
         let id = match reloc.map.as_str() {
             COUNTERS_MAP => COUNTERS_ID,
             LINKS_MAP => LINKS_ID,
+            PEERS_MAP => PEERS_ID,
             other => return Err(VmError(format!("no mock for map '{other}'"))),
         };
         slots[reloc.slot].imm = id as i32;
@@ -168,11 +169,22 @@ fn execute(
         .iter()
         .map(|l| (u32::from(l.label), l.peer_ifindex))
         .collect();
+    // The `peers` array: one entry per label, the unused ones 0.
+    let peers = u32::from(cfg.max_label()) + 1;
+    let mem = arena.bytes();
+    mem[PEERS_AT..PEERS_AT + 4 * peers as usize].fill(0);
+    for link in &cfg.links {
+        let at = PEERS_AT + 4 * usize::from(link.label);
+        mem[at..at + 4].copy_from_slice(&link.peer_ifindex.to_ne_bytes());
+    }
+    let peers_addr = arena.addr(PEERS_AT);
+    vm.register_allowed_memory(peers_addr..peers_addr + u64::from(4 * peers));
     STATE.with(|s| {
         *s.borrow_mut() = Some(RunState {
             hook,
             arena: arena.addr(0),
             devmap,
+            peers,
             redirect: None,
         })
     });
@@ -249,7 +261,7 @@ fn read_counters(arena: &mut Arena) -> Vec<[u64; 2]> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::programs::{Ext, ExtKind, Unknown};
+    use crate::programs::{Ext, ExtKind, LinkMacs, Unknown};
     use l3mp_asm::{exit, load, mov, Program, Reg, Size};
 
     fn bundle_of(insns: Vec<l3mp_asm::Insn>) -> (Bundle, Config) {
@@ -266,6 +278,10 @@ mod tests {
                 kind: ExtKind::L3,
             },
             links: Vec::new(),
+            macs: LinkMacs {
+                user: [2, 0, 0, 0, 0],
+                hidden: [2, 0, 0, 0, 1],
+            },
             unknown: Unknown::Pass,
         };
         (bundle, cfg)

@@ -4,21 +4,27 @@
 
 pub mod packets;
 
-use l3mp::programs::{Config, Ext, ExtKind, Link, Unknown};
+use l3mp::programs::{Config, Ext, ExtKind, Link, LinkMacs, Unknown};
 
 /// MACs used by the test configurations.
 pub const EXT_MAC: [u8; 6] = [0x02, 0xe0, 0, 0, 0, 1];
 pub const PEER_MAC: [u8; 6] = [0x02, 0xe0, 0, 0, 0, 2];
 pub const EXT_IFINDEX: u32 = 7;
 
+/// The MACs of the links' veth ends.
+pub const LINK_MACS: LinkMacs = LinkMacs {
+    user: [0x02, 0x6c, 0x33, 0, 0],
+    hidden: [0x02, 0x6c, 0x34, 0, 0],
+};
+
 /// The MAC of the user end of the link with `label`.
 pub fn link_mac(label: u8) -> [u8; 6] {
-    [0x02, 0x6c, 0x33, 0, 0, label]
+    LINK_MACS.user_end(label)
 }
 
 /// The MAC of the hidden end of the link with `label`.
 pub fn hidden_mac(label: u8) -> [u8; 6] {
-    [0x02, 0x6c, 0x34, 0, 0, label]
+    LINK_MACS.hidden_end(label)
 }
 
 /// The ifindex of the hidden end of the link with `label`.
@@ -32,9 +38,7 @@ pub fn link(label: u8) -> Link {
         name: format!("l{label}"),
         label,
         ifindex: 100 + u32::from(label),
-        mac: link_mac(label),
         peer_ifindex: hidden_ifindex(label),
-        peer_mac: hidden_mac(label),
     }
 }
 
@@ -58,6 +62,7 @@ pub fn config(bits: u8, kind: ExtKind, labels: &[u8], unknown: Unknown) -> Confi
             kind,
         },
         links: labels.iter().map(|&l| link(l)).collect(),
+        macs: LINK_MACS,
         unknown,
     }
 }

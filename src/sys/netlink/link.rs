@@ -14,6 +14,16 @@ use netlink_packet_route::{
 use super::{LinkInfo, LinkRef, Netlink};
 use crate::sys::{netns::NetNs, SysError};
 
+/// One end of a veth pair to create.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct VethEnd<'a> {
+    pub name: &'a str,
+    /// `IFLA_IFALIAS`; empty for none.
+    pub alias: &'a str,
+    /// The MAC; `None` lets the kernel pick a random one.
+    pub mac: Option<[u8; 6]>,
+}
+
 impl Netlink {
     /// The link called `name`, or `None` if there is none.
     pub fn link(&self, name: &str) -> Result<Option<LinkInfo>, SysError> {
@@ -32,23 +42,24 @@ impl Netlink {
         Ok(replies.iter().filter_map(link_of).collect())
     }
 
-    /// Creates the veth pair `name` / `peer_name`, both with MTU `mtu` and
-    /// the given aliases, turns ARP off on `name` (`IFF_NOARP`) and brings
-    /// both ends up. If any step after the creation fails, the pair is
+    /// Creates the veth pair `user` / `peer`, both with MTU `mtu` and the
+    /// given aliases and MACs, turns ARP off on `user` (`IFF_NOARP`) and
+    /// brings both ends up. If any step after the creation fails, the pair is
     /// deleted again before the error is returned.
     pub fn create_veth(
         &self,
-        name: &str,
-        peer_name: &str,
+        user: &VethEnd<'_>,
+        peer: &VethEnd<'_>,
         mtu: u32,
-        alias_for_name: &str,
-        alias_for_peer: &str,
     ) -> Result<(LinkInfo, LinkInfo), SysError> {
-        self.add_veth_pair(name, peer_name, mtu, None)?;
-        let configured = self.configure_veth(name, peer_name, alias_for_name, alias_for_peer);
+        self.add_veth_pair(user, peer, mtu, None)?;
+        let configured = self.configure_veth(user, peer);
         if configured.is_err() {
-            if let Err(error) = self.delete_link(name) {
-                log::warn!("could not remove the half-configured veth pair {name:?}: {error}");
+            if let Err(error) = self.delete_link(user.name) {
+                log::warn!(
+                    "could not remove the half-configured veth pair {:?}: {error}",
+                    user.name
+                );
             }
         }
         configured
@@ -64,7 +75,11 @@ impl Netlink {
         mtu: u32,
         peer_netns: &NetNs,
     ) -> Result<(), SysError> {
-        self.add_veth_pair(name, peer_name, mtu, Some(peer_netns))
+        let end = |name| VethEnd {
+            name,
+            ..VethEnd::default()
+        };
+        self.add_veth_pair(&end(name), &end(peer_name), mtu, Some(peer_netns))
     }
 
     /// Deletes a link (for a veth, both ends).
@@ -131,30 +146,35 @@ impl Netlink {
 
     fn add_veth_pair(
         &self,
-        name: &str,
-        peer_name: &str,
+        user: &VethEnd<'_>,
+        peer: &VethEnd<'_>,
         mtu: u32,
         peer_netns: Option<&NetNs>,
     ) -> Result<(), SysError> {
-        let mut peer = LinkMessage::default();
-        peer.attributes = vec![
-            LinkAttribute::IfName(peer_name.to_string()),
-            LinkAttribute::Mtu(mtu),
-        ];
+        let attributes = |end: &VethEnd<'_>| {
+            let mut attributes = vec![
+                LinkAttribute::IfName(end.name.to_string()),
+                LinkAttribute::Mtu(mtu),
+            ];
+            if let Some(mac) = end.mac {
+                attributes.push(LinkAttribute::Address(mac.to_vec()));
+            }
+            attributes
+        };
+        let mut peer_message = LinkMessage::default();
+        peer_message.attributes = attributes(peer);
         if let Some(netns) = peer_netns {
             let fd = netns.as_fd().as_raw_fd();
-            peer.attributes.push(LinkAttribute::NetNsFd(fd));
+            peer_message.attributes.push(LinkAttribute::NetNsFd(fd));
         }
         let mut message = LinkMessage::default();
-        message.attributes = vec![
-            LinkAttribute::IfName(name.to_string()),
-            LinkAttribute::Mtu(mtu),
-            LinkAttribute::LinkInfo(vec![
-                InfoAttribute::Kind(InfoKind::Veth),
-                InfoAttribute::Data(InfoData::Veth(InfoVeth::Peer(peer))),
-            ]),
-        ];
+        message.attributes = attributes(user);
+        message.attributes.push(LinkAttribute::LinkInfo(vec![
+            InfoAttribute::Kind(InfoKind::Veth),
+            InfoAttribute::Data(InfoData::Veth(InfoVeth::Peer(peer_message))),
+        ]));
         let request = RouteNetlinkMessage::NewLink(message);
+        let (name, peer_name) = (user.name, peer.name);
         self.execute(request, NLM_F_CREATE | NLM_F_EXCL, || match peer_netns {
             None => format!("creating veth pair {name:?}/{peer_name:?} with MTU {mtu}"),
             Some(netns) => format!(
@@ -167,19 +187,20 @@ impl Netlink {
 
     fn configure_veth(
         &self,
-        name: &str,
-        peer_name: &str,
-        alias_for_name: &str,
-        alias_for_peer: &str,
+        user: &VethEnd<'_>,
+        peer: &VethEnd<'_>,
     ) -> Result<(LinkInfo, LinkInfo), SysError> {
-        let link = self.existing_link(name)?.index;
-        let peer = self.existing_link(peer_name)?.index;
+        let link = self.existing_link(user.name)?.index;
+        let peer_index = self.existing_link(peer.name)?.index;
         self.set_noarp(link, true)?;
-        self.set_alias(link, alias_for_name)?;
-        self.set_alias(peer, alias_for_peer)?;
+        self.set_alias(link, user.alias)?;
+        self.set_alias(peer_index, peer.alias)?;
         self.set_up(link)?;
-        self.set_up(peer)?;
-        Ok((self.existing_link(name)?, self.existing_link(peer_name)?))
+        self.set_up(peer_index)?;
+        Ok((
+            self.existing_link(user.name)?,
+            self.existing_link(peer.name)?,
+        ))
     }
 
     fn set_flag(&self, index: u32, flag: LinkFlag, on: bool, what: &str) -> Result<(), SysError> {

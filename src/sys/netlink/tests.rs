@@ -8,6 +8,15 @@ use std::{
 use super::*;
 use crate::sys::test_support::{privileged, test_namespace};
 
+/// A veth end with a kernel-chosen MAC.
+fn end<'a>(name: &'a str, alias: &'a str) -> VethEnd<'a> {
+    VethEnd {
+        name,
+        alias,
+        mac: None,
+    }
+}
+
 fn ip(text: &str) -> IpAddr {
     text.parse().expect("address literal")
 }
@@ -22,7 +31,17 @@ fn veth_pair_is_created_configured_and_deleted() {
         .run(|| {
             let netlink = Netlink::new().expect("netlink");
             let (a, b) = netlink
-                .create_veth("l3v0", "l3v0p", 1400, "l3mp link a", "l3mp peer a")
+                .create_veth(
+                    &VethEnd {
+                        mac: Some([0x02, 0xaa, 0, 0, 0, 1]),
+                        ..end("l3v0", "l3mp link a")
+                    },
+                    &VethEnd {
+                        mac: Some([0x02, 0xaa, 0, 0, 1, 1]),
+                        ..end("l3v0p", "l3mp peer a")
+                    },
+                    1400,
+                )
                 .expect("create the pair");
             assert_eq!((a.name.as_str(), b.name.as_str()), ("l3v0", "l3v0p"));
             for link in [&a, &b] {
@@ -33,6 +52,8 @@ fn veth_pair_is_created_configured_and_deleted() {
                     "{link:?}"
                 );
             }
+            assert_eq!(a.mac, Some([0x02, 0xaa, 0, 0, 0, 1]));
+            assert_eq!(b.mac, Some([0x02, 0xaa, 0, 0, 1, 1]));
             assert!(a.noarp && !b.noarp, "only the named end is NOARP");
             assert_eq!(a.alias.as_deref(), Some("l3mp link a"));
             assert_eq!(b.alias.as_deref(), Some("l3mp peer a"));
@@ -78,17 +99,17 @@ fn failed_veth_setup_leaves_nothing_behind_and_says_why() {
             let netlink = Netlink::new().expect("netlink");
             let too_long = "x".repeat(300);
             let error = netlink
-                .create_veth("l3v1", "l3v1p", 1500, &too_long, "")
+                .create_veth(&end("l3v1", &too_long), &end("l3v1p", ""), 1500)
                 .expect_err("an alias over 255 bytes is refused");
             assert!(error.to_string().contains("\"l3v1\""), "{error}");
             assert_eq!(netlink.link("l3v1").expect("lookup"), None, "rolled back");
             assert_eq!(netlink.link("l3v1p").expect("lookup"), None, "rolled back");
 
             netlink
-                .create_veth("l3v2", "l3v2p", 1500, "", "")
+                .create_veth(&end("l3v2", ""), &end("l3v2p", ""), 1500)
                 .expect("create");
             let error = netlink
-                .create_veth("l3v2", "l3v3p", 1500, "", "")
+                .create_veth(&end("l3v2", ""), &end("l3v3p", ""), 1500)
                 .expect_err("the name is taken");
             assert_eq!(error.errno(), Some(libc::EEXIST), "{error}");
             assert!(error.to_string().contains("\"l3v2\"/\"l3v3p\""), "{error}");
@@ -116,7 +137,7 @@ fn neighbours_resolve_across_a_veth_between_namespaces() {
         .run(|| {
             let netlink = Netlink::new().expect("netlink");
             let (link, peer) = netlink
-                .create_veth("l3n0", "l3n0p", 1500, "", "")
+                .create_veth(&end("l3n0", ""), &end("l3n0p", ""), 1500)
                 .expect("create");
             netlink.set_noarp(link.index, false).expect("ARP back on");
             netlink
@@ -218,7 +239,7 @@ fn link_watcher_sees_a_link_deleted_and_recreated() {
             let named =
                 |event: &LinkEvent| matches!(event, LinkEvent::New(link) if link.name == "l3w0");
             let (first, _) = netlink
-                .create_veth("l3w0", "l3w0p", 1500, "", "")
+                .create_veth(&end("l3w0", ""), &end("l3w0p", ""), 1500)
                 .expect("create");
             wait_for(&mut watcher, "creation", named);
 
@@ -230,7 +251,7 @@ fn link_watcher_sees_a_link_deleted_and_recreated() {
             wait_for(&mut watcher, "deletion", |event| *event == deleted);
 
             let (second, _) = netlink
-                .create_veth("l3w0", "l3w0p", 1500, "again", "")
+                .create_veth(&end("l3w0", "again"), &end("l3w0p", ""), 1500)
                 .expect("create");
             let LinkEvent::New(seen) = wait_for(&mut watcher, "re-creation", named) else {
                 unreachable!("the predicate only accepts New");
