@@ -7,10 +7,11 @@ use std::fmt::Write as _;
 /// The parts of the bench, in the order the table shows them.
 pub const PARTS: [&str; 3] = ["program", "end-to-end", "scale"];
 
-/// How a figure is judged against its baseline.
+/// How a figure is judged against its baseline: by the median over rounds of the difference
+/// (`AtMostAbove`) or of the ratio of value to baseline.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Target {
-    /// `value <= baseline + limit` (in the figure's unit).
+    /// `value - baseline <= limit` (in the figure's unit).
     AtMostAbove(f64),
     /// `value / baseline >= limit`.
     RatioAtLeast(f64),
@@ -19,12 +20,12 @@ pub enum Target {
 }
 
 impl Target {
-    /// Whether `value` against `baseline` meets the target.
-    pub fn met(self, value: f64, baseline: f64) -> bool {
+    /// Whether a figure `excess` above its baseline, or at `ratio` to it, meets the target.
+    pub fn met(self, excess: f64, ratio: f64) -> bool {
         match self {
-            Target::AtMostAbove(limit) => value <= baseline + limit,
-            Target::RatioAtLeast(limit) => value / baseline >= limit,
-            Target::RatioAtMost(limit) => value / baseline <= limit,
+            Target::AtMostAbove(limit) => excess <= limit,
+            Target::RatioAtLeast(limit) => ratio >= limit,
+            Target::RatioAtMost(limit) => ratio <= limit,
         }
     }
 
@@ -128,22 +129,40 @@ pub struct Figure {
 }
 
 impl Figure {
-    /// `value / baseline` of the medians.
+    /// `value / baseline`: the median of the rounds' ratios when value and baseline were
+    /// measured round by round (each round's pair back to back, so that what drifts between
+    /// rounds cancels), else the ratio of the medians.
     pub fn ratio(&self) -> f64 {
-        self.value.median / self.baseline.median
+        self.by_round(|v, b| v / b)
+            .map_or(self.value.median / self.baseline.median, |r| r.median)
+    }
+
+    /// `value - baseline`, paired by round like [`Figure::ratio`].
+    pub fn excess(&self) -> f64 {
+        self.by_round(|v, b| v - b)
+            .map_or(self.value.median - self.baseline.median, |r| r.median)
+    }
+
+    /// `f(value, baseline)` of every round, when both have one value per round.
+    fn by_round(&self, f: impl Fn(f64, f64) -> f64) -> Option<Sample> {
+        let (values, baselines) = (&self.value.values, &self.baseline.values);
+        (!values.is_empty() && values.len() == baselines.len()).then(|| {
+            let each: Vec<f64> = values.iter().zip(baselines).map(|(&v, &b)| f(v, b)).collect();
+            Sample::of(&each)
+        })
     }
 
     /// Whether the target is met; `None` without a target.
     pub fn meets_target(&self) -> Option<bool> {
-        self.target
-            .map(|t| t.met(self.value.median, self.baseline.median))
+        self.target.map(|t| t.met(self.excess(), self.ratio()))
     }
 
     fn json(&self) -> String {
         format!(
             "{{\"part\": {}, \"name\": {}, \"unit\": {}, \"value\": {}, \"value_rounds\": {}, \
              \"baseline_name\": {}, \"baseline\": {}, \"baseline_rounds\": {}, \"ratio\": {}, \
-             \"target\": {}, \"meets_target\": {}, \"method\": {}}}",
+             \"ratio_rounds\": {}, \"excess\": {}, \"target\": {}, \"meets_target\": {}, \
+             \"method\": {}}}",
             string(self.part),
             string(&self.name),
             string(self.unit),
@@ -153,6 +172,9 @@ impl Figure {
             number(self.baseline.median),
             self.baseline.json(),
             number(self.ratio()),
+            self.by_round(|v, b| v / b)
+                .map_or("null".into(), |rounds| rounds.json()),
+            number(self.excess()),
             self.target.map_or("null".into(), Target::json),
             self.meets_target()
                 .map_or("null".into(), |met| met.to_string()),
@@ -386,10 +408,46 @@ mod tests {
 
     #[test]
     fn targets_judge_against_the_baseline() {
-        assert!(Target::AtMostAbove(12.0).met(38.0, 26.0));
-        assert!(!Target::AtMostAbove(12.0).met(38.5, 26.0));
-        assert!(Target::RatioAtLeast(0.97).met(97.0, 100.0));
-        assert!(!Target::RatioAtMost(1.05).met(106.0, 100.0));
+        assert!(Target::AtMostAbove(12.0).met(12.0, 1.5));
+        assert!(!Target::AtMostAbove(12.0).met(12.5, 1.0));
+        assert!(Target::RatioAtLeast(0.97).met(-3.0, 0.97));
+        assert!(!Target::RatioAtMost(1.05).met(6.0, 1.06));
+    }
+
+    fn figure(values: &[f64], baselines: &[f64], target: Target) -> Figure {
+        Figure {
+            part: "scale",
+            name: "x".into(),
+            unit: "ns",
+            value: Sample::of(values),
+            baseline_name: "y".into(),
+            baseline: Sample::of(baselines),
+            target: Some(target),
+            method: String::new(),
+        }
+    }
+
+    #[test]
+    fn figures_measured_round_by_round_are_judged_by_round() {
+        // Both drift together between rounds; each round's ratio is 1.02.
+        let f = figure(
+            &[51.0, 102.0, 81.6],
+            &[50.0, 100.0, 80.0],
+            Target::RatioAtMost(1.05),
+        );
+        assert!((f.ratio() - 1.02).abs() < 1e-9, "{}", f.ratio());
+        assert_eq!(f.meets_target(), Some(true));
+        // One round slow for both, one slow for the value only: the rounds say 3 above; the
+        // medians (60 against 48) would say 12.
+        let f = figure(&[100.0, 50.0, 60.0], &[97.0, 48.0, 40.0], Target::AtMostAbove(5.0));
+        assert_eq!(f.excess(), 3.0);
+        assert_eq!(f.meets_target(), Some(true));
+        let f = figure(&[100.0, 50.0, 60.0], &[90.0, 40.0, 40.0], Target::AtMostAbove(5.0));
+        assert_eq!((f.excess(), f.meets_target()), (10.0, Some(false)));
+        // Without one value per round on both sides: the medians.
+        let f = figure(&[60.0, 50.0], &[50.0], Target::RatioAtMost(1.05));
+        assert_eq!(f.ratio(), 55.0 / 50.0);
+        assert_eq!(f.excess(), 5.0);
     }
 
     #[test]

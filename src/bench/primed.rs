@@ -1,11 +1,13 @@
 //! Demux timed with repeats, faithfully: a repeated test run reruns a program on the same
 //! packet, which the first run of a demux leaves without its label, so that every later
 //! repeat would take the cheap label-0 path. A *primed* program starts with a short prologue
-//! that writes the bytes the demux changes in the IP header (the label and the IPv4
-//! checksum) back to their values on the wire, then runs the demux unchanged, slot for slot.
-//! Its floor gets the very same prologue, so the difference between the two is the demux's
-//! own cost. (The MAC rewrite of a demux on an Ethernet ext writes the same bytes on every
-//! run and nothing reads them, so it needs no restoring.)
+//! that writes the first 12 bytes of the IP header (which hold what a demux changes: the
+//! label, and the IPv4 checksum) back to their values on the wire, three word stores whatever
+//! the packet, then runs the demux unchanged, slot for slot. Its floor gets the very same
+//! prologue, so the difference between the two is the demux's own cost; and two demuxes on
+//! different labels get prologues of the same shape. (The MAC rewrite of a demux on an
+//! Ethernet ext writes the same bytes on every run and nothing reads them, so it needs no
+//! restoring.)
 
 use l3mp_asm::{
     alu64, jump_if, load, mov, store, AluOp, Assembled, Cond, Note, Program, Reg, Size, Target,
@@ -15,31 +17,52 @@ use crate::programs::layout::{ETH_HLEN, SKB_DATA, SKB_DATA_END, XDP_DATA, XDP_DA
 use crate::programs::Hook;
 use crate::run::Error;
 
-/// The bytes at offsets past the Ethernet header where `wire` and `after` (the packet after
-/// one run) differ, with their values on the wire.
-pub fn changed_bytes(wire: &[u8], after: &[u8]) -> Vec<(i16, u8)> {
-    wire.iter()
-        .zip(after)
+/// Bytes of the IP header the prologue restores, from its start.
+const RESTORED: usize = 12;
+
+/// The words the prologue stores: the first [`RESTORED`] bytes of the IP header of `wire`
+/// (an Ethernet frame), at their offsets in the frame.
+pub fn restoring(wire: &[u8]) -> Result<Vec<(i16, i32)>, Error> {
+    let ip = ETH_HLEN as usize;
+    let header = wire
+        .get(ip..ip + RESTORED)
+        .ok_or_else(|| Error::new(format!("a {}-byte frame has no IP header", wire.len())))?;
+    Ok(header
+        .chunks(4)
         .enumerate()
-        .skip(ETH_HLEN as usize)
-        .filter(|(_, (w, a))| w != a)
-        .map(|(i, (w, _))| (i as i16, *w))
-        .collect()
+        .map(|(i, word)| {
+            let word: [u8; 4] = word.try_into().expect("12 bytes in words");
+            ((ip + 4 * i) as i16, i32::from_ne_bytes(word))
+        })
+        .collect())
 }
 
-/// `body` under the name `name`, preceded by a prologue for `hook` that stores `bytes` into
+/// Whether the prologue restores every byte past the Ethernet header that differs between
+/// `wire` and `after` (the packet after one run).
+pub fn restores_all(wire: &[u8], after: &[u8]) -> bool {
+    let restored = ETH_HLEN as usize..ETH_HLEN as usize + RESTORED;
+    wire.len() == after.len()
+        && wire
+            .iter()
+            .zip(after)
+            .enumerate()
+            .skip(ETH_HLEN as usize)
+            .all(|(i, (w, a))| w == a || restored.contains(&i))
+}
+
+/// `body` under the name `name`, preceded by a prologue for `hook` that stores `words` into
 /// the packet (when it is long enough to hold them).
 pub fn primed(
     name: &str,
     hook: Hook,
-    bytes: &[(i16, u8)],
+    words: &[(i16, i32)],
     body: &Assembled,
 ) -> Result<Assembled, Error> {
     let (data, end) = match hook {
         Hook::Tc => (SKB_DATA, SKB_DATA_END),
         Hook::Xdp => (XDP_DATA, XDP_DATA_END),
     };
-    let reach = bytes.iter().map(|(off, _)| off + 1).max().unwrap_or(0);
+    let reach = words.iter().map(|(off, _)| off + 4).max().unwrap_or(0);
     let mut prologue = Program::new(name);
     prologue.extend([
         load(Size::W, Reg::R2, Reg::R1, data),
@@ -50,11 +73,11 @@ pub fn primed(
             Cond::Gt,
             Reg::R4,
             Reg::R3,
-            Target::Offset(bytes.len() as i16),
+            Target::Offset(words.len() as i16),
         ),
     ]);
-    for &(off, value) in bytes {
-        prologue.push(store(Size::B, Reg::R2, off, i32::from(value)));
+    for &(off, value) in words {
+        prologue.push(store(Size::W, Reg::R2, off, value));
     }
     let mut out = prologue
         .assemble()
@@ -81,13 +104,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_header_bytes_that_changed_are_restored() {
-        let wire = [0u8; 20];
-        let mut after = wire;
-        after[3] = 9; // a MAC byte: rewritten identically on every run, left alone
-        after[15] = 4;
-        after[19] = 1;
-        assert_eq!(changed_bytes(&wire, &after), vec![(15, 0), (19, 0)]);
+    fn the_first_twelve_bytes_of_the_ip_header_are_restored() {
+        let wire: Vec<u8> = (0..40).collect();
+        let words = restoring(&wire).unwrap();
+        let at = |b: u8| i32::from_ne_bytes([b, b + 1, b + 2, b + 3]);
+        assert_eq!(words, vec![(14, at(14)), (18, at(18)), (22, at(22))]);
+        assert!(restoring(&wire[..25]).is_err());
+
+        let mut after = wire.clone();
+        after[3] = 9; // a MAC byte: rewritten identically on every run, needs no restoring
+        after[15] = 4; // IPv4 TOS
+        after[25] = 1; // IPv4 checksum
+        assert!(restores_all(&wire, &after));
+        after[26] = 0; // the source address: not restored
+        assert!(!restores_all(&wire, &after));
     }
 
     #[test]
@@ -99,7 +129,7 @@ mod tests {
             l3mp_asm::exit(),
         ]);
         let body = body.assemble().unwrap();
-        let out = primed("p", Hook::Xdp, &[(15, 1), (25, 7)], &body).unwrap();
+        let out = primed("p", Hook::Xdp, &[(14, 1), (18, 7)], &body).unwrap();
         // 5 prologue instructions, 2 stores, then the body.
         assert_eq!(out.slots.len(), 7 + body.slots.len());
         assert_eq!(out.relocs[0].slot, 7);

@@ -22,7 +22,7 @@ use crate::run::{point_links, Error};
 use super::figure::{Check, Figure, Report, Sample, Target};
 use super::floor;
 use super::packets::{family_name, udp_frame, SIZES};
-use super::primed::{changed_bytes, primed};
+use super::primed::{primed, restores_all, restoring};
 use super::testrun::{Loaded, RuntimeStats};
 use super::Settings;
 
@@ -236,9 +236,14 @@ pub fn run_cases(
                 Method::Repeat => None,
                 Method::Single => Some(RuntimeStats::enable()?),
             };
+            // Each value next to its baseline, in turns first and second, so that neither
+            // always runs on a warmer (or colder) machine.
             let timed = cases
                 .iter()
-                .flat_map(|c| [&c.baseline, &c.timed])
+                .flat_map(|c| match round % 2 {
+                    0 => [&c.baseline, &c.timed],
+                    _ => [&c.timed, &c.baseline],
+                })
                 .filter(|t| t.method == method);
             for t in timed {
                 let k = key(t);
@@ -328,8 +333,7 @@ pub fn measure(settings: &Settings, report: &mut Report) -> Result<(), Error> {
             let eth_wire = eth.run(&egress, &frame, 1)?.packet;
             let l3_wire = l3.run(&egress, &frame, 1)?.packet[14..].to_vec();
             let tag = format!("{}_{size}", if family == Family::V4 { 4 } else { 6 });
-            let demuxed = eth.run(ingress_name(Hook::Tc), &eth_wire, 1)?.packet;
-            let restore = changed_bytes(&eth_wire, &demuxed);
+            let restore = restoring(&eth_wire)?;
             let mut names = Vec::new();
             for hook in [Hook::Tc, Hook::Xdp] {
                 let h = if hook == Hook::Tc { "tc" } else { "xdp" };
@@ -386,8 +390,8 @@ pub fn load_primed(
     })
 }
 
-/// The demux of `hook` from `bundle`, primed (under `name`) to restore what one run of it
-/// (in `loaded`) changes in `wire`.
+/// The demux of `hook` from `bundle`, primed (under `name`) to restore `wire`'s IP header,
+/// after checking (in `loaded`) that this restores everything one run of it changes.
 pub fn primed_demux(
     name: &str,
     hook: Hook,
@@ -399,7 +403,13 @@ pub fn primed_demux(
     let body = bundle
         .program(ingress_name(hook))
         .ok_or_else(|| Error::new("demux missing from the bundle"))?;
-    primed(name, hook, &changed_bytes(wire, &demuxed), body)
+    if !restores_all(wire, &demuxed) {
+        return Err(Error::new(format!(
+            "{}: changes more than the prologue restores",
+            ingress_name(hook)
+        )));
+    }
+    primed(name, hook, &restoring(wire)?, body)
 }
 
 /// The kernel's facts about every program of `bundle` but the second egress and NAPI pass.

@@ -279,9 +279,14 @@ fn hook_times(lab: &Lab, to: IpAddr, secs: f64) -> Result<Vec<(String, f64, u64)
 pub fn measure(settings: &Settings, report: &mut Report) -> Result<(), Error> {
     let labs = Labs::create()?;
     let mut samples: Vec<((Way, Traffic), Vec<f64>)> = Vec::new();
-    for _ in 0..settings.traffic_rounds {
+    for round in 0..settings.traffic_rounds {
         for traffic in Traffic::ALL {
-            for way in Way::ALL {
+            // The ways one after the other, in turns forwards and backwards.
+            let mut ways = Way::ALL;
+            if round % 2 == 1 {
+                ways.reverse();
+            }
+            for way in ways {
                 let lab = labs.lab(way);
                 let (a, b) = (lab.host(Side::A), lab.host(Side::B));
                 let to = way.destination(traffic.kind());

@@ -17,7 +17,7 @@ use super::naming::{alive, hidden_name, link_macs, Mark};
 use super::options::{IngressChoice, RunOptions};
 use super::registry::{Published, Registry};
 use super::state::{InstanceId, State, StateLink};
-use super::watch::{step, Step};
+use super::watch::{mac_change, step, Step};
 use super::Error;
 
 /// How long `--peer` may take to resolve at start.
@@ -195,6 +195,24 @@ impl Instance {
         self.mode = mode;
         self.datapath = Some(datapath);
         Ok(())
+    }
+
+    /// Reports a change of a link's MAC (see [`mac_change`]): the demux writes the MAC the link
+    /// was created with into everything it delivers.
+    pub(super) fn check_mac(&mut self, event: &LinkEvent) {
+        let LinkEvent::New(info) = event else {
+            return;
+        };
+        let macs = link_macs(&self.opts.ext);
+        let Some(link) = self.links.iter_mut().find(|l| l.user.index == info.index) else {
+            return;
+        };
+        let expected = macs.user_end(link.label);
+        if let Some((level, text)) = mac_change(&link.user.name, expected, link.user.mac, info.mac)
+        {
+            log::log!(level, "{text}");
+        }
+        link.user.mac = info.mac;
     }
 
     /// Whether a link event may concern ext: its name, or the ifindex the programs are on.

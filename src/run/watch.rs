@@ -1,14 +1,15 @@
 //! `l3mp run`'s wait: until a stop signal arrives, it follows ext through link notifications.
 //! When ext is deleted (`wg-quick down`), the links stay and the instance waits; when an
 //! interface of ext's name appears, the programs (which bake ext's ifindex in) are generated
-//! for it and attached again; when ext's MTU changes, the links follow.
+//! for it and attached again; when ext's MTU changes, the links follow. A link whose MAC is
+//! changed (which the demux does not follow) is reported.
 
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::sys::signal::{SigSet, Signal};
 
-use crate::sys::netlink::{LinkInfo, Netlink};
+use crate::sys::netlink::{format_mac, LinkInfo, Netlink};
 
 use super::instance::{Attachment, Instance};
 use super::Error;
@@ -46,6 +47,31 @@ pub fn step(attached: &LinkInfo, present: bool, now: Option<LinkInfo>) -> Step {
     }
 }
 
+/// What to say when the MAC of the user end of a link changes from `before` to `now`, the demux
+/// delivering to `expected`: a warning when it no longer matches, a note when it matches again.
+pub fn mac_change(
+    link: &str,
+    expected: [u8; 6],
+    before: Option<[u8; 6]>,
+    now: Option<[u8; 6]>,
+) -> Option<(log::Level, String)> {
+    let expected_text = format_mac(&expected);
+    match now {
+        _ if now == before => None,
+        Some(mac) if mac == expected => Some((
+            log::Level::Info,
+            format!("{link}: MAC {expected_text} again; it receives again"),
+        )),
+        _ => Some((
+            log::Level::Warn,
+            format!(
+                "{link}: MAC changed to {}; l3mp delivers to {expected_text}, so {link} receives                  nothing until it has that MAC again",
+                now.map_or("none".into(), |mac| format_mac(&mac))
+            ),
+        )),
+    }
+}
+
 /// Runs until one of `stop` arrives and returns it. The signals must be blocked in every
 /// thread (so that they stay pending until taken here), and the calling thread must be in
 /// the instance's network namespace (the notifications are that namespace's).
@@ -60,7 +86,10 @@ pub fn serve(instance: &mut Instance, stop: &SigSet) -> Result<Signal, Error> {
             return Ok(signal);
         }
         let notified = match watcher.next(TICK) {
-            Ok(event) => event.is_some_and(|event| instance.concerns(&event)),
+            Ok(event) => event.is_some_and(|event| {
+                instance.check_mac(&event);
+                instance.concerns(&event)
+            }),
             // Notifications were lost: look at ext again.
             Err(e) if e.errno() == Some(libc::ENOBUFS) => true,
             Err(e) => return Err(watching(&e)),
@@ -132,6 +161,23 @@ mod tests {
             step(&old, false, Some(ext(7, 1420))),
             Step::Attach(ext(7, 1420))
         );
+    }
+
+    #[test]
+    fn a_changed_link_mac_is_reported_once_and_its_return_too() {
+        let ours = [2, 0xc0, 0xff, 0xee, 0, 1];
+        let other = [2, 0, 0, 0, 0, 9];
+        assert_eq!(mac_change("a", ours, Some(ours), Some(ours)), None);
+        let (level, text) = mac_change("a", ours, Some(ours), Some(other)).expect("reported");
+        assert_eq!(level, log::Level::Warn);
+        assert!(
+            text.contains("a: MAC changed to 02:00:00:00:00:09")
+                && text.contains("02:c0:ff:ee:00:01"),
+            "{text}"
+        );
+        assert_eq!(mac_change("a", ours, Some(other), Some(other)), None);
+        let (level, _) = mac_change("a", ours, Some(other), Some(ours)).expect("reported");
+        assert_eq!(level, log::Level::Info);
     }
 
     #[test]

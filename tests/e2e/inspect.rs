@@ -122,7 +122,7 @@ pub fn published(pid: u32) -> Vec<String> {
 }
 
 /// The output of a test tool that must succeed.
-fn tool(program: &str, args: &[&str]) -> String {
+pub fn tool(program: &str, args: &[&str]) -> String {
     let out = Command::new(program)
         .args(args)
         .output()

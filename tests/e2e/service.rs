@@ -19,6 +19,7 @@ use l3mp::programs::{egress_name, ingress_name, Hook, GUARD};
 use l3mp::run::{ensure_bpffs, hidden_name, Mark, BPFFS};
 
 use super::daemon::{link_status, run_confined_to_exit, run_to_exit, status, Daemon};
+use super::inspect::tool;
 use super::{
     inspect, lab, link_names, privileged, run_args, run_on, start, Running, Setup, LINKS,
     TCP_BYTES, WAIT,
@@ -424,6 +425,64 @@ fn links_follow_ext_mtu() {
         }
         assert_eq!(now["ext"]["mtu"], mtu, "{now:#}");
     }
+}
+
+/// Every veth end has l3mp's MAC for its label, the one the demux writes; a link whose MAC is
+/// changed is reported, stops receiving, and works again (also reported) once it has it back.
+#[test]
+fn link_macs_are_the_labels_and_a_changed_one_is_reported() {
+    let Some(mut r) = start(
+        "link_macs_are_the_labels_and_a_changed_one_is_reported",
+        Setup::VethTc,
+    ) else {
+        return;
+    };
+    let host = r.lab.host(Side::A);
+    let macs = l3mp::run::link_macs(EXT);
+    let links = host.links().expect("links");
+    let mac_of = |name: &str| {
+        links
+            .iter()
+            .find(|l| l.name == name)
+            .and_then(|l| l.mac)
+            .unwrap_or_else(|| panic!("{name} has no MAC: {links:?}"))
+    };
+    for (name, label) in LINKS {
+        assert_eq!(mac_of(name), macs.user_end(label), "{name}");
+        assert_eq!(mac_of(&hidden_name(EXT, label)), macs.hidden_end(label));
+    }
+
+    let (name, label) = LINKS[0];
+    let ip_link = |mac: [u8; 6]| {
+        let mac = l3mp::sys::netlink::format_mac(&mac);
+        tool("ip", &["-n", host.name(), "link", "set", "dev", name, "address", &mac]);
+    };
+    ip_link([0x02, 0, 0, 0, 0x42, label]);
+    let warned = r.daemons[0].wait_for_line("MAC changed to 02:00:00:00:42:01", WAIT);
+    assert!(warned.is_some(), "{}", r.daemons[0].transcript());
+    let to = link_address(label, AddressKind::Ipv4, Side::A);
+    let receiver = UdpReceiver::bind(r.host(Side::A).end(name), to, 0).expect("bind");
+    let datagram = payload(64);
+    send(
+        r.host(Side::B).end(name),
+        to,
+        receiver.port(),
+        &datagram,
+        SendOptions::default(),
+    )
+    .expect("send");
+    let received = receiver
+        .wait_for(&datagram, Duration::from_millis(500))
+        .expect("receive");
+    assert!(
+        received.is_none(),
+        "{name} received with a MAC l3mp does not deliver to"
+    );
+
+    ip_link(macs.user_end(label));
+    let noted = r.daemons[0].wait_for_line("receives again", WAIT);
+    assert!(noted.is_some(), "{}", r.daemons[0].transcript());
+    link_works(&r, name, label, Side::B, "MAC back");
 }
 
 /// After a SIGKILL (no cleanup at all), a restart with the same arguments removes what the
