@@ -32,6 +32,8 @@ pub struct Settings {
     pub runs: u32,
     /// Rounds per program figure; the figure is their median.
     pub rounds: usize,
+    /// Rounds per scale figure: more, as it tells apart programs within 5 % of each other.
+    pub scale_rounds: usize,
     /// Seconds of traffic per end-to-end measurement.
     pub traffic_secs: f64,
     /// End-to-end measurements per path and traffic kind; the figure is their median.
@@ -41,10 +43,11 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// The full bench: 10^6 runs, 5 rounds, 1.5 s of traffic 9 times.
+    /// The full bench: 10^6 runs, 5 rounds (15 for scale), 1.5 s of traffic 9 times.
     pub const FULL: Settings = Settings {
         runs: 1_000_000,
         rounds: 5,
+        scale_rounds: 15,
         traffic_secs: 1.5,
         traffic_rounds: 9,
         starts: 5,
@@ -54,6 +57,7 @@ impl Settings {
     pub const QUICK: Settings = Settings {
         runs: 10_000,
         rounds: 3,
+        scale_rounds: 3,
         traffic_secs: 0.2,
         traffic_rounds: 1,
         starts: 1,

@@ -69,7 +69,11 @@ pub fn per_packet(settings: &Settings, report: &mut Report) -> Result<(), Error>
             });
         }
     }
-    run_cases(&cases, settings, report)
+    let settings = Settings {
+        rounds: settings.scale_rounds,
+        ..*settings
+    };
+    run_cases(&cases, &settings, report)
 }
 
 /// Start-up time, 1 link against 63, in a lab with a veth ext, TC ingress.

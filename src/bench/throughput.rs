@@ -251,22 +251,24 @@ fn hook_times(lab: &Lab, to: IpAddr, secs: f64) -> Result<Vec<(String, f64, u64)
     traffic::udp(lab.host(Side::A), lab.host(Side::B), to, secs)?;
     let after = snapshot()?;
     drop(stats);
+    // Per name, the program of that name that ran most: the one attached in this lab (the
+    // other labs' programs of the same names see at most a stray neighbour packet).
     let mut totals: Vec<(String, u64, u64)> = Vec::new();
     for (id, name, runs, ns) in after {
         let (runs0, ns0) = before
             .iter()
             .find(|(i, ..)| *i == id)
             .map_or((0, 0), |(_, _, r, n)| (*r, *n));
-        if runs > runs0 {
-            match totals.iter_mut().find(|(n, ..)| *n == name) {
-                Some((_, r, t)) => {
-                    *r += runs - runs0;
-                    *t += ns - ns0;
-                }
-                None => totals.push((name, runs - runs0, ns - ns0)),
-            }
+        let (runs, ns) = (runs - runs0, ns - ns0);
+        match totals.iter_mut().find(|(n, ..)| *n == name) {
+            Some(most) if most.1 < runs => *most = (name, runs, ns),
+            Some(_) => {}
+            None => totals.push((name, runs, ns)),
         }
     }
+    // Programs of this lab not on the path (the TC lab's XDP demux) see strays only.
+    let busiest = totals.iter().map(|(_, runs, _)| *runs).max().unwrap_or(0);
+    totals.retain(|(_, runs, _)| *runs > busiest / 2);
     totals.sort();
     Ok(totals
         .into_iter()

@@ -111,9 +111,9 @@ impl Hook {
                     load_map(Reg::R1, PEERS_MAP),
                     call(Helper::MapLookupElem),
                     jump_if(Cond::Ne, Reg::R0, 0, "peer_found"),
-                    mov(Reg::R0, TC_ACT_SHOT),
-                    exit(),
                 ]);
+                p.comment("No entry: only past the array's end, which no label reaches");
+                p.extend([mov(Reg::R0, TC_ACT_SHOT), exit()]);
                 p.label("peer_found");
                 p.extend([
                     load(Size::W, Reg::R1, Reg::R0, 0),
