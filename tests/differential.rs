@@ -20,9 +20,9 @@ use aya::maps::PerCpuArray;
 use aya::programs::{SchedClassifier, TestRun, TestRunOptions, Xdp};
 use aya::{EbpfLoader, Pod};
 use l3mp::programs::layout::{COUNTERS_MAP, COUNTER_SLOTS, TC_ACT_REDIRECT};
-use l3mp::run::point_links;
 use l3mp::programs::{build, egress_name, ingress_name, Config, ExtKind, Hook, Unknown, GUARD};
 use l3mp::roundtrip::Case;
+use l3mp::run::point_links;
 
 /// The largest input a test run takes comfortably (a page less head- and tailroom).
 const MAX_TEST_RUN: usize = 3000;

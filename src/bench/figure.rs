@@ -147,7 +147,11 @@ impl Figure {
     fn by_round(&self, f: impl Fn(f64, f64) -> f64) -> Option<Sample> {
         let (values, baselines) = (&self.value.values, &self.baseline.values);
         (!values.is_empty() && values.len() == baselines.len()).then(|| {
-            let each: Vec<f64> = values.iter().zip(baselines).map(|(&v, &b)| f(v, b)).collect();
+            let each: Vec<f64> = values
+                .iter()
+                .zip(baselines)
+                .map(|(&v, &b)| f(v, b))
+                .collect();
             Sample::of(&each)
         })
     }
@@ -439,10 +443,18 @@ mod tests {
         assert_eq!(f.meets_target(), Some(true));
         // One round slow for both, one slow for the value only: the rounds say 3 above; the
         // medians (60 against 48) would say 12.
-        let f = figure(&[100.0, 50.0, 60.0], &[97.0, 48.0, 40.0], Target::AtMostAbove(5.0));
+        let f = figure(
+            &[100.0, 50.0, 60.0],
+            &[97.0, 48.0, 40.0],
+            Target::AtMostAbove(5.0),
+        );
         assert_eq!(f.excess(), 3.0);
         assert_eq!(f.meets_target(), Some(true));
-        let f = figure(&[100.0, 50.0, 60.0], &[90.0, 40.0, 40.0], Target::AtMostAbove(5.0));
+        let f = figure(
+            &[100.0, 50.0, 60.0],
+            &[90.0, 40.0, 40.0],
+            Target::AtMostAbove(5.0),
+        );
         assert_eq!((f.excess(), f.meets_target()), (10.0, Some(false)));
         // Without one value per round on both sides: the medians.
         let f = figure(&[60.0, 50.0], &[50.0], Target::RatioAtMost(1.05));

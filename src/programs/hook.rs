@@ -2,7 +2,8 @@
 //! flavours of a program is here; the programs themselves are written once.
 
 use l3mp_asm::{
-    alu64, call, exit, jump_if, load, load_map, mov, AluOp, Cond, Helper, Program, Reg, Section, Size,
+    alu64, call, exit, jump_if, load, load_map, mov, AluOp, Cond, Helper, Program, Reg, Section,
+    Size,
 };
 
 use super::layout::*;

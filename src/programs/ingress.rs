@@ -9,7 +9,9 @@ use l3mp_asm::{
 
 use super::config::{Config, ExtKind, Unknown};
 use super::counters::count;
-use super::dscp::{branch_on_family, check_header, read_label, store_link_mac, write_label, Family};
+use super::dscp::{
+    branch_on_family, check_header, read_label, store_link_mac, write_label, Family,
+};
 use super::hook::Hook;
 use super::layout::*;
 
@@ -40,7 +42,9 @@ pub fn ingress(cfg: &Config, hook: Hook) -> Program {
         ));
         check_header(&mut p, family, ip, ethernet, "pass");
         read_label(&mut p, family, ip, cfg.label_bits, Reg::R5);
-        p.comment("Label 0 is not multiplexed; a label not in the mask of links' labels is unknown");
+        p.comment(
+            "Label 0 is not multiplexed; a label not in the mask of links' labels is unknown",
+        );
         p.extend([
             jump_if(Cond::Eq, Reg::R5, 0, "pass"),
             load_imm64(Reg::R4, known as i64),

@@ -170,7 +170,9 @@ pub fn point_links(ebpf: &mut Ebpf, cfg: &Config) -> Result<(), Error> {
     for link in &cfg.links {
         peers
             .set(u32::from(link.label), link.peer_ifindex, 0)
-            .map_err(|e| Error::new(format!("{PEERS_MAP}[{}] of {}: {e}", link.label, link.name)))?;
+            .map_err(|e| {
+                Error::new(format!("{PEERS_MAP}[{}] of {}: {e}", link.label, link.name))
+            })?;
     }
     Ok(())
 }

@@ -145,7 +145,10 @@ mod tests {
         let hash = hidden_name("wg0", 5)[4..10].to_string();
         let user = macs.user_end(5);
         let hidden = macs.hidden_end(5);
-        assert_eq!(format!("{:02x}{:02x}{:02x}", user[1], user[2], user[3]), hash);
+        assert_eq!(
+            format!("{:02x}{:02x}{:02x}", user[1], user[2], user[3]),
+            hash
+        );
         assert_eq!((user[0], user[4], user[5]), (0x02, 0x00, 5));
         assert_eq!((hidden[0], hidden[4], hidden[5]), (0x02, 0x01, 5));
         assert_eq!(user[..4], hidden[..4]);

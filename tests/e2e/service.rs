@@ -455,7 +455,19 @@ fn link_macs_are_the_labels_and_a_changed_one_is_reported() {
     let (name, label) = LINKS[0];
     let ip_link = |mac: [u8; 6]| {
         let mac = l3mp::sys::netlink::format_mac(&mac);
-        tool("ip", &["-n", host.name(), "link", "set", "dev", name, "address", &mac]);
+        tool(
+            "ip",
+            &[
+                "-n",
+                host.name(),
+                "link",
+                "set",
+                "dev",
+                name,
+                "address",
+                &mac,
+            ],
+        );
     };
     ip_link([0x02, 0, 0, 0, 0x42, label]);
     let warned = r.daemons[0].wait_for_line("MAC changed to 02:00:00:00:42:01", WAIT);
