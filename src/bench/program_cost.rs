@@ -45,7 +45,7 @@ pub fn test_config(label_bits: u8, ethernet: bool, labels: &[u8]) -> Config {
     cfg
 }
 
-/// The programs of `cfg`, loaded, with the DEVMAP filled.
+/// The programs of `cfg`, loaded, with the link maps filled (every hidden end at `lo`).
 pub fn load(cfg: &Config) -> Result<(Loaded, programs::Bundle), Error> {
     let bundle = programs::build(cfg).map_err(|e| Error::new(e.to_string()))?;
     let elf = bundle.elf().map_err(|e| Error::new(e.to_string()))?;

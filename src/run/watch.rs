@@ -65,7 +65,8 @@ pub fn mac_change(
         _ => Some((
             log::Level::Warn,
             format!(
-                "{link}: MAC changed to {}; l3mp delivers to {expected_text}, so {link} receives                  nothing until it has that MAC again",
+                "{link}: MAC changed to {}; l3mp delivers to {expected_text}, so {link} receives \
+                 nothing until it has that MAC again",
                 now.map_or("none".into(), |mac| format_mac(&mac))
             ),
         )),
@@ -172,7 +173,7 @@ mod tests {
         assert_eq!(level, log::Level::Warn);
         assert!(
             text.contains("a: MAC changed to 02:00:00:00:00:09")
-                && text.contains("02:c0:ff:ee:00:01"),
+                && text.contains("delivers to 02:c0:ff:ee:00:01, so a receives nothing until"),
             "{text}"
         );
         assert_eq!(mac_change("a", ours, Some(other), Some(other)), None);
