@@ -9,12 +9,10 @@
 
 use std::os::fd::OwnedFd;
 
-use aya::maps::PerCpuArray;
 use aya::programs::{ProgramInfo, TestRun, TestRunOptions};
 use aya::{Ebpf, EbpfLoader};
 
-use crate::programs::layout::COUNTERS_MAP;
-use crate::run::{Counter, Counters, Error};
+use crate::run::{Counter, Error};
 
 use super::figure::ProgramFacts;
 
@@ -147,12 +145,6 @@ impl Loaded {
 
     /// The `counters` map, summed over CPUs (l3mp objects only).
     pub fn counters(&self) -> Result<Vec<Counter>, Error> {
-        let map: PerCpuArray<_, Counter> = self
-            .ebpf
-            .map(COUNTERS_MAP)
-            .ok_or_else(|| Error::new("map counters missing"))?
-            .try_into()
-            .map_err(|e| Error::new(format!("map counters: {e}")))?;
-        Ok(Counters::read(&map)?.0)
+        Ok(crate::run::counters(&self.ebpf)?.0)
     }
 }

@@ -145,14 +145,18 @@ impl Datapath {
 
     /// Every counter slot, summed over CPUs.
     pub fn counters(&self) -> Result<Counters, Error> {
-        let map: PerCpuArray<_, Counter> = self
-            .ebpf
-            .map(COUNTERS_MAP)
-            .ok_or_else(|| Error::new("map counters missing from the object"))?
-            .try_into()
-            .map_err(|e| Error::new(format!("map counters: {e}")))?;
-        Counters::read(&map)
+        counters(&self.ebpf)
     }
+}
+
+/// Every counter slot of the `counters` map of `ebpf`, summed over CPUs.
+pub fn counters(ebpf: &Ebpf) -> Result<Counters, Error> {
+    let map: PerCpuArray<_, Counter> = ebpf
+        .map(COUNTERS_MAP)
+        .ok_or_else(|| Error::new(format!("map {COUNTERS_MAP} missing from the object")))?
+        .try_into()
+        .map_err(|e| Error::new(format!("map {COUNTERS_MAP}: {e}")))?;
+    Counters::read(&map)
 }
 
 /// Points every link's entry in the `links` DEVMAP (XDP) and in the `peers` array (TC) at its
@@ -162,11 +166,7 @@ pub fn point_links(ebpf: &mut Ebpf, cfg: &Config) -> Result<(), Error> {
         set_devmap(ebpf, LINKS_MAP, u32::from(link.label), link.peer_ifindex)
             .map_err(|e| Error::new(format!("{}: {e}", link.name)))?;
     }
-    let mut peers: Array<&mut MapData, u32> = ebpf
-        .map_mut(PEERS_MAP)
-        .ok_or_else(|| Error::new(format!("map {PEERS_MAP} missing from the object")))?
-        .try_into()
-        .map_err(|e| Error::new(format!("map {PEERS_MAP}: {e}")))?;
+    let mut peers: Array<&mut MapData, u32> = map_mut(ebpf, PEERS_MAP)?;
     for link in &cfg.links {
         peers
             .set(u32::from(link.label), link.peer_ifindex, 0)
@@ -179,12 +179,19 @@ pub fn point_links(ebpf: &mut Ebpf, cfg: &Config) -> Result<(), Error> {
 
 /// Sets `key` of the DEVMAP `map` to the device `ifindex`.
 pub fn set_devmap(ebpf: &mut Ebpf, map: &str, key: u32, ifindex: u32) -> Result<(), Error> {
-    let mut devmap: DevMap<&mut MapData> = ebpf
-        .map_mut(map)
-        .ok_or_else(|| Error::new(format!("map {map} missing from the object")))?
-        .try_into()
-        .map_err(|e| Error::new(format!("map {map}: {e}")))?;
+    let mut devmap: DevMap<&mut MapData> = map_mut(ebpf, map)?;
     devmap
         .set(key, ifindex, None, 0)
         .map_err(|e| Error::new(format!("{map}[{key}] = ifindex {ifindex}: {e}")))
+}
+
+/// The map `name` of `ebpf`, as the map type `M`.
+fn map_mut<'a, M>(ebpf: &'a mut Ebpf, name: &str) -> Result<M, Error>
+where
+    M: TryFrom<&'a mut aya::maps::Map, Error = aya::maps::MapError>,
+{
+    ebpf.map_mut(name)
+        .ok_or_else(|| Error::new(format!("map {name} missing from the object")))?
+        .try_into()
+        .map_err(|e| Error::new(format!("map {name}: {e}")))
 }

@@ -13,7 +13,7 @@ mod watch;
 
 pub use bpffs::{ensure_bpffs, BPFFS};
 pub use counters::{Counter, Counters};
-pub use datapath::{point_links, set_devmap, IngressMode};
+pub use datapath::{counters, point_links, set_devmap, IngressMode};
 pub use instance::{choose_mode, Instance, ManagedLink};
 pub use naming::{alive, hidden_name, link_macs, Mark};
 pub use options::{parse_link, IngressChoice, LinkArg, RunOptions};
