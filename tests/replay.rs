@@ -1,8 +1,10 @@
 //! The committed capture corpus (tests/captures, recorded from real traffic by record.sh)
 //! replays offline with no violation of the wire format, and the per-packet report matches the
 //! committed golden report, for an L3 ext (label 1 of 4 bits) and an Ethernet ext (label 6 of 3).
+//! A file that is not a capture is refused with its first bytes.
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use l3mp::replay::{replay, ReplayOptions};
 
@@ -80,4 +82,42 @@ fn the_corpus_covers_what_it_claims() {
     ] {
         assert!(all.contains(what), "no {what} in the corpus");
     }
+}
+
+/// `l3mp replay` on files that are neither pcap nor pcapng: it says so, with the bytes it found,
+/// and exits non-zero.
+#[test]
+fn a_file_that_is_not_a_capture_is_named_with_its_first_bytes() {
+    let dir = std::env::temp_dir().join(format!("l3mp-replay-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let cases: [(&str, &[u8], &str); 3] = [
+        (
+            "elf",
+            b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0\x03\0>\0",
+            "neither pcap nor pcapng: it starts with \
+             7f 45 4c 46 02 01 01 00 00 00 00 00 00 00 00 00 (a pcap file",
+        ),
+        (
+            "short",
+            b"ab",
+            "neither pcap nor pcapng: it starts with 61 62 (a pcap file",
+        ),
+        ("empty", b"", "neither pcap nor pcapng: the file is empty"),
+    ];
+    for (name, bytes, says) in cases {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).expect("write");
+        let out = Command::new(env!("CARGO_BIN_EXE_l3mp"))
+            .arg("replay")
+            .arg(&path)
+            .output()
+            .expect("l3mp runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{name}: {out:?}");
+        assert!(
+            stderr.starts_with(&format!("l3mp: {}: {says}", path.display())),
+            "{name}: {stderr}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).expect("clean up");
 }

@@ -14,13 +14,28 @@ use crate::run::Error;
 /// pcapng files start with a section header block of this type.
 const PCAPNG_MAGIC: [u8; 4] = [0x0a, 0x0d, 0x0d, 0x0a];
 
+/// pcap files start with one of these: microsecond or nanosecond timestamps, either byte order.
+const PCAP_MAGICS: [[u8; 4]; 4] = [
+    [0xa1, 0xb2, 0xc3, 0xd4],
+    [0xd4, 0xc3, 0xb2, 0xa1],
+    [0xa1, 0xb2, 0x3c, 0x4d],
+    [0x4d, 0x3c, 0xb2, 0xa1],
+];
+
+/// How many of a file's first bytes an error shows.
+const SHOWN: u64 = 16;
+
 /// Every packet of the capture at `path`, as an Ethernet frame.
 pub fn frames(path: &Path) -> Result<Vec<Vec<u8>>, Error> {
     let what = |e: &dyn std::fmt::Display| Error::new(format!("{}: {e}", path.display()));
     let mut file = BufReader::new(File::open(path).map_err(|e| what(&e))?);
-    let mut magic = [0u8; 4];
-    file.read_exact(&mut magic).map_err(|e| what(&e))?;
+    let mut start = Vec::new();
+    (&mut file)
+        .take(SHOWN)
+        .read_to_end(&mut start)
+        .map_err(|e| what(&e))?;
     file.rewind().map_err(|e| what(&e))?;
+    let magic = start.get(..4).unwrap_or_default();
     let mut out = Vec::new();
     if magic == PCAPNG_MAGIC {
         let mut reader = PcapNgReader::new(file).map_err(|e| what(&e))?;
@@ -35,15 +50,30 @@ pub fn frames(path: &Path) -> Result<Vec<Vec<u8>>, Error> {
                 out.push(to_ethernet(link, &data).map_err(|e| what(&e))?);
             }
         }
-    } else {
+    } else if PCAP_MAGICS.iter().any(|m| m == magic) {
         let mut reader = PcapReader::new(file).map_err(|e| what(&e))?;
         let link = reader.header().datalink;
         while let Some(p) = reader.next_packet() {
             let p = p.map_err(|e| what(&e))?;
             out.push(to_ethernet(link, &p.data).map_err(|e| what(&e))?);
         }
+    } else {
+        return Err(what(&not_a_capture(&start)));
     }
     Ok(out)
+}
+
+/// The error for a file that is neither pcap nor pcapng, with the first bytes it holds.
+fn not_a_capture(start: &[u8]) -> String {
+    if start.is_empty() {
+        return "neither pcap nor pcapng: the file is empty".to_string();
+    }
+    let hex: Vec<String> = start.iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "neither pcap nor pcapng: it starts with {} (a pcap file starts with a1 b2 c3 d4, \
+         a1 b2 3c 4d or those reversed, a pcapng file with 0a 0d 0d 0a)",
+        hex.join(" ")
+    )
 }
 
 /// A captured packet as an Ethernet frame: Ethernet as it is; raw IP and Linux cooked captures
