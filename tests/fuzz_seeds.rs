@@ -1,27 +1,44 @@
-//! The committed fuzz seed corpus (fuzz/corpus/<target>/) replays through the same checks as
-//! the fuzz targets, so `cargo test` covers it without cargo-fuzz. The seeds are regenerated
-//! from the capture corpus with `cargo test --test fuzz_seeds -- --ignored`.
+//! The committed fuzz seeds (fuzz/seeds/<target>/) replay through the same checks as the fuzz
+//! targets, so `cargo test` covers them without cargo-fuzz. Every file is decoded by the
+//! targets' own input decoding (fuzz/fuzz_targets/common), so a file the targets accept is
+//! accepted here: one too short to hold a configuration is skipped, as the targets skip it.
+//! The fuzzer's own finds go to fuzz/corpus/<target>/, which git ignores and this test does not
+//! read; the README's fuzzing section says how to promote them to seeds. The generated seeds
+//! (`seed-NNN`) are rewritten from the capture corpus with
+//! `cargo test --test fuzz_seeds -- --ignored`.
 
 use std::path::{Path, PathBuf};
 
 use l3mp::programs::{build, Hook};
 use l3mp::roundtrip::{self, Case};
 
-fn corpus(target: &str) -> PathBuf {
+/// The fuzz targets' input decoding, compiled into this test as it is into each target.
+#[path = "../fuzz/fuzz_targets/common/mod.rs"]
+mod target_input;
+
+fn seed_dir(target: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fuzz/corpus")
+        .join("fuzz/seeds")
         .join(target)
 }
 
-fn seeds(target: &str) -> Vec<Vec<u8>> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(corpus(target))
-        .unwrap_or_else(|e| panic!("fuzz/corpus/{target}: {e}"))
+/// Every seed file of `target`, by name.
+fn seeds(target: &str) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(seed_dir(target))
+        .unwrap_or_else(|e| panic!("fuzz/seeds/{target}: {e}"))
         .map(|e| e.expect("entry").path())
         .collect();
     files.sort();
     files
         .iter()
-        .map(|f| std::fs::read(f).expect("seed"))
+        .map(|f| {
+            let name = f
+                .file_name()
+                .expect("a file")
+                .to_string_lossy()
+                .into_owned();
+            (name, std::fs::read(f).expect("seed"))
+        })
         .collect()
 }
 
@@ -29,28 +46,31 @@ fn seeds(target: &str) -> Vec<Vec<u8>> {
 fn every_seed_passes_its_target_checks() {
     let mut checked = 0;
     for target in ["egress", "ingress_tc", "ingress_xdp"] {
-        let seeds = seeds(target);
-        assert!(seeds.len() >= 8, "{target} has {} seeds", seeds.len());
-        for data in seeds {
-            let case = Case::from_bytes(&data).expect("a seed holds a configuration");
-            let bundle = build(&case.cfg).expect("builds");
+        let mut cases = 0;
+        for (name, data) in seeds(target) {
+            let Some((case, bundle)) = target_input::case(&data) else {
+                continue;
+            };
             let result = match target {
                 "egress" => roundtrip::egress(&bundle, &case.cfg, case.label, &case.packet),
                 "ingress_tc" => roundtrip::ingress(&bundle, &case.cfg, Hook::Tc, &case.packet)
                     .and_then(|_| roundtrip::guard(&bundle, &case.cfg, &case.packet, 0)),
                 _ => roundtrip::ingress(&bundle, &case.cfg, Hook::Xdp, &case.packet),
             };
-            result.unwrap_or_else(|v| panic!("{target} seed: {v}"));
-            checked += 1;
+            result.unwrap_or_else(|v| panic!("fuzz/seeds/{target}/{name}: {v}"));
+            cases += 1;
         }
+        assert!(cases >= 8, "{target} has {cases} seeds holding a case");
+        checked += cases;
     }
     eprintln!("{checked} seeds checked");
 }
 
 /// Writes the seeds: every capture frame for egress; for the ingress targets, what egress makes
-/// of it (labelled) and the frame as foreign traffic, over an L3 and an Ethernet ext.
+/// of it (labelled) and the frame as foreign traffic, over an L3 and an Ethernet ext. Seeds
+/// promoted from the fuzzer's finds (any other name) are kept.
 #[test]
-#[ignore = "regenerates fuzz/corpus; run by hand after the captures change"]
+#[ignore = "regenerates fuzz/seeds; run by hand after the captures change"]
 fn regenerate_seeds() {
     let captures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/captures");
     let mut frames = Vec::new();
@@ -68,9 +88,13 @@ fn regenerate_seeds() {
         frames.extend(f.into_iter().take(4));
     }
     for target in ["egress", "ingress_tc", "ingress_xdp"] {
-        let dir = corpus(target);
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("corpus dir");
+        let dir = seed_dir(target);
+        std::fs::create_dir_all(&dir).expect("seed dir");
+        for (name, _) in seeds(target) {
+            if name.starts_with("seed-") {
+                std::fs::remove_file(dir.join(name)).expect("remove a generated seed");
+            }
+        }
         let mut n = 0;
         for frame in &frames {
             for flags in [0u8, 1] {
