@@ -12,7 +12,9 @@ use common::packets::*;
 use common::{
     config, hidden_ifindex, hidden_mac, link_mac, variants, EXT_IFINDEX, EXT_MAC, PEER_MAC,
 };
-use l3mp::programs::layout::{EGRESS, EGRESS_DROP, INGRESS, PASS, UNKNOWN};
+use l3mp::programs::layout::{
+    EGRESS, EGRESS_DROP, FOREIGN, GUARDED, GUARD_NOT_IP, INGRESS, PASS, UNKNOWN,
+};
 use l3mp::programs::{self, Bundle, Config, ExtKind, Hook, Unknown};
 use l3mp::vm;
 
@@ -86,6 +88,9 @@ struct Case {
     output: Vec<u8>,
     /// The one counter slot that must count this packet.
     slot: u32,
+    /// The `__sk_buff` fields of a TC run, where they are not what the kernel derives from
+    /// the bytes (a VLAN tag it holds, a protocol a tunnel gave the packet).
+    skb: Option<vm::Skb>,
 }
 
 impl Case {
@@ -145,6 +150,7 @@ fn egress_case(name: &str, s: &Rc<Setup>, label: u8, ip: &Ip, dst_mac: [u8; 6]) 
         redirect: Some(EXT_IFINDEX),
         output,
         slot: EGRESS + u32::from(label),
+        skb: None,
     }
 }
 
@@ -168,6 +174,7 @@ fn ingress_case(name: &str, s: &Rc<Setup>, hook: Hook, label: u8, ip: &Ip) -> Ca
         redirect: Some(hidden_ifindex(label)),
         output,
         slot: INGRESS + u32::from(label),
+        skb: None,
     }
 }
 
@@ -189,6 +196,7 @@ fn ingress_untouched(
         verdict,
         redirect: None,
         slot,
+        skb: None,
     }
 }
 
@@ -203,18 +211,19 @@ fn egress_drop(name: &str, s: &Rc<Setup>, label: u8, input: Vec<u8>) -> Case {
         verdict: TC_SHOT,
         redirect: None,
         slot: EGRESS_DROP,
+        skb: None,
     }
 }
 
 /// Every assertion on one case; the list of what does not hold.
 fn check(case: &Case) -> Vec<String> {
     let mut bad = Vec::new();
-    let out = match vm::run(
-        &case.setup.bundle,
-        &case.setup.cfg,
-        &case.program,
-        &case.input,
-    ) {
+    let (bundle, cfg) = (&case.setup.bundle, &case.setup.cfg);
+    let run = match case.skb {
+        Some(skb) => vm::run_skb(bundle, cfg, &case.program, &case.input, skb),
+        None => vm::run(bundle, cfg, &case.program, &case.input),
+    };
+    let out = match run {
         Ok(out) => out,
         Err(e) => return vec![format!("VM error: {e}")],
     };
@@ -446,9 +455,10 @@ fn cs6_survives_the_round_trip_for_narrow_labels() {
                 for ip in [v4_base(), v6_base(), v6_with_ext()] {
                     let sent = ip.with_dscp(CS6);
                     let eg = egress_case("cs6", &s, label, &sent, GATEWAY_MAC);
-                    // What ext's ingress then sees: on L3 the kernel strips the MAC header.
+                    // What the far ext's ingress then sees: on L3 the kernel strips the MAC
+                    // header; on Ethernet the far end's MAC is our peer's, and the other way.
                     let wire = if is_ethernet(&s) {
-                        eg.output.clone()
+                        l3mp::roundtrip::at_the_mirror(&eg.output)
                     } else {
                         eg.output[ETH_LEN..].to_vec()
                     };
@@ -476,6 +486,7 @@ fn cs6_survives_the_round_trip_for_narrow_labels() {
                             redirect: Some(hidden_ifindex(label)),
                             output: expected,
                             slot: INGRESS + u32::from(label),
+                            skb: None,
                         });
                     }
                 }
@@ -852,6 +863,205 @@ fn multicast_destinations_still_go_to_the_peer() {
         }
     }
     run_cases("multicast destinations", &cases);
+}
+
+/// A program on ext leaves `input` alone, passing it to the next program or the stack and
+/// counting it at `slot`, given `skb`.
+fn untouched_with(
+    name: &str,
+    s: &Rc<Setup>,
+    program: &str,
+    input: Vec<u8>,
+    slot: u32,
+    skb: vm::Skb,
+) -> Case {
+    let hook = if program == programs::ingress_name(Hook::Xdp) {
+        Hook::Xdp
+    } else {
+        Hook::Tc
+    };
+    Case {
+        name: format!("{name} {program}"),
+        setup: s.clone(),
+        program: program.to_string(),
+        output: input.clone(),
+        input,
+        verdict: verdicts(hook).0,
+        redirect: None,
+        slot,
+        skb: Some(skb),
+    }
+}
+
+/// The `__sk_buff` the kernel gives `packet` on a device with or without Ethernet headers.
+fn kernel_skb(packet: &[u8], framed: bool) -> vm::Skb {
+    vm::Skb::of(packet, framed)
+}
+
+/// A MAC of a third host on the segment.
+const THIRD_HOST_MAC: [u8; 6] = [0x02, 0x77, 0, 0, 0, 3];
+
+#[test]
+fn on_an_ethernet_ext_only_the_peers_frames_to_ext_enter_a_link() {
+    let mut cases = Vec::new();
+    for cfg in variants().into_iter().filter(|c| c.ext.kind != ExtKind::L3) {
+        let s = setup(cfg);
+        let bits = s.cfg.label_bits;
+        let labels: Vec<u8> = (1..=s.cfg.max_label()).collect();
+        for label in labels {
+            for ip in [v4_base(), v6_base()] {
+                let labelled = ip.with_label(bits, label).bytes();
+                for (who, dst, src) in [
+                    ("third host to ext", EXT_MAC, THIRD_HOST_MAC),
+                    ("peer to a third host", THIRD_HOST_MAC, PEER_MAC),
+                    ("peer to broadcast", [0xff; 6], PEER_MAC),
+                    ("ext's own MAC as source", EXT_MAC, EXT_MAC),
+                    ("peer's MAC but one bit", EXT_MAC, {
+                        let mut m = PEER_MAC;
+                        m[5] ^= 0x80;
+                        m
+                    }),
+                ] {
+                    let input = ether(dst, src, ip.ethertype(), &labelled);
+                    let name = format!("{who} {} label {label}", ip.family());
+                    for hook in HOOKS {
+                        let pass = verdicts(hook).0;
+                        cases.push(ingress_untouched(
+                            &name,
+                            &s,
+                            hook,
+                            input.clone(),
+                            pass,
+                            FOREIGN,
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    run_cases("Ethernet ext: foreign frames", &cases);
+}
+
+#[test]
+fn vlan_tagged_frames_never_enter_a_link_and_are_never_changed() {
+    let mut cases = Vec::new();
+    for cfg in variants() {
+        let s = setup(cfg);
+        let bits = s.cfg.label_bits;
+        let label = s.cfg.links[0].label;
+        for ip in [v4_base(), v6_base()] {
+            let labelled = ip.with_label(bits, label).bytes();
+            let frame = ether(EXT_MAC, PEER_MAC, ip.ethertype(), &labelled);
+            // The kernel took a tag off this frame (VLAN 100, and VLAN 0 for priority tags).
+            for tci in [100u16, 0] {
+                let tagged = vm::Skb {
+                    vlan_tci: Some(tci),
+                    ..kernel_skb(&frame, true)
+                };
+                let name = format!("VLAN {tci} {}", ip.family());
+                // On a link, egress drops what a VLAN device on it would send.
+                let from_link = ether(GATEWAY_MAC, link_mac(label), ip.ethertype(), &ip.bytes());
+                cases.push(Case {
+                    skb: Some(vm::Skb {
+                        vlan_tci: Some(tci),
+                        ..kernel_skb(&from_link, true)
+                    }),
+                    ..egress_drop(&name, &s, label, from_link)
+                });
+                if is_ethernet(&s) {
+                    let demux = programs::ingress_name(Hook::Tc);
+                    cases.push(untouched_with(
+                        &name,
+                        &s,
+                        demux,
+                        frame.clone(),
+                        PASS,
+                        tagged,
+                    ));
+                    cases.push(untouched_with(
+                        &name,
+                        &s,
+                        programs::GUARD,
+                        frame.clone(),
+                        GUARD_NOT_IP,
+                        tagged,
+                    ));
+                }
+            }
+        }
+    }
+    run_cases("VLAN tags", &cases);
+}
+
+#[test]
+fn on_a_layer_3_ext_tc_trusts_the_tunnels_protocol() {
+    let mut cases = Vec::new();
+    for cfg in variants().into_iter().filter(|c| c.ext.kind == ExtKind::L3) {
+        let s = setup(cfg);
+        let bits = s.cfg.label_bits;
+        let label = s.cfg.links[0].label;
+        for ip in [v4_base(), v6_base()] {
+            let labelled = ip.with_label(bits, label).bytes();
+            // MPLS (unicast and multicast), and a protocol that names the other family.
+            let other_family = if ip.ethertype() == ETHERTYPE_IPV4 {
+                ETHERTYPE_IPV6
+            } else {
+                ETHERTYPE_IPV4
+            };
+            for protocol in [0x8847u16, 0x8848, other_family] {
+                let skb = vm::Skb {
+                    protocol: protocol.to_be_bytes(),
+                    ..vm::Skb::default()
+                };
+                let name = format!("{} bytes as protocol {protocol:#06x}", ip.family());
+                let demux = programs::ingress_name(Hook::Tc);
+                cases.push(untouched_with(
+                    &name,
+                    &s,
+                    demux,
+                    labelled.clone(),
+                    PASS,
+                    skb,
+                ));
+                cases.push(untouched_with(
+                    &name,
+                    &s,
+                    programs::GUARD,
+                    labelled.clone(),
+                    GUARD_NOT_IP,
+                    skb,
+                ));
+            }
+        }
+    }
+    run_cases("L3 ext: the tunnel's protocol", &cases);
+}
+
+#[test]
+fn the_guard_clears_the_label_of_ext_own_ip_traffic() {
+    let mut cases = Vec::new();
+    for cfg in variants() {
+        let s = setup(cfg);
+        let bits = s.cfg.label_bits;
+        for label in [1, s.cfg.max_label()] {
+            for ip in [v4_base(), v6_base(), v4_with_ihl(15)] {
+                let wire = on_ext(&s, ip.ethertype(), &ip.with_label(bits, label).bytes());
+                let cleared = on_ext(&s, ip.ethertype(), &ip.with_label(bits, 0).bytes());
+                cases.push(Case {
+                    name: format!("guard {} label {label}", ip.family()),
+                    setup: s.clone(),
+                    program: programs::GUARD.to_string(),
+                    skb: Some(kernel_skb(&wire, is_ethernet(&s))),
+                    input: wire,
+                    verdict: TC_UNSPEC,
+                    redirect: None,
+                    output: cleared,
+                    slot: GUARDED,
+                });
+            }
+        }
+    }
+    run_cases("guard", &cases);
 }
 
 /// The checks can fail: a wrong expected byte, verdict, redirect or slot is reported, and so is

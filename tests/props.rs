@@ -249,9 +249,10 @@ fn round_trip(
     prop_assert_eq!(dscp_marked, (dscp_in & !mask) | label, "label in DSCP");
     prop_assert_eq!(ecn_marked, ecn_in, "ECN on the wire");
 
-    // An L3 ext: the kernel strips the MAC header on the redirect.
+    // An L3 ext: the kernel strips the MAC header on the redirect. An Ethernet ext: the far
+    // end's MAC is our peer's, and the other way round.
     let wire = if s.ethernet() {
-        eg.packet.clone()
+        l3mp::roundtrip::at_the_mirror(&eg.packet)
     } else {
         marked.to_vec()
     };
@@ -375,6 +376,8 @@ proptest! {
                 .prop_map(|(t, v)| (Some(t), Some(v))),
             1 => Just((None, None)),
         ],
+        // On an Ethernet ext, mostly a frame from the peer to ext, as the far l3mp sends.
+        from_peer in prop::bool::weighted(0.75),
     ) {
         let s = which.get(all_setups());
         let egress_label = label_pick.get(&s.cfg.links).label;
@@ -395,6 +398,9 @@ proptest! {
         // Make the interesting paths likely: an IP EtherType, an IP version nibble.
         if let (Some(t), true) = (ethertype, bytes.len() >= ETH_LEN) {
             bytes[12..14].copy_from_slice(&t.to_be_bytes());
+        }
+        if from_peer && s.ethernet() && role != 0 && bytes.len() >= 12 {
+            bytes[..12].copy_from_slice(&[EXT_MAC, PEER_MAC].concat());
         }
         let ip_at = if role == 0 || s.ethernet() { ETH_LEN } else { 0 };
         if let (Some(v), true) = (version, bytes.len() > ip_at) {
@@ -428,6 +434,9 @@ proptest! {
             let label = if egress { egress_label } else { dscp_in & s.cfg.label_mask() };
             let (to, macs) = if !egress {
                 prop_assert!(s.cfg.link(label).is_some(), "label {} delivered", label);
+                if s.ethernet() {
+                    prop_assert_eq!(&bytes[..12], &[EXT_MAC, PEER_MAC].concat()[..], "only the peer's frames to ext are delivered");
+                }
                 (hidden_ifindex(label), [link_mac(label), hidden_mac(label)].concat())
             } else if s.ethernet() {
                 (EXT_IFINDEX, [PEER_MAC, EXT_MAC].concat())

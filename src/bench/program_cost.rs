@@ -17,6 +17,7 @@ use crate::programs::layout::{
     EGRESS, INGRESS, PASS, TC_ACT_REDIRECT, TC_ACT_UNSPEC, XDP_REDIRECT,
 };
 use crate::programs::{self, egress_name, ingress_name, Config, Family, Hook, Unknown};
+use crate::roundtrip::at_the_mirror;
 use crate::run::{point_links, Error};
 
 use super::figure::{Check, Figure, Report, Sample, Target};
@@ -330,7 +331,7 @@ pub fn measure(settings: &Settings, report: &mut Report) -> Result<(), Error> {
         for size in SIZES {
             let frame = udp_frame(family, size);
             let egress = egress_name(LABEL);
-            let eth_wire = eth.run(&egress, &frame, 1)?.packet;
+            let eth_wire = at_the_mirror(&eth.run(&egress, &frame, 1)?.packet);
             let l3_wire = l3.run(&egress, &frame, 1)?.packet[14..].to_vec();
             let tag = format!("{}_{size}", if family == Family::V4 { 4 } else { 6 });
             let restore = restoring(&eth_wire)?;

@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use crate::lab::{ExtKind, Lab, Side};
 use crate::programs::{egress_name, ingress_name, Family, Hook};
+use crate::roundtrip::at_the_mirror;
 use crate::run::{Error, IngressChoice};
 
 use super::figure::{Check, Figure, Report, Sample, Target};
@@ -38,7 +39,7 @@ pub fn per_packet(settings: &Settings, report: &mut Report) -> Result<(), Error>
     let mut objects = Vec::new();
     for (label, cfg) in &configs {
         let (loaded, bundle) = load(cfg)?;
-        let wire = loaded.run(&egress_name(*label), &frame, 1)?.packet;
+        let wire = at_the_mirror(&loaded.run(&egress_name(*label), &frame, 1)?.packet);
         let mut primed = Vec::new();
         for hook in [Hook::Tc, Hook::Xdp] {
             let name = primed_name(hook);

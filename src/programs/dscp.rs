@@ -5,7 +5,7 @@
 //! eqn. 3) on every write. IPv6: the traffic class straddles the first two bytes, DSCP being
 //! bits 6..12 of the first big-endian 16-bit word; there is no header checksum.
 
-use l3mp_asm::{alu64, jump_if, load, mov, store, swap, AluOp, Cond, Endian, Program, Reg, Size};
+use l3mp_asm::{alu64, load, mov, store, swap, AluOp, Endian, Program, Reg, Size};
 
 use super::layout::*;
 
@@ -53,79 +53,6 @@ fn ipv6_word(bits: u16) -> i32 {
 
 /// Where the TOS byte lands inside a native-endian load of the IPv4 header's first 16-bit word.
 const TOS_SHIFT: i32 = if cfg!(target_endian = "little") { 8 } else { 0 };
-
-/// Jumps to the family's block (`ipv4`, `ipv6`), or to `other` for anything else. On an
-/// Ethernet ext the EtherType chooses; on an L3 ext the packet starts at the IP header and its
-/// version nibble chooses. Uses r2.
-pub fn branch_on_family(p: &mut Program, ethernet: bool, other: &str) {
-    if ethernet {
-        p.comment("Ethernet ext: the EtherType chooses the family");
-        p.extend([
-            mov(Reg::R2, Reg::R7),
-            alu64(AluOp::Add, Reg::R2, i32::from(ETH_HLEN)),
-            jump_if(Cond::Gt, Reg::R2, Reg::R8, other),
-            load(Size::H, Reg::R2, Reg::R7, ETH_PROTO),
-        ]);
-        for family in Family::ALL {
-            p.push(jump_if(
-                Cond::Eq,
-                Reg::R2,
-                family.ethertype(),
-                family.block(),
-            ));
-        }
-    } else {
-        p.comment("L3 ext: the packet starts at the IP header; its version chooses the family");
-        p.extend([
-            mov(Reg::R2, Reg::R7),
-            alu64(AluOp::Add, Reg::R2, 1),
-            jump_if(Cond::Gt, Reg::R2, Reg::R8, other),
-            load(Size::B, Reg::R2, Reg::R7, 0),
-            alu64(AluOp::Rsh, Reg::R2, 4),
-        ]);
-        for family in Family::ALL {
-            p.push(jump_if(Cond::Eq, Reg::R2, family.version(), family.block()));
-        }
-    }
-    p.push(l3mp_asm::jump(other));
-}
-
-/// Checks the header at `ip` (offset from r7) is whole and well-formed; otherwise jumps to
-/// `fail`. With `check_version`, the version nibble must match the family (on Ethernet, where
-/// the EtherType chose the family). Uses r2..r4.
-pub fn check_header(p: &mut Program, family: Family, ip: i16, check_version: bool, fail: &str) {
-    let hlen = match family {
-        Family::V4 => IPV4_HLEN,
-        Family::V6 => IPV6_HLEN,
-    };
-    p.extend([
-        mov(Reg::R2, Reg::R7),
-        alu64(AluOp::Add, Reg::R2, i32::from(ip + hlen)),
-        jump_if(Cond::Gt, Reg::R2, Reg::R8, fail),
-        load(Size::B, Reg::R3, Reg::R7, ip),
-    ]);
-    if check_version {
-        p.extend([
-            mov(Reg::R4, Reg::R3),
-            alu64(AluOp::Rsh, Reg::R4, 4),
-            jump_if(Cond::Ne, Reg::R4, family.version(), fail),
-        ]);
-    }
-    if family == Family::V4 {
-        // IHL counts 32-bit words: at least 5, and the options must be in the packet.
-        p.extend([
-            alu64(AluOp::And, Reg::R3, 15),
-            jump_if(Cond::Lt, Reg::R3, 5, fail),
-            alu64(AluOp::Lsh, Reg::R3, 2),
-            mov(Reg::R2, Reg::R7),
-            alu64(AluOp::Add, Reg::R2, Reg::R3),
-        ]);
-        if ip != 0 {
-            p.push(alu64(AluOp::Add, Reg::R2, i32::from(ip)));
-        }
-        p.push(jump_if(Cond::Gt, Reg::R2, Reg::R8, fail));
-    }
-}
 
 /// `dst = label` of the checked header at `ip`.
 pub fn read_label(p: &mut Program, family: Family, ip: i16, bits: u8, dst: Reg) {

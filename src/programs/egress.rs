@@ -1,11 +1,12 @@
 //! Egress, on the user end of each managed link (TC; a veth, so the program sees an Ethernet
 //! frame): write the link's label into DSCP and redirect the packet out of ext.
 
-use l3mp_asm::{call, exit, jump, jump_if, load, mov, store, Cond, Helper, Program, Reg, Size};
+use l3mp_asm::{call, exit, jump, mov, store, Helper, Program, Reg, Size};
 
+use super::classify::{branch_on_family, check_header, Classify};
 use super::config::{Config, ExtKind, Link};
 use super::counters::count;
-use super::dscp::{check_header, store_mac, write_label, Family};
+use super::dscp::{store_mac, write_label, Family};
 use super::hook::Hook;
 use super::layout::*;
 
@@ -21,18 +22,9 @@ pub fn egress(cfg: &Config, link: &Link) -> Program {
 
     hook.prologue(&mut p);
 
-    p.comment(
-        "Ethernet frame from the link's stack: IPv4 and IPv6 go on, anything else is dropped",
-    );
-    p.extend([
-        mov(Reg::R2, Reg::R7),
-        l3mp_asm::alu64(l3mp_asm::AluOp::Add, Reg::R2, i32::from(ETH_HLEN)),
-        jump_if(Cond::Gt, Reg::R2, Reg::R8, "drop"),
-        load(Size::H, Reg::R2, Reg::R7, ETH_PROTO),
-        jump_if(Cond::Eq, Reg::R2, ETH_P_IP, Family::V4.block()),
-        jump_if(Cond::Eq, Reg::R2, ETH_P_IPV6, Family::V6.block()),
-        jump("drop"),
-    ]);
+    p.comment("Ethernet frame from the link's stack: IPv4 and IPv6 go on, the rest is dropped");
+    let how = Classify::EtherType;
+    branch_on_family(&mut p, how, hook, "drop");
 
     for family in Family::ALL {
         p.label(family.block());
@@ -40,7 +32,7 @@ pub fn egress(cfg: &Config, link: &Link) -> Program {
             "{family:?}: header whole and well-formed, then label {} into DSCP",
             link.label
         ));
-        check_header(&mut p, family, ETH_HLEN, true, "drop");
+        check_header(&mut p, family, how, "drop");
         write_label(&mut p, family, ETH_HLEN, cfg.label_bits, link.label);
         if family != Family::V6 {
             p.push(jump("out"));

@@ -7,11 +7,10 @@ use l3mp_asm::{
     alu64, exit, jump, jump_if, load, load_imm64, mov, store, AluOp, Cond, Program, Reg, Size,
 };
 
+use super::classify::{branch_on_family, check_from_peer, check_header, Classify};
 use super::config::{Config, ExtKind, Unknown};
 use super::counters::count;
-use super::dscp::{
-    branch_on_family, check_header, read_label, store_link_mac, write_label, Family,
-};
+use super::dscp::{read_label, store_link_mac, write_label, Family};
 use super::hook::Hook;
 use super::layout::*;
 
@@ -27,12 +26,12 @@ pub fn name(hook: Hook) -> &'static str {
 pub fn ingress(cfg: &Config, hook: Hook) -> Program {
     let mut p = Program::new(name(hook));
     let ethernet = matches!(cfg.ext.kind, ExtKind::Ethernet { .. });
-    // Offset of the IP header from the start of the packet.
-    let ip = if ethernet { ETH_HLEN } else { 0 };
+    let how = Classify::at(hook, ethernet);
+    let ip = how.ip_offset();
 
     hook.prologue(&mut p);
 
-    branch_on_family(&mut p, ethernet, "pass");
+    branch_on_family(&mut p, how, hook, "pass");
 
     let known: u64 = cfg.links.iter().map(|l| 1u64 << l.label).sum();
     for family in Family::ALL {
@@ -40,13 +39,16 @@ pub fn ingress(cfg: &Config, hook: Hook) -> Program {
         p.comment(&format!(
             "{family:?}: header whole and well-formed, r5 = label"
         ));
-        check_header(&mut p, family, ip, ethernet, "pass");
+        check_header(&mut p, family, how, "pass");
         read_label(&mut p, family, ip, cfg.label_bits, Reg::R5);
-        p.comment(
-            "Label 0 is not multiplexed; a label not in the mask of links' labels is unknown",
-        );
+        p.comment("Label 0 is not multiplexed");
+        p.push(jump_if(Cond::Eq, Reg::R5, 0, "pass"));
+        if let ExtKind::Ethernet { mac, peer_mac } = cfg.ext.kind {
+            p.comment("Labelled, but only the peer's frames to ext's MAC are the far l3mp's");
+            check_from_peer(&mut p, mac, peer_mac, "foreign");
+        }
+        p.comment("A label not in the mask of links' labels is unknown");
         p.extend([
-            jump_if(Cond::Eq, Reg::R5, 0, "pass"),
             load_imm64(Reg::R4, known as i64),
             alu64(AluOp::Rsh, Reg::R4, Reg::R5),
             alu64(AluOp::And, Reg::R4, 1),
@@ -104,6 +106,13 @@ pub fn ingress(cfg: &Config, hook: Hook) -> Program {
         Unknown::Drop => hook.drop(),
     };
     p.extend([mov(Reg::R0, verdict), exit()]);
+
+    if ethernet {
+        p.label("foreign");
+        p.comment("Labelled by a host that is not the peer: untouched, to ext's own stack");
+        count(&mut p, FOREIGN as i32, "foreign_counted");
+        p.extend([mov(Reg::R0, hook.pass()), exit()]);
+    }
 
     p.label("pass");
     p.comment("Not ours: untouched, to ext's own stack");

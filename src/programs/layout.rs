@@ -4,6 +4,11 @@
 
 /// `struct __sk_buff` field offsets.
 pub const SKB_LEN: i16 = 0;
+/// `skb->protocol`: the EtherType the kernel gave the packet (big-endian in the low 16 bits).
+pub const SKB_PROTOCOL: i16 = 16;
+/// Non-zero when the kernel holds a VLAN tag outside the packet data (stripped on receive,
+/// or to be inserted by the device on transmit).
+pub const SKB_VLAN_PRESENT: i16 = 20;
 pub const SKB_TC_INDEX: i16 = 44;
 pub const SKB_DATA: i16 = 76;
 pub const SKB_DATA_END: i16 = 80;
@@ -47,7 +52,7 @@ pub const IPV6_HLEN: i16 = 40;
 /// Egress of label L counts at `EGRESS + L`, ingress at `INGRESS + L`.
 pub const EGRESS: u32 = 0;
 pub const INGRESS: u32 = 64;
-/// Ingress packets passed untouched: unlabelled, not IP, malformed or truncated.
+/// Ingress packets passed untouched: unlabelled, not IP, VLAN-tagged, malformed or truncated.
 pub const PASS: u32 = 128;
 /// Ingress packets with a label no link uses (passed or dropped, by configuration).
 pub const UNKNOWN: u32 = 129;
@@ -56,8 +61,14 @@ pub const EGRESS_DROP: u32 = 130;
 /// Packets leaving ext that did not come from a managed link and whose label bits the guard
 /// cleared.
 pub const GUARDED: u32 = 131;
+/// Ethernet ext: labelled ingress frames that did not come from the peer's MAC to ext's own,
+/// passed untouched to ext's stack.
+pub const FOREIGN: u32 = 132;
+/// Packets leaving ext that are not IPv4 or IPv6 (or carry a VLAN tag, or are malformed),
+/// which the guard leaves untouched.
+pub const GUARD_NOT_IP: u32 = 133;
 /// Number of counter slots.
-pub const COUNTER_SLOTS: u32 = 132;
+pub const COUNTER_SLOTS: u32 = 134;
 /// Size of one counter slot.
 pub const COUNTER_SIZE: u32 = 16;
 

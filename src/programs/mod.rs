@@ -1,6 +1,7 @@
 //! Every program l3mp loads, generated per configuration with the `l3mp_asm` assembler, and
 //! the one ELF object that carries them to aya.
 
+mod classify;
 mod config;
 mod counters;
 mod dscp;
@@ -64,6 +65,13 @@ pub fn egress_name(label: u8) -> String {
 /// Name of the ingress demux for `hook`.
 pub fn ingress_name(hook: Hook) -> &'static str {
     ingress::name(hook)
+}
+
+/// Whether the program `name` sees Ethernet frames: every program on a link (a veth) does; the
+/// demux and the guard on ext do when ext is an Ethernet device.
+pub fn sees_frames(cfg: &Config, name: &str) -> bool {
+    let on_ext = [GUARD, ingress_name(Hook::Tc), ingress_name(Hook::Xdp)].contains(&name);
+    !on_ext || matches!(cfg.ext.kind, ExtKind::Ethernet { .. })
 }
 
 fn check(cfg: &Config) -> Result<(), BuildError> {

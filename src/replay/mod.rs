@@ -82,7 +82,7 @@ fn step(cfg: &Config, s: &Step) -> String {
     } else {
         Hook::Tc
     };
-    let short = if s.program.starts_with("l3mp_eg") {
+    let program = if s.program.starts_with("l3mp_eg") {
         "egress"
     } else if s.program == crate::programs::GUARD {
         "guard"
@@ -90,6 +90,12 @@ fn step(cfg: &Config, s: &Step) -> String {
         "xdp"
     } else {
         "tc"
+    };
+    // The same bytes as a tunnel would give them as MPLS (L3 ext, TC).
+    let short = if hook == Hook::Tc && s.skb.protocol == roundtrip::ETH_P_MPLS {
+        format!("{program}[mpls]")
+    } else {
+        program.to_string()
     };
     let verdict = if s.outcome.verdict == hook.redirected() {
         "redirect"

@@ -7,12 +7,14 @@ pub mod spec;
 
 use crate::programs::layout::*;
 use crate::programs::{self, Bundle, Config, ExtKind, Family, Hook, Unknown};
-use crate::vm::{self, Outcome};
+use crate::vm::{self, Outcome, Skb};
 
 /// What one program did, for the report.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Step {
     pub program: String,
+    /// The `__sk_buff` fields it ran with (TC).
+    pub skb: Skb,
     pub outcome: Outcome,
 }
 
@@ -78,10 +80,15 @@ pub fn egress(bundle: &Bundle, cfg: &Config, label: u8, frame: &[u8]) -> Result<
     if out.verdict != TC_ACT_REDIRECT {
         return Ok(trip);
     }
-    // What arrives on the far ext: an L3 ext carries no MAC header.
-    let wire = match cfg.ext.kind {
-        ExtKind::L3 => out.packet[ETH_HLEN as usize..].to_vec(),
-        ExtKind::Ethernet { .. } => out.packet,
+    // What leaves ext, and what arrives on the far ext: an L3 ext carries no MAC header; on
+    // an Ethernet ext the far end is this configuration mirrored (its MAC our peer's, its
+    // peer's ours), so this end's demux stands in for it on the frame with the MACs swapped.
+    let (wire, arriving) = match cfg.ext.kind {
+        ExtKind::L3 => {
+            let ip = out.packet[ETH_HLEN as usize..].to_vec();
+            (ip.clone(), ip)
+        }
+        ExtKind::Ethernet { .. } => (out.packet.clone(), at_the_mirror(&out.packet)),
     };
     trip.steps
         .extend(guard(bundle, cfg, &wire, out.tc_index)?.steps);
@@ -95,7 +102,13 @@ pub fn egress(bundle: &Bundle, cfg: &Config, label: u8, frame: &[u8]) -> Result<
     ]
     .concat();
     for hook in [Hook::Tc, Hook::Xdp] {
-        let out = run(&mut trip, bundle, cfg, programs::ingress_name(hook), &wire)?;
+        let out = run(
+            &mut trip,
+            bundle,
+            cfg,
+            programs::ingress_name(hook),
+            &arriving,
+        )?;
         let expected = Expected {
             verdict: hook.redirected(),
             redirect: Some(link.peer_ifindex),
@@ -109,20 +122,40 @@ pub fn egress(bundle: &Bundle, cfg: &Config, label: u8, frame: &[u8]) -> Result<
     Ok(trip)
 }
 
+/// A frame this end sends out of an Ethernet ext, as this end's demux would see it if it were
+/// the far end: the far end is this configuration mirrored (its MAC our peer's, its peer's
+/// ours), so the frame's two MACs change places.
+pub fn at_the_mirror(frame: &[u8]) -> Vec<u8> {
+    match frame.split_at_checked(12) {
+        Some((macs, rest)) => [&macs[6..], &macs[..6], rest].concat(),
+        None => frame.to_vec(),
+    }
+}
+
 /// The guard on a packet leaving ext (as it leaves: without a MAC header on an L3 ext) whose
 /// `skb->tc_index` is `tc_index`: from a managed link it keeps its label and the marker is
-/// reset; otherwise its label bits are cleared.
+/// reset; otherwise its label bits are cleared. On an L3 ext the same bytes are also sent as
+/// MPLS, which the guard must leave alone.
 pub fn guard(bundle: &Bundle, cfg: &Config, wire: &[u8], tc_index: u32) -> Result<Trip, Violation> {
     let mut trip = Trip {
         steps: Vec::new(),
         restored: false,
     };
-    let out = vm::run_with_tc_index(bundle, cfg, programs::GUARD, wire, tc_index)
-        .map_err(|e| Violation(format!("{}: VM error: {e}", programs::GUARD)))?;
-    trip.steps.push(Step {
-        program: programs::GUARD.to_string(),
-        outcome: out.clone(),
-    });
+    for skb in kernel_and_other(cfg, Hook::Tc, wire) {
+        let skb = Skb { tc_index, ..skb };
+        guard_with(&mut trip, bundle, cfg, wire, skb)?;
+    }
+    Ok(trip)
+}
+
+fn guard_with(
+    trip: &mut Trip,
+    bundle: &Bundle,
+    cfg: &Config,
+    wire: &[u8],
+    skb: Skb,
+) -> Result<(), Violation> {
+    let out = run_skb(trip, bundle, cfg, programs::GUARD, wire, skb)?;
     let mut expected = Expected {
         verdict: TC_ACT_UNSPEC,
         redirect: None,
@@ -130,29 +163,72 @@ pub fn guard(bundle: &Bundle, cfg: &Config, wire: &[u8], tc_index: u32) -> Resul
         tc_index: 0,
         csum_at: FRAMED_IPV4_CSUM,
     };
-    if tc_index != FROM_LINK as u32 {
-        expected.tc_index = tc_index;
-        if let Some((family, ip)) = parse_wire(cfg, wire) {
+    if skb.tc_index != FROM_LINK as u32 {
+        expected.tc_index = skb.tc_index;
+        if let Some((family, ip)) = classify(cfg, Hook::Tc, wire, &skb) {
             let at = wire.len() - ip.len();
             expected.packet[at..].copy_from_slice(&spec::with_label(family, ip, cfg.label_bits, 0));
             expected.csum_at = at + IPV4_CSUM as usize;
         }
     }
-    compare(&trip, &expected, &out)?;
-    Ok(trip)
+    compare(trip, &expected, &out)
 }
 
 /// The ingress flavour of `hook` on a packet arriving on ext (starting at the IP header on an
-/// L3 ext, at the Ethernet header otherwise).
+/// L3 ext, at the Ethernet header otherwise), with the `__sk_buff` the kernel gives it: at TC
+/// on an Ethernet ext a VLAN tag is taken off first. On an L3 ext at TC, the same bytes are
+/// also received as MPLS, which the demux must leave alone.
 pub fn ingress(bundle: &Bundle, cfg: &Config, hook: Hook, wire: &[u8]) -> Result<Trip, Violation> {
     let mut trip = Trip {
         steps: Vec::new(),
         restored: false,
     };
-    let out = run(&mut trip, bundle, cfg, programs::ingress_name(hook), wire)?;
-    compare(&trip, &expect_ingress(cfg, hook, wire), &out)?;
+    let data = match (hook, cfg.ext.kind) {
+        (Hook::Tc, ExtKind::Ethernet { .. }) => Skb::received(wire).0,
+        _ => wire.to_vec(),
+    };
+    for skb in kernel_and_other(cfg, hook, wire) {
+        let out = run_skb(
+            &mut trip,
+            bundle,
+            cfg,
+            programs::ingress_name(hook),
+            &data,
+            skb,
+        )?;
+        compare(&trip, &expect_ingress(cfg, hook, &data, &skb), &out)?;
+        if let (ExtKind::Ethernet { mac, peer_mac }, Some(_)) = (cfg.ext.kind, out.redirect) {
+            if data[..6] != mac || data[6..12] != peer_mac {
+                return Err(Violation(format!(
+                    "{}: redirected a frame from {:02x?} to {:02x?}, not from the peer to ext",
+                    programs::ingress_name(hook),
+                    &data[6..12],
+                    &data[..6]
+                )));
+            }
+        }
+    }
     Ok(trip)
 }
+
+/// The `__sk_buff` the kernel gives `wire` at ext's `hook`, and on an L3 ext at TC also one
+/// where the tunnel says the packet is MPLS (whatever its first byte reads as).
+fn kernel_and_other(cfg: &Config, hook: Hook, wire: &[u8]) -> Vec<Skb> {
+    match (hook, cfg.ext.kind) {
+        (Hook::Tc, ExtKind::Ethernet { .. }) => vec![Skb::received(wire).1],
+        (Hook::Tc, ExtKind::L3) => vec![
+            Skb::of(wire, false),
+            Skb {
+                protocol: ETH_P_MPLS,
+                ..Skb::default()
+            },
+        ],
+        (Hook::Xdp, _) => vec![Skb::default()],
+    }
+}
+
+/// The MPLS unicast EtherType.
+pub const ETH_P_MPLS: [u8; 2] = [0x88, 0x47];
 
 fn run(
     trip: &mut Trip,
@@ -161,10 +237,23 @@ fn run(
     program: &str,
     packet: &[u8],
 ) -> Result<Outcome, Violation> {
-    let outcome = vm::run(bundle, cfg, program, packet)
+    let skb = Skb::of(packet, programs::sees_frames(cfg, program));
+    run_skb(trip, bundle, cfg, program, packet, skb)
+}
+
+fn run_skb(
+    trip: &mut Trip,
+    bundle: &Bundle,
+    cfg: &Config,
+    program: &str,
+    packet: &[u8],
+    skb: Skb,
+) -> Result<Outcome, Violation> {
+    let outcome = vm::run_skb(bundle, cfg, program, packet, skb)
         .map_err(|e| Violation(format!("{program}: VM error: {e}")))?;
     trip.steps.push(Step {
         program: program.to_string(),
+        skb,
         outcome: outcome.clone(),
     });
     Ok(outcome)
@@ -202,7 +291,7 @@ fn expect_egress(cfg: &Config, label: u8, frame: &[u8]) -> Expected {
     }
 }
 
-fn expect_ingress(cfg: &Config, hook: Hook, wire: &[u8]) -> Expected {
+fn expect_ingress(cfg: &Config, hook: Hook, wire: &[u8], skb: &Skb) -> Expected {
     let untouched = |verdict| Expected {
         verdict,
         redirect: None,
@@ -210,12 +299,17 @@ fn expect_ingress(cfg: &Config, hook: Hook, wire: &[u8]) -> Expected {
         tc_index: 0,
         csum_at: FRAMED_IPV4_CSUM,
     };
-    let Some((family, ip)) = parse_wire(cfg, wire) else {
+    let Some((family, ip)) = classify(cfg, hook, wire, skb) else {
         return untouched(hook.pass());
     };
     let label = spec::label(family, ip, cfg.label_bits);
     if label == 0 {
         return untouched(hook.pass());
+    }
+    if let ExtKind::Ethernet { mac, peer_mac } = cfg.ext.kind {
+        if wire[..6] != mac || wire[6..12] != peer_mac {
+            return untouched(hook.pass());
+        }
     }
     let Some(link) = cfg.link(label) else {
         return untouched(match cfg.unknown {
@@ -242,11 +336,22 @@ fn expect_ingress(cfg: &Config, hook: Hook, wire: &[u8]) -> Expected {
     }
 }
 
-/// The IP packet on ext: at the start on an L3 ext, behind an agreeing EtherType otherwise.
-fn parse_wire<'w>(cfg: &Config, wire: &'w [u8]) -> Option<(Family, &'w [u8])> {
-    match cfg.ext.kind {
-        ExtKind::L3 => spec::family(wire).map(|f| (f, wire)),
-        ExtKind::Ethernet { .. } => framed_ip(wire),
+/// The IP packet on ext, if it is one to l3mp: on an Ethernet ext behind an agreeing EtherType
+/// and, at TC, with no VLAN tag held by the kernel; on an L3 ext at its start, at TC of the
+/// family the tunnel gave it (XDP has only the bytes).
+fn classify<'w>(cfg: &Config, hook: Hook, wire: &'w [u8], skb: &Skb) -> Option<(Family, &'w [u8])> {
+    match (cfg.ext.kind, hook) {
+        (ExtKind::Ethernet { .. }, Hook::Tc) if skb.vlan_tci.is_some() => None,
+        (ExtKind::Ethernet { .. }, _) => framed_ip(wire),
+        (ExtKind::L3, Hook::Tc) => {
+            let family = spec::family(wire)?;
+            let said = match family {
+                Family::V4 => [0x08, 0x00],
+                Family::V6 => [0x86, 0xdd],
+            };
+            (skb.protocol == said).then_some((family, wire))
+        }
+        (ExtKind::L3, Hook::Xdp) => spec::family(wire).map(|f| (f, wire)),
     }
 }
 

@@ -9,7 +9,7 @@ use aya::Pod;
 use serde::{Deserialize, Serialize};
 
 use crate::programs::layout::{
-    COUNTER_SLOTS, EGRESS, EGRESS_DROP, GUARDED, INGRESS, PASS, UNKNOWN,
+    COUNTER_SLOTS, EGRESS, EGRESS_DROP, FOREIGN, GUARDED, GUARD_NOT_IP, INGRESS, PASS, UNKNOWN,
 };
 
 use super::Error;
@@ -79,7 +79,8 @@ impl Counters {
         self.slot(INGRESS + u32::from(label))
     }
 
-    /// Ingress packets passed to ext's own stack untouched (unlabelled, not IP, malformed).
+    /// Ingress packets passed to ext's own stack untouched (unlabelled, not IP, VLAN-tagged,
+    /// malformed).
     pub fn pass(&self) -> Counter {
         self.slot(PASS)
     }
@@ -97,6 +98,18 @@ impl Counters {
     /// Packets of ext's own whose label bits the guard cleared.
     pub fn guard(&self) -> Counter {
         self.slot(GUARDED)
+    }
+
+    /// Labelled ingress frames on an Ethernet ext that were not from the peer to ext, passed
+    /// to ext's own stack untouched.
+    pub fn foreign(&self) -> Counter {
+        self.slot(FOREIGN)
+    }
+
+    /// Packets leaving ext that the guard left alone because they are not IP (or tagged, or
+    /// malformed).
+    pub fn guard_not_ip(&self) -> Counter {
+        self.slot(GUARD_NOT_IP)
     }
 }
 
@@ -131,6 +144,8 @@ mod tests {
         assert_eq!(counters.unknown().packets, u64::from(UNKNOWN));
         assert_eq!(counters.drop().packets, u64::from(EGRESS_DROP));
         assert_eq!(counters.guard().packets, u64::from(GUARDED));
+        assert_eq!(counters.foreign().packets, u64::from(FOREIGN));
+        assert_eq!(counters.guard_not_ip().packets, u64::from(GUARD_NOT_IP));
         assert_eq!(Counters::default().guard(), Counter::default());
     }
 }

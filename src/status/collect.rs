@@ -160,6 +160,8 @@ pub(super) fn status_of(
             unknown: counters.unknown(),
             drop: counters.drop(),
             guard: counters.guard(),
+            foreign: counters.foreign(),
+            guard_not_ip: counters.guard_not_ip(),
         },
     }
 }

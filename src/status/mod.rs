@@ -71,7 +71,8 @@ pub struct LinkStatus {
 /// The counters that belong to no link.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExtCounters {
-    /// Ingress passed to ext's own stack untouched (unlabelled, not IP, malformed).
+    /// Ingress passed to ext's own stack untouched (unlabelled, not IP, VLAN-tagged,
+    /// malformed).
     pub pass: Counter,
     /// Ingress with a label no link uses (passed or dropped, per `--unknown`).
     pub unknown: Counter,
@@ -79,6 +80,10 @@ pub struct ExtCounters {
     pub drop: Counter,
     /// ext's own traffic whose label bits the guard cleared.
     pub guard: Counter,
+    /// Ethernet ext: labelled ingress not from the peer's MAC to ext's, passed untouched.
+    pub foreign: Counter,
+    /// ext's own traffic the guard left alone: not IP, VLAN-tagged or malformed.
+    pub guard_not_ip: Counter,
 }
 
 /// The JSON document: an array of instances.

@@ -83,11 +83,13 @@ fn render(out: &mut String, s: &InstanceStatus) {
     let c = &s.counters;
     let _ = writeln!(
         out,
-        "  not a link's: pass {}, unknown {}, drop {}, guard {}",
+        "  not a link's: pass {}, unknown {}, drop {}, guard {}, foreign {}, guard not IP {}",
         traffic(c.pass),
         traffic(c.unknown),
         traffic(c.drop),
-        traffic(c.guard)
+        traffic(c.guard),
+        traffic(c.foreign),
+        traffic(c.guard_not_ip)
     );
 }
 
@@ -184,6 +186,10 @@ mod tests {
                     packets: 2,
                     bytes: 168,
                 },
+                foreign: Counter {
+                    packets: 3,
+                    bytes: 300,
+                },
                 ..ExtCounters::default()
             },
         }
@@ -197,7 +203,8 @@ l3mp 4242 on wg0 (netns 4026531840): TC ingress, 4 label bits, unknown labels pa
   wg0: attached, ifindex 7, up, MTU 1420
   link  label  state   mtu  egress pkts  bytes  ingress pkts  bytes
   bgp1      1  up     1420            7   1274             0      0
-  not a link's: pass 0 pkts 0 B, unknown 0 pkts 0 B, drop 0 pkts 0 B, guard 2 pkts 168 B
+  not a link's: pass 0 pkts 0 B, unknown 0 pkts 0 B, drop 0 pkts 0 B, guard 2 pkts 168 B, \
+foreign 3 pkts 300 B, guard not IP 0 pkts 0 B
 ";
         assert_eq!(text, expected);
     }
@@ -239,6 +246,8 @@ l3mp 4242 on wg0 (netns 4026531840): TC ingress, 4 label bits, unknown labels pa
         assert_eq!(i["links"][0]["egress"]["packets"], 7);
         assert_eq!(i["links"][0]["egress"]["bytes"], 1274);
         assert_eq!(i["counters"]["guard"]["packets"], 2);
+        assert_eq!(i["counters"]["foreign"]["bytes"], 300);
+        assert_eq!(i["counters"]["guard_not_ip"]["packets"], 0);
         let parsed: Vec<InstanceStatus> = serde_json::from_value(value).expect("reads back");
         assert_eq!(parsed, vec![sample(Some(true), Some(true))]);
     }

@@ -7,15 +7,17 @@
 
 mod helpers;
 mod memory;
+mod skb;
 
 pub use helpers::Redirect;
+pub use skb::Skb;
 
 use std::cell::RefCell;
 
 use l3mp_asm::{Assembled, Section};
 
 use crate::programs::layout::*;
-use crate::programs::{Bundle, Config, Hook};
+use crate::programs::{self, Bundle, Config, Hook};
 use helpers::{RunState, COUNTERS_ID, LINKS_ID, PEERS_ID, STATE};
 use memory::*;
 
@@ -81,18 +83,20 @@ pub fn patched_bytes(prog: &Assembled) -> Result<Vec<u8>, VmError> {
     Ok(l3mp_asm::to_bytes(&slots))
 }
 
-/// Runs the program `name` of `bundle` (generated from `cfg`) on `packet`.
+/// Runs the program `name` of `bundle` (generated from `cfg`) on `packet`, with the `__sk_buff`
+/// fields a TC program reads as the kernel sets them for it ([`Skb::of`]).
 pub fn run(bundle: &Bundle, cfg: &Config, name: &str, packet: &[u8]) -> Result<Outcome, VmError> {
-    run_with_tc_index(bundle, cfg, name, packet, 0)
+    let skb = Skb::of(packet, programs::sees_frames(cfg, name));
+    run_skb(bundle, cfg, name, packet, skb)
 }
 
-/// Like [`run`], for a TC program on a packet whose `skb->tc_index` is `tc_index`.
-pub fn run_with_tc_index(
+/// Like [`run`], for a TC program on a packet whose `__sk_buff` holds `skb` (ignored for XDP).
+pub fn run_skb(
     bundle: &Bundle,
     cfg: &Config,
     name: &str,
     packet: &[u8],
-    tc_index: u32,
+    skb: Skb,
 ) -> Result<Outcome, VmError> {
     let (section, prog) = bundle
         .programs
@@ -113,7 +117,7 @@ pub fn run_with_tc_index(
             *cell = Some(Arena::new().map_err(|e| VmError(format!("mmap: {e}")))?);
         }
         let arena = cell.as_mut().expect("arena just made");
-        execute(arena, hook, cfg, &bytes, packet, tc_index)
+        execute(arena, hook, cfg, &bytes, packet, skb)
     })
 }
 
@@ -123,7 +127,7 @@ fn execute(
     cfg: &Config,
     bytes: &[u8],
     packet: &[u8],
-    tc_index: u32,
+    skb: Skb,
 ) -> Result<Outcome, VmError> {
     let start = PACKET_AT + HEADROOM;
     let end = start + packet.len();
@@ -141,7 +145,9 @@ fn execute(
             put(SKB_LEN, packet.len() as u32);
             put(SKB_DATA, data);
             put(SKB_DATA_END, data_end);
-            put(SKB_TC_INDEX, tc_index);
+            put(SKB_TC_INDEX, skb.tc_index);
+            put(SKB_PROTOCOL, u32::from(u16::from_ne_bytes(skb.protocol)));
+            put(SKB_VLAN_PRESENT, u32::from(skb.vlan_tci.is_some()));
         }
         Hook::Xdp => {
             put(XDP_DATA, data);
