@@ -182,6 +182,11 @@ fn vm_and_kernel_agree_on_every_corpus_packet() {
         };
         for packet in &packets {
             let mut wires = vec![on_wire(packet)];
+            if ethernet && packet.len() >= 12 {
+                // The same frame as the peer would send it to ext.
+                let from_peer = [&common::EXT_MAC[..], &common::PEER_MAC, &packet[12..]].concat();
+                wires.push(from_peer);
+            }
             for link in &cfg.links {
                 let out = compare(
                     &mut t,
@@ -192,7 +197,8 @@ fn vm_and_kernel_agree_on_every_corpus_packet() {
                     packet,
                 );
                 if let Some(o) = out.filter(|o| o.verdict == TC_ACT_REDIRECT) {
-                    wires.push(on_wire(&o.packet));
+                    // What the far end receives, with this configuration mirrored.
+                    wires.push(on_wire(&l3mp::roundtrip::at_the_mirror(&o.packet)));
                 }
             }
             for wire in &wires {
@@ -231,6 +237,15 @@ fn vm_and_kernel_agree_on_every_corpus_packet() {
             if ethernet { "ethernet" } else { "l3" },
             t.compared,
             t.skipped
+        );
+        let delivered: u64 = (1..=cfg.max_label())
+            .map(|l| t.vm_counters[(l3mp::programs::layout::INGRESS + u32::from(l)) as usize][0])
+            .sum();
+        assert!(
+            delivered > 100,
+            "N={} {:?}: only {delivered} packets demuxed into links",
+            cfg.label_bits,
+            cfg.ext.kind
         );
         grand.0 += t.compared;
         grand.1 += t.skipped;

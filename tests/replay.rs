@@ -120,4 +120,67 @@ fn a_file_that_is_not_a_capture_is_named_with_its_first_bytes() {
         );
     }
     std::fs::remove_dir_all(&dir).expect("clean up");
+
+/// A capture of VLAN-tagged frames (802.1Q VLAN 100 and a priority tag, VLAN 0; 802.1ad),
+/// labelled and from the peer's MAC to ext's: they replay without a violation and no program
+/// delivers them into a link: TC sees them untagged with the kernel holding the tag, XDP sees
+/// the tag in the frame.
+#[test]
+fn vlan_tagged_captures_replay_and_never_enter_a_link() {
+    use pcap_file::pcap::{PcapPacket, PcapWriter};
+    let opts = ReplayOptions {
+        label: 6,
+        label_bits: 3,
+        ethernet: true,
+    };
+    let cfg = l3mp::programs::Config::offline(
+        3,
+        true,
+        &[("link".into(), 6)],
+        l3mp::programs::Unknown::Pass,
+    );
+    let l3mp::programs::ExtKind::Ethernet { mac, peer_mac } = cfg.ext.kind else {
+        unreachable!("an Ethernet configuration")
+    };
+    let mut ip = vec![0x45, 6 << 2, 0, 28, 0, 0, 0x40, 0, 64, 17, 0, 0];
+    ip.extend([10, 0, 0, 1, 10, 0, 0, 2]);
+    let sum = etherparse::checksum::Sum16BitWords::new()
+        .add_slice(&ip)
+        .ones_complement()
+        .to_be();
+    ip[10..12].copy_from_slice(&sum.to_be_bytes());
+    ip.extend([0x13, 0x88, 0x13, 0x89, 0, 8, 0, 0]);
+    let dir = std::env::temp_dir().join(format!("l3mp-vlan-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("vlan.pcap");
+    {
+        let file = std::fs::File::create(&path).expect("create");
+        let mut w = PcapWriter::new(file).expect("pcap header");
+        for (tpid, tci) in [([0x81, 0x00], 100u16), ([0x81, 0x00], 0), ([0x88, 0xa8], 7)] {
+            let frame = [
+                &mac[..],
+                &peer_mac,
+                &tpid,
+                &tci.to_be_bytes(),
+                &[0x08, 0x00],
+                &ip,
+            ]
+            .concat();
+            let packet = PcapPacket::new(std::time::Duration::ZERO, frame.len() as u32, &frame);
+            w.write_packet(&packet).expect("write");
+        }
+    }
+    let report = replay(&path, &opts).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::remove_dir_all(&dir).expect("clean up");
+    assert_eq!(report.violations, 0, "{}", report.text);
+    let lines: Vec<&str> = report.text.lines().filter(|l| l.starts_with('#')).collect();
+    assert_eq!(lines.len(), 3, "{}", report.text);
+    for line in lines {
+        assert!(line.contains("egress=drop"), "{line}");
+        assert!(
+            line.contains("tc=pass") && line.contains("xdp=pass"),
+            "{line}"
+        );
+        assert!(!line.contains("redirect"), "{line}");
+    }
 }
