@@ -43,6 +43,13 @@ impl Host {
         Ok(Host { side, netns })
     }
 
+    /// The existing namespace `name` (as `ip netns` names it) as the host on `side`, for a
+    /// topology a test builds itself; the namespace is left alone when the host is dropped.
+    pub fn open(name: &str, side: Side) -> Result<Host, Error> {
+        let netns = NetNs::open(name).map_err(sys_error)?;
+        Ok(Host { side, netns })
+    }
+
     /// Sockets of this host bound to `device`.
     pub fn end<'a>(&'a self, device: &'a str) -> End<'a> {
         End { host: self, device }

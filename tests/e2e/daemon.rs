@@ -277,7 +277,14 @@ impl Drop for Daemon {
 /// every lab host): the object of the instance with process id `pid`. Panics with the output
 /// if the command fails or lists no such instance.
 pub fn status(host: Option<&Host>, pid: u32) -> serde_json::Value {
-    let out = run_in(host, &["status", "--json"], None);
+    status_with(host, pid, &[])
+}
+
+/// Like [`status`], with more arguments to `l3mp status` (`--ext NAME`).
+pub fn status_with(host: Option<&Host>, pid: u32, more: &[&str]) -> serde_json::Value {
+    let mut args = vec!["status", "--json"];
+    args.extend(more);
+    let out = run_in(host, &args, None);
     assert!(out.status.success(), "l3mp status failed: {out:?}");
     let all: serde_json::Value = serde_json::from_str(&out.stdout.join("\n"))
         .unwrap_or_else(|e| panic!("l3mp status --json: {e}: {out:?}"));

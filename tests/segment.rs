@@ -1,0 +1,294 @@
+//! As root: three hosts on one Ethernet segment (a bridge in a namespace of its own), as an
+//! operator's LAN would be. l3mp runs on A and B with one link; C does not run l3mp. What C
+//! sends to A with a link's label in its DSCP must reach A's own stack untouched, DSCP
+//! included, and never the link, with TC and with XDP ingress; what B sends over the link
+//! still arrives.
+
+#[path = "e2e/daemon.rs"]
+#[allow(dead_code)] // shared with the e2e tests, which use more of it
+mod daemon;
+#[path = "e2e/sniff.rs"]
+mod sniff;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use l3mp::lab::{payload, send, Host, SendOptions, Side, UdpReceiver, LINK_TIMEOUT};
+use l3mp::sys::caps::{missing_capabilities, Cap};
+
+use daemon::Daemon;
+use sniff::Sniffer;
+
+/// The segment's device on every host, and the one link l3mp manages on A and B.
+const EXT: &str = "e0";
+const LINK: &str = "m1";
+/// Label 1 of 4 bits: TOS 0x04 (DSCP 1).
+const LABELLED_TOS: u8 = 0x04;
+const WAIT: Duration = Duration::from_secs(3);
+
+/// Host `n`'s address on the segment (A 1, B 2, C 3) and on the link.
+fn segment_address(n: u8) -> Ipv4Addr {
+    Ipv4Addr::new(10, 77, 0, n)
+}
+fn link_address(n: u8) -> Ipv4Addr {
+    Ipv4Addr::new(10, 78, 1, n)
+}
+
+/// `ip` with `args`; panics with its output on failure.
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("ip runs");
+    assert!(out.status.success(), "ip {args:?}: {out:?}");
+}
+
+/// Namespaces `<stem>-a`, `-b`, `-c` joined by veths to a bridge in `<stem>-s`; every one of
+/// them is deleted on drop, and with them every device in them.
+struct Segment {
+    stem: String,
+}
+
+impl Segment {
+    fn new() -> Segment {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let stem = format!(
+            "l3mp-seg-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let segment = Segment { stem };
+        let s = segment.ns('s');
+        ip(&["netns", "add", &s]);
+        ip(&["-n", &s, "link", "add", "br0", "type", "bridge"]);
+        ip(&["-n", &s, "link", "set", "br0", "up"]);
+        for (n, host) in [(1u8, 'a'), (2, 'b'), (3, 'c')] {
+            let ns = segment.ns(host);
+            let port = format!("p{host}");
+            ip(&["netns", "add", &ns]);
+            ip(&["-n", &ns, "link", "set", "lo", "up"]);
+            ip(&[
+                "-n", &s, "link", "add", &port, "type", "veth", "peer", "name", EXT, "netns", &ns,
+            ]);
+            ip(&["-n", &s, "link", "set", &port, "master", "br0", "up"]);
+            let address = format!("{}/24", segment_address(n));
+            ip(&["-n", &ns, "addr", "add", &address, "dev", EXT]);
+            ip(&["-n", &ns, "link", "set", EXT, "up"]);
+        }
+        segment
+    }
+
+    fn ns(&self, host: char) -> String {
+        format!("{}-{host}", self.stem)
+    }
+
+    fn host(&self, host: char, side: Side) -> Host {
+        Host::open(&self.ns(host), side).expect("the namespace opens")
+    }
+}
+
+impl Drop for Segment {
+    fn drop(&mut self) {
+        for host in ['a', 'b', 'c', 's'] {
+            let _ = Command::new("ip")
+                .args(["netns", "del", &self.ns(host)])
+                .status();
+        }
+    }
+}
+
+/// A UDP socket on `host` bound to `address` that reports the TOS byte of what it receives.
+struct TosReceiver {
+    socket: UdpSocket,
+}
+
+impl TosReceiver {
+    fn bind(host: &Host, address: Ipv4Addr) -> TosReceiver {
+        let socket = host
+            .run(|| UdpSocket::bind(SocketAddr::from((address, 0))))
+            .expect("enter the host")
+            .expect("bind");
+        let on: libc::c_int = 1;
+        // SAFETY: an int option with its size, on an open socket.
+        let rc = unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::IPPROTO_IP,
+                libc::IP_RECVTOS,
+                (&on as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(rc, 0, "IP_RECVTOS: {}", std::io::Error::last_os_error());
+        socket
+            .set_read_timeout(Some(WAIT))
+            .expect("a receive timeout");
+        TosReceiver { socket }
+    }
+
+    fn port(&self) -> u16 {
+        self.socket.local_addr().expect("bound").port()
+    }
+
+    /// The TOS of the next datagram carrying `expected`, if one comes within [`WAIT`].
+    fn tos_of(&self, expected: &[u8]) -> Option<u8> {
+        let mut data = vec![0u8; 2048];
+        let mut control = [0u8; 64];
+        for _ in 0..16 {
+            let mut iov = libc::iovec {
+                iov_base: data.as_mut_ptr().cast(),
+                iov_len: data.len(),
+            };
+            // SAFETY: a zeroed msghdr pointing at buffers that outlive the call.
+            let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+            msg.msg_iov = &mut iov;
+            msg.msg_iovlen = 1;
+            msg.msg_control = control.as_mut_ptr().cast();
+            msg.msg_controllen = control.len();
+            // SAFETY: msg describes valid, writable buffers.
+            let len = unsafe { libc::recvmsg(self.socket.as_raw_fd(), &mut msg, 0) };
+            if len < 0 {
+                return None;
+            }
+            if &data[..len as usize] != expected {
+                continue;
+            }
+            // SAFETY: walking the control messages the kernel wrote into `control`.
+            let mut cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
+            while !cmsg.is_null() {
+                let header = unsafe { &*cmsg };
+                if header.cmsg_level == libc::IPPROTO_IP && header.cmsg_type == libc::IP_TOS {
+                    return Some(unsafe { *libc::CMSG_DATA(cmsg) });
+                }
+                cmsg = unsafe { libc::CMSG_NXTHDR(&msg, cmsg) };
+            }
+            panic!("no IP_TOS control message");
+        }
+        None
+    }
+}
+
+fn privileged(test: &str) -> bool {
+    let missing = missing_capabilities(&[Cap::NetAdmin, Cap::Bpf, Cap::SysAdmin]);
+    if missing.is_empty() {
+        return true;
+    }
+    eprintln!(
+        "skipped {test}: needs root (missing {}) to create namespaces and load BPF programs",
+        missing.join(", ")
+    );
+    false
+}
+
+/// The case, with `--ingress tc` or `xdp`.
+fn a_third_host_cannot_send_into_a_link(ingress: &str, mode: &str) {
+    if !privileged("a_third_host_cannot_send_into_a_link") {
+        return;
+    }
+    let segment = Segment::new();
+    let (a, b, c) = (
+        segment.host('a', Side::A),
+        segment.host('b', Side::B),
+        segment.host('c', Side::B),
+    );
+    // Native XDP on a veth needs the senders' transmit checksum offload off.
+    for host in [&a, &b, &c] {
+        host.set_tx_checksum(EXT, false).expect("tx checksum off");
+    }
+    let daemons: Vec<Daemon> = [(&a, 2u8), (&b, 1u8)]
+        .iter()
+        .map(|(host, peer)| {
+            let peer = segment_address(*peer).to_string();
+            let args = [
+                "--ext",
+                EXT,
+                "--peer",
+                &peer,
+                "--if",
+                "m1@1",
+                "--ingress",
+                ingress,
+            ];
+            Daemon::start(host, &args, &[LINK], mode)
+        })
+        .collect();
+    for (host, n) in [(&a, 1u8), (&b, 2)] {
+        let address = (IpAddr::V4(link_address(n)), 24);
+        host.configure_link(LINK, &[address], LINK_TIMEOUT)
+            .expect("address the link");
+    }
+
+    // The link works: B to A over m1, labelled on the way, cleared on arrival.
+    let over_link = UdpReceiver::bind(a.end(LINK), link_address(1).into(), 0).expect("bind");
+    let datagram = payload(120);
+    send(
+        b.end(LINK),
+        link_address(1).into(),
+        over_link.port(),
+        &datagram,
+        SendOptions::default(),
+    )
+    .expect("send over the link");
+    assert!(
+        over_link
+            .wait_for(&datagram, WAIT)
+            .expect("receive")
+            .is_some(),
+        "{ingress}: B's datagram over the link did not arrive"
+    );
+
+    // C, on the segment, sends to A's segment address with label 1 in DSCP.
+    let sniffer = Sniffer::open(&a, LINK);
+    let on_ext = TosReceiver::bind(&a, segment_address(1));
+    let from_c = payload(140);
+    let how = SendOptions {
+        tos: Some(LABELLED_TOS),
+        ..SendOptions::default()
+    };
+    for _ in 0..3 {
+        send(
+            c.end(EXT),
+            segment_address(1).into(),
+            on_ext.port(),
+            &from_c,
+            how,
+        )
+        .expect("send from C");
+    }
+    assert_eq!(
+        on_ext.tos_of(&from_c),
+        Some(LABELLED_TOS),
+        "{ingress}: C's datagram did not reach A's own stack with its DSCP"
+    );
+    assert_eq!(
+        sniffer.seen(&[&from_c], Duration::from_millis(300)),
+        [false],
+        "{ingress}: C's datagram entered the link {LINK}"
+    );
+    let status = daemon::status_with(Some(&a), daemons[0].pid(), &["--ext", EXT]);
+    let foreign = status["counters"]["foreign"]["packets"]
+        .as_u64()
+        .expect("a count");
+    assert!(
+        foreign >= 3,
+        "{ingress}: foreign frames counted {foreign}: {status:#}"
+    );
+    let delivered = daemon::link_status(&status, LINK)["ingress"]["packets"]
+        .as_u64()
+        .expect("a count");
+    assert_eq!(
+        delivered, 1,
+        "{ingress}: only B's datagram was delivered on {LINK}"
+    );
+    drop(daemons);
+}
+
+#[test]
+fn tc_ingress() {
+    a_third_host_cannot_send_into_a_link("tc", "TC");
+}
+
+#[test]
+fn xdp_ingress() {
+    a_third_host_cannot_send_into_a_link("xdp", "XDP");
+}
