@@ -39,6 +39,10 @@ pub fn step(attached: &LinkInfo, present: bool, now: Option<LinkInfo>) -> Step {
     match now {
         None if present => Step::Gone,
         None => Step::Nothing,
+        // ext's MAC is baked into the programs on an Ethernet ext: a new one is a new ext.
+        Some(now) if present && now.index == attached.index && now.mac != attached.mac => {
+            Step::Attach(now)
+        }
         Some(now) if present && now.index == attached.index => match now.mtu {
             mtu if mtu != attached.mtu => Step::Mtu(mtu),
             _ => Step::Nothing,
@@ -157,6 +161,12 @@ mod tests {
             step(&old, true, Some(ext(9, 1420))),
             Step::Attach(ext(9, 1420))
         );
+        // A new MAC (which an Ethernet ext's programs bake in): generated again.
+        let remade = LinkInfo {
+            mac: Some([2, 0, 0, 0, 0, 7]),
+            ..ext(7, 1420)
+        };
+        assert_eq!(step(&old, true, Some(remade.clone())), Step::Attach(remade));
         // Not attached (an attempt failed): try again, even on the same ifindex.
         assert_eq!(
             step(&old, false, Some(ext(7, 1420))),
