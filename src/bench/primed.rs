@@ -1,13 +1,11 @@
 //! Demux timed with repeats, faithfully: a repeated test run reruns a program on the same
 //! packet, which the first run of a demux leaves without its label, so that every later
 //! repeat would take the cheap label-0 path. A *primed* program starts with a short prologue
-//! that writes the first 12 bytes of the IP header (which hold what a demux changes: the
-//! label, and the IPv4 checksum) back to their values on the wire, three word stores whatever
-//! the packet, then runs the demux unchanged, slot for slot. Its floor gets the very same
-//! prologue, so the difference between the two is the demux's own cost; and two demuxes on
-//! different labels get prologues of the same shape. (The MAC rewrite of a demux on an
-//! Ethernet ext writes the same bytes on every run and nothing reads them, so it needs no
-//! restoring.)
+//! that writes back to their values on the wire the two MACs (which a demux rewrites, and on an
+//! Ethernet ext checks before it delivers) and the first 12 bytes of the IP header (the label
+//! and the IPv4 checksum), six word stores whatever the packet, then runs the demux unchanged,
+//! slot for slot. Its floor gets the very same prologue, so the difference between the two is
+//! the demux's own cost; and two demuxes on different labels get prologues of the same shape.
 
 use l3mp_asm::{
     alu64, jump_if, load, mov, store, AluOp, Assembled, Cond, Note, Program, Reg, Size, Target,
@@ -17,37 +15,42 @@ use crate::programs::layout::{ETH_HLEN, SKB_DATA, SKB_DATA_END, XDP_DATA, XDP_DA
 use crate::programs::Hook;
 use crate::run::Error;
 
-/// Bytes of the IP header the prologue restores, from its start.
-const RESTORED: usize = 12;
-
-/// The words the prologue stores: the first [`RESTORED`] bytes of the IP header of `wire`
-/// (an Ethernet frame), at their offsets in the frame.
-pub fn restoring(wire: &[u8]) -> Result<Vec<(i16, i32)>, Error> {
+/// The byte ranges of an Ethernet frame the prologue restores: both MACs, and the first 12
+/// bytes of the IP header.
+fn restored() -> [std::ops::Range<usize>; 2] {
     let ip = ETH_HLEN as usize;
-    let header = wire
-        .get(ip..ip + RESTORED)
-        .ok_or_else(|| Error::new(format!("a {}-byte frame has no IP header", wire.len())))?;
-    Ok(header
-        .chunks(4)
-        .enumerate()
-        .map(|(i, word)| {
-            let word: [u8; 4] = word.try_into().expect("12 bytes in words");
-            ((ip + 4 * i) as i16, i32::from_ne_bytes(word))
+    [0..12, ip..ip + 12]
+}
+
+/// The words the prologue stores: the [`restored`] bytes of `wire` (an Ethernet frame), at
+/// their offsets in the frame.
+pub fn restoring(wire: &[u8]) -> Result<Vec<(i16, i32)>, Error> {
+    let [_, ip] = restored();
+    if wire.len() < ip.end {
+        return Err(Error::new(format!(
+            "a {}-byte frame has no IP header",
+            wire.len()
+        )));
+    }
+    Ok(restored()
+        .into_iter()
+        .flat_map(|range| range.step_by(4))
+        .map(|at| {
+            let word: [u8; 4] = wire[at..at + 4].try_into().expect("4 bytes");
+            (at as i16, i32::from_ne_bytes(word))
         })
         .collect())
 }
 
-/// Whether the prologue restores every byte past the Ethernet header that differs between
-/// `wire` and `after` (the packet after one run).
+/// Whether the prologue restores every byte that differs between `wire` and `after` (the
+/// packet after one run).
 pub fn restores_all(wire: &[u8], after: &[u8]) -> bool {
-    let restored = ETH_HLEN as usize..ETH_HLEN as usize + RESTORED;
     wire.len() == after.len()
         && wire
             .iter()
             .zip(after)
             .enumerate()
-            .skip(ETH_HLEN as usize)
-            .all(|(i, (w, a))| w == a || restored.contains(&i))
+            .all(|(i, (w, a))| w == a || restored().iter().any(|r| r.contains(&i)))
 }
 
 /// `body` under the name `name`, preceded by a prologue for `hook` that stores `words` into
@@ -104,19 +107,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_first_twelve_bytes_of_the_ip_header_are_restored() {
+    fn the_macs_and_the_first_twelve_bytes_of_the_ip_header_are_restored() {
         let wire: Vec<u8> = (0..40).collect();
         let words = restoring(&wire).unwrap();
         let at = |b: u8| i32::from_ne_bytes([b, b + 1, b + 2, b + 3]);
-        assert_eq!(words, vec![(14, at(14)), (18, at(18)), (22, at(22))]);
+        let expected: Vec<(i16, i32)> = [0, 4, 8, 14, 18, 22]
+            .into_iter()
+            .map(|b| (i16::from(b), at(b)))
+            .collect();
+        assert_eq!(words, expected);
         assert!(restoring(&wire[..25]).is_err());
 
         let mut after = wire.clone();
-        after[3] = 9; // a MAC byte: rewritten identically on every run, needs no restoring
+        after[3] = 9; // a MAC byte
         after[15] = 4; // IPv4 TOS
         after[25] = 1; // IPv4 checksum
         assert!(restores_all(&wire, &after));
         after[26] = 0; // the source address: not restored
+        assert!(!restores_all(&wire, &after));
+        let mut after = wire.clone();
+        after[12] = 0; // the EtherType: not restored
         assert!(!restores_all(&wire, &after));
     }
 

@@ -3,7 +3,9 @@
 //! bytes (the protocol a tunnel driver gave the packet, a VLAN tag it took off), the programs
 //! ask the kernel.
 
-use l3mp_asm::{alu64, jump, jump32_if, jump_if, load, mov, AluOp, Cond, Program, Reg, Size};
+use l3mp_asm::{
+    alu64, jump, jump32_if, jump_if, load, load_imm64, mov, AluOp, Cond, Program, Reg, Size,
+};
 
 use super::dscp::Family;
 use super::hook::Hook;
@@ -140,24 +142,24 @@ pub fn check_header(p: &mut Program, family: Family, how: Classify, fail: &str) 
 }
 
 /// Jumps to `fail` unless the Ethernet frame at r7 (whose header is known to be whole) is from
-/// `peer_mac` to `mac`: the only frames the far l3mp sends. Uses r2.
+/// `peer_mac` to `mac`: the only frames the far l3mp sends. The twelve bytes in two loads: the
+/// destination and the source's first two bytes, then the source's last four. Uses r2, r3.
 pub fn check_from_peer(p: &mut Program, mac: [u8; 6], peer_mac: [u8; 6], fail: &str) {
-    for (off, want) in [(0, mac), (6, peer_mac)] {
-        p.extend([
-            load(Size::W, Reg::R2, Reg::R7, off),
-            jump32_if(
-                Cond::Ne,
-                Reg::R2,
-                i32::from_ne_bytes([want[0], want[1], want[2], want[3]]),
-                fail,
-            ),
-            load(Size::H, Reg::R2, Reg::R7, off + 4),
-            jump_if(
-                Cond::Ne,
-                Reg::R2,
-                i32::from(u16::from_ne_bytes([want[4], want[5]])),
-                fail,
-            ),
-        ]);
-    }
+    let [d0, d1, d2, d3, d4, d5] = mac;
+    let [s0, s1, s2, s3, s4, s5] = peer_mac;
+    p.extend([
+        load(Size::DW, Reg::R2, Reg::R7, 0),
+        load_imm64(
+            Reg::R3,
+            i64::from_ne_bytes([d0, d1, d2, d3, d4, d5, s0, s1]),
+        ),
+        jump_if(Cond::Ne, Reg::R2, Reg::R3, fail),
+        load(Size::W, Reg::R2, Reg::R7, 8),
+        jump32_if(
+            Cond::Ne,
+            Reg::R2,
+            i32::from_ne_bytes([s2, s3, s4, s5]),
+            fail,
+        ),
+    ]);
 }
