@@ -9,9 +9,10 @@
 mod daemon;
 #[path = "e2e/sniff.rs"]
 mod sniff;
+#[path = "e2e/tos.rs"]
+mod tos;
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
-use std::os::fd::AsRawFd;
+use std::net::{IpAddr, Ipv4Addr};
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -21,6 +22,7 @@ use l3mp::sys::caps::{missing_capabilities, Cap};
 
 use daemon::Daemon;
 use sniff::Sniffer;
+use tos::TosReceiver;
 
 /// The segment's device on every host, and the one link l3mp manages on A and B.
 const EXT: &str = "e0";
@@ -97,77 +99,6 @@ impl Drop for Segment {
     }
 }
 
-/// A UDP socket on `host` bound to `address` that reports the TOS byte of what it receives.
-struct TosReceiver {
-    socket: UdpSocket,
-}
-
-impl TosReceiver {
-    fn bind(host: &Host, address: Ipv4Addr) -> TosReceiver {
-        let socket = host
-            .run(|| UdpSocket::bind(SocketAddr::from((address, 0))))
-            .expect("enter the host")
-            .expect("bind");
-        let on: libc::c_int = 1;
-        // SAFETY: an int option with its size, on an open socket.
-        let rc = unsafe {
-            libc::setsockopt(
-                socket.as_raw_fd(),
-                libc::IPPROTO_IP,
-                libc::IP_RECVTOS,
-                (&on as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        assert_eq!(rc, 0, "IP_RECVTOS: {}", std::io::Error::last_os_error());
-        socket
-            .set_read_timeout(Some(WAIT))
-            .expect("a receive timeout");
-        TosReceiver { socket }
-    }
-
-    fn port(&self) -> u16 {
-        self.socket.local_addr().expect("bound").port()
-    }
-
-    /// The TOS of the next datagram carrying `expected`, if one comes within [`WAIT`].
-    fn tos_of(&self, expected: &[u8]) -> Option<u8> {
-        let mut data = vec![0u8; 2048];
-        let mut control = [0u8; 64];
-        for _ in 0..16 {
-            let mut iov = libc::iovec {
-                iov_base: data.as_mut_ptr().cast(),
-                iov_len: data.len(),
-            };
-            // SAFETY: a zeroed msghdr pointing at buffers that outlive the call.
-            let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-            msg.msg_iov = &mut iov;
-            msg.msg_iovlen = 1;
-            msg.msg_control = control.as_mut_ptr().cast();
-            msg.msg_controllen = control.len();
-            // SAFETY: msg describes valid, writable buffers.
-            let len = unsafe { libc::recvmsg(self.socket.as_raw_fd(), &mut msg, 0) };
-            if len < 0 {
-                return None;
-            }
-            if &data[..len as usize] != expected {
-                continue;
-            }
-            // SAFETY: walking the control messages the kernel wrote into `control`.
-            let mut cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
-            while !cmsg.is_null() {
-                let header = unsafe { &*cmsg };
-                if header.cmsg_level == libc::IPPROTO_IP && header.cmsg_type == libc::IP_TOS {
-                    return Some(unsafe { *libc::CMSG_DATA(cmsg) });
-                }
-                cmsg = unsafe { libc::CMSG_NXTHDR(&msg, cmsg) };
-            }
-            panic!("no IP_TOS control message");
-        }
-        None
-    }
-}
-
 fn privileged(test: &str) -> bool {
     let missing = missing_capabilities(&[Cap::NetAdmin, Cap::Bpf, Cap::SysAdmin]);
     if missing.is_empty() {
@@ -239,7 +170,7 @@ fn a_third_host_cannot_send_into_a_link(ingress: &str, mode: &str) {
 
     // C, on the segment, sends to A's segment address with label 1 in DSCP.
     let sniffer = Sniffer::open(&a, LINK);
-    let on_ext = TosReceiver::bind(&a, segment_address(1));
+    let on_ext = TosReceiver::bind(&a, segment_address(1), WAIT);
     let from_c = payload(140);
     let how = SendOptions {
         tos: Some(LABELLED_TOS),
