@@ -31,11 +31,12 @@ unsafe impl Pod for Counter {}
 pub struct Counters(pub Vec<Counter>);
 
 impl Counters {
-    /// Reads every slot of `map`.
+    /// Reads every slot of `map`. A map with fewer slots (pinned by an instance of an older
+    /// l3mp, which counted less) reads as zero in the slots it lacks.
     pub fn read<T: std::borrow::Borrow<MapData>>(
         map: &PerCpuArray<T, Counter>,
     ) -> Result<Counters, Error> {
-        (0..COUNTER_SLOTS)
+        (0..COUNTER_SLOTS.min(map.len()))
             .map(|slot| {
                 let per_cpu = map.get(&slot, 0).map_err(|e| {
                     Error::new(format!("reading counter slot {slot}: {}", with_causes(&e)))
