@@ -120,6 +120,7 @@ fn a_file_that_is_not_a_capture_is_named_with_its_first_bytes() {
         );
     }
     std::fs::remove_dir_all(&dir).expect("clean up");
+}
 
 /// A capture of VLAN-tagged frames (802.1Q VLAN 100 and a priority tag, VLAN 0; 802.1ad),
 /// labelled and from the peer's MAC to ext's: they replay without a violation and no program
