@@ -8,6 +8,9 @@
 //! run always presents an Ethernet frame (the kernel runs `eth_type_trans` on the input), while
 //! on a real L3 device the packet starts at the IP header; those are covered by the end-to-end
 //! tests instead.
+//! Nor can a test run present a VLAN tag the kernel holds outside the frame (`vlan_present`)
+//! or a protocol other than the frame's EtherType: the VM's rows for those are checked against
+//! the kernel by the end-to-end tests (`tests/protocols.rs`).
 //! The redirect target is not observable through a test run; the output bytes identify it,
 //! since each link's MACs are written in the same leaf that picks its target.
 //! Packets shorter than 14 bytes (EINVAL) or longer than a test run takes are counted apart.
