@@ -81,6 +81,7 @@ impl Instance {
                 ))
             })?;
         let kind = ext_kind(&netlink, &ext, opts, PEER_TIMEOUT)?;
+        super::tunnel_peers::check_peers(&opts.ext);
         let leftovers = leftovers(&netlink, &opts.ext)?;
         check_names_free(&netlink, opts, &leftovers)?;
         let netns = NetNs::of_current_thread()

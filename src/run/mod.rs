@@ -9,6 +9,7 @@ mod naming;
 mod options;
 mod registry;
 mod state;
+mod tunnel_peers;
 mod watch;
 
 pub use bpffs::{ensure_bpffs, BPFFS};

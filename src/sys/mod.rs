@@ -8,6 +8,7 @@ pub mod error;
 pub mod netlink;
 pub mod netns;
 pub mod tun;
+pub mod wireguard;
 
 #[cfg(test)]
 mod test_support;
