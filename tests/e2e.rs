@@ -87,6 +87,8 @@ macro_rules! for_each_setup {
 }
 
 // After the macro, which it uses.
+#[path = "e2e/ownership.rs"]
+mod ownership;
 #[path = "e2e/service.rs"]
 mod service;
 
@@ -533,7 +535,7 @@ fn sigterm_removes_everything(setup: Setup) {
                 );
             }
         }
-        let mut attached = inspect::attached(host, EXT);
+        let mut attached = inspect::attached(host.netns(), EXT);
         let hook = if mode == "XDP" { Hook::Xdp } else { Hook::Tc };
         for program in [ingress_name(hook), GUARD] {
             assert!(
@@ -542,7 +544,7 @@ fn sigterm_removes_everything(setup: Setup) {
             );
         }
         for (name, label) in LINKS {
-            let on_link = inspect::attached(host, name);
+            let on_link = inspect::attached(host.netns(), name);
             let egress = egress_name(label);
             assert!(
                 on_link.iter().any(|p| p.name == egress),
@@ -583,7 +585,7 @@ fn sigterm_removes_everything(setup: Setup) {
             ["ext0", "lo"],
             "{setup:?}: links left on host {side}"
         );
-        let attached = inspect::attached(host, EXT);
+        let attached = inspect::attached(host.netns(), EXT);
         assert!(
             attached.is_empty(),
             "{setup:?}: still attached on host {side}: {attached:?}"
@@ -634,7 +636,7 @@ fn refused(host: &Host, args: &[&str], expected: &str) {
         links_before,
         "l3mp {args:?} left links behind"
     );
-    let attached = inspect::attached(host, EXT);
+    let attached = inspect::attached(host.netns(), EXT);
     assert!(
         attached.is_empty(),
         "l3mp {args:?} left programs on {EXT}: {attached:?}"

@@ -1,7 +1,14 @@
-//! One running l3mp: its links, its programs, what it publishes for `status`, and the cleanup
-//! that removes them. Everything is created in order and removed in reverse, on a clean stop
-//! and on every error path alike. ext may go away and come back meanwhile (see
-//! [`super::watch`]): the links stay, the programs follow it.
+//! One running l3mp: its claims on ext, its links, its programs, what it publishes for
+//! `status`, and the cleanup that removes them. Everything is created in order and removed in
+//! reverse, on a clean stop and on every error path alike. ext may go away and come back
+//! meanwhile (see [`super::watch`]): the links stay, the programs follow it.
+//!
+//! l3mp acts only on what it can tell is its own: ext is the device of ext's name in the
+//! instance's network namespace, and a link end is the device of its name there that carries
+//! the instance's mark (its alias). A device that leaves the namespace, or is renamed, is no
+//! longer taken for ext or for a link: the programs come off it (they would redirect by
+//! ifindex, which means another device in another namespace), and are attached again when it
+//! is back under its name.
 
 use std::path::Path;
 use std::time::Duration;
@@ -13,9 +20,10 @@ use crate::sys::netns::NetNs;
 use super::bpffs::{ensure_bpffs, BPFFS};
 use super::counters::Counters;
 use super::datapath::{Datapath, IngressMode};
-use super::naming::{alive, hidden_name, link_macs, Mark};
+use super::lock::Lock;
+use super::naming::{hidden_name, link_macs, Mark};
 use super::options::{IngressChoice, RunOptions};
-use super::registry::{Published, Registry};
+use super::registry::{Claim, Published, Registry};
 use super::state::{InstanceId, State, StateLink};
 use super::watch::{mac_change, step, Step};
 use super::Error;
@@ -41,6 +49,9 @@ pub struct ManagedLink {
     pub label: u8,
     pub user: LinkInfo,
     pub hidden: LinkInfo,
+    /// Whether both ends are in the instance's namespace under their names with its mark:
+    /// only then do the programs serve the link.
+    pub here: bool,
 }
 
 /// A running instance. Dropping it detaches every program, deletes every link it created and
@@ -58,10 +69,17 @@ pub struct Instance {
     /// The ifindex of an ext that came back but could not be attached yet.
     failed_on: Option<u32>,
     mode: IngressMode,
+    /// What the programs were last generated for (on an Ethernet ext, its MAC and the peer's).
+    kind: ExtKind,
     links: Vec<ManagedLink>,
     datapath: Option<Datapath>,
-    /// Dropped after everything else (fields drop in order, after [`Instance::drop`]).
+    registry: Registry,
+    /// The claim on the device the programs are on, while they are.
+    device: Option<Lock>,
+    /// Dropped after everything else (fields drop in order, after [`Instance::drop`]): the
+    /// state file, pins and id, then the claim on ext's name.
     published: Published,
+    _name: Lock,
 }
 
 impl Instance {
@@ -71,6 +89,22 @@ impl Instance {
     pub fn start(opts: &RunOptions) -> Result<Instance, Error> {
         opts.check()?;
         let netlink = Netlink::new().map_err(|e| Error::new(format!("netlink: {e}")))?;
+        let netns = NetNs::of_current_thread()
+            .and_then(|netns| netns.inode())
+            .map_err(|e| Error::new(e.to_string()))?;
+        // Before anything is looked at or made: one instance per ext.
+        let registry = Registry::system();
+        let name = registry
+            .claim(Claim::Name {
+                netns,
+                ext: &opts.ext,
+            })?
+            .map_err(|who| {
+                Error::new(format!(
+                    "--ext {}: {who} already runs on it; stop it first or pick another tunnel",
+                    opts.ext
+                ))
+            })?;
         let ext = netlink
             .link(&opts.ext)
             .map_err(|e| Error::new(format!("--ext {}: {e}", opts.ext)))?
@@ -80,47 +114,50 @@ impl Instance {
                     opts.ext
                 ))
             })?;
+        let device = claim_device(&registry, netns, &ext)
+            .map_err(|e| Error::new(format!("--ext {}: {e}", opts.ext)))?;
         let kind = ext_kind(&netlink, &ext, opts, PEER_TIMEOUT)?;
         super::tunnel_peers::check_peers(&opts.ext);
-        let leftovers = leftovers(&netlink, &opts.ext)?;
-        check_names_free(&netlink, opts, &leftovers)?;
-        let netns = NetNs::of_current_thread()
-            .and_then(|netns| netns.inode())
-            .map_err(|e| Error::new(e.to_string()))?;
         ensure_bpffs(Path::new(BPFFS))?;
-        for stale in &leftovers {
-            log::warn!(
-                "removing {} (label {}) left by an l3mp on {} that is no longer running (pid {})",
-                stale.user.name,
-                stale.label,
-                opts.ext,
-                stale.pid
-            );
-            delete(&netlink, &stale.user);
-        }
+        // No other instance can run on ext: whatever is marked for it is a dead one's.
+        remove_leftovers(&netlink, &opts.ext)?;
+        check_names_free(&netlink, opts)?;
 
-        let registry = Registry::system();
-        let id = InstanceId::next();
+        let published = registry.publish()?;
         let mut instance = Instance {
             netlink,
             opts: opts.clone(),
-            id,
+            id: published.id(),
             netns,
             mode: IngressMode::Tc,
+            kind,
             ext,
             ext_present: true,
             failed_on: None,
             links: Vec::new(),
             datapath: None,
-            published: registry.publish(id)?,
+            registry: registry.clone(),
+            device: Some(device),
+            published,
+            _name: name,
         };
         instance.create_links()?;
-        instance.attach(kind)?;
+        instance.attach()?;
         instance.published.write(&instance.state())?;
         for line in registry.sweep_dead() {
             log::info!("{line}");
         }
         Ok(instance)
+    }
+
+    /// The mark of the end of the link with `label` (the hidden end if `hidden`).
+    fn mark(&self, label: u8, hidden: bool) -> Mark {
+        Mark {
+            ext: self.opts.ext.clone(),
+            label,
+            pid: self.id.pid,
+            hidden,
+        }
     }
 
     fn create_links(&mut self) -> Result<(), Error> {
@@ -158,22 +195,28 @@ impl Instance {
                 label: arg.label,
                 user,
                 hidden,
+                here: true,
             });
         }
         Ok(())
     }
 
-    /// Attaches the programs to `self.ext` of `kind` in the mode `--ingress` asks for (or
-    /// `auto` picks).
-    fn attach(&mut self, kind: ExtKind) -> Result<(), Error> {
+    /// Attaches the programs to `self.ext` of `self.kind` in the mode `--ingress` asks for
+    /// (or `auto` picks), for the links that are here.
+    fn attach(&mut self) -> Result<(), Error> {
         let opts = &self.opts;
         let cfg = Config {
             label_bits: opts.label_bits,
             ext: Ext {
                 ifindex: self.ext.index,
-                kind,
+                kind: self.kind,
             },
-            links: self.links.iter().map(ManagedLink::program_link).collect(),
+            links: self
+                .links
+                .iter()
+                .filter(|l| l.here)
+                .map(ManagedLink::program_link)
+                .collect(),
             macs: link_macs(&opts.ext),
             unknown: opts.unknown,
         };
@@ -205,7 +248,16 @@ impl Instance {
             return;
         };
         let macs = link_macs(&self.opts.ext);
-        let Some(link) = self.links.iter_mut().find(|l| l.user.index == info.index) else {
+        let Some(label) = self
+            .links
+            .iter()
+            .find(|l| l.user.index == info.index && l.user.name == info.name)
+            .map(|l| l.label)
+            .filter(|&label| is(info, &self.mark(label, false)))
+        else {
+            return;
+        };
+        let Some(link) = self.links.iter_mut().find(|l| l.label == label) else {
             return;
         };
         let expected = macs.user_end(link.label);
@@ -216,18 +268,30 @@ impl Instance {
         link.user.mac = info.mac;
     }
 
-    /// Whether a link event may concern ext: its name, or the ifindex the programs are on.
+    /// Whether a link event may concern ext or a link: their names, or their ifindexes.
     pub(super) fn concerns(&self, event: &LinkEvent) -> bool {
         let (index, name) = match event {
             LinkEvent::New(info) => (info.index, &info.name),
             LinkEvent::Deleted { index, name } => (*index, name),
         };
-        *name == self.opts.ext || index == self.ext.index
+        let mut ends = self.links.iter().flat_map(|l| [&l.user, &l.hidden]);
+        *name == self.opts.ext
+            || index == self.ext.index
+            || ends.any(|end| end.index == index || end.name == *name)
     }
 
-    /// Looks at ext and follows it: notes that it is gone, attaches again to an ext of that
-    /// name with a new ifindex, or has the links follow its MTU.
-    pub(super) fn follow_ext(&mut self) -> Result<Attachment, Error> {
+    /// Looks at ext and the links and follows them (see [`Instance::follow_ext`] and
+    /// [`Instance::follow_links`]).
+    pub(super) fn look(&mut self) -> Result<Attachment, Error> {
+        let attachment = self.follow_ext()?;
+        self.follow_links()?;
+        Ok(attachment)
+    }
+
+    /// Looks at ext and follows it: takes the programs off when it is gone (deleted, moved to
+    /// another namespace or renamed), attaches again to an ext of that name with a new ifindex,
+    /// or has the links follow its MTU.
+    fn follow_ext(&mut self) -> Result<Attachment, Error> {
         let now = self
             .netlink
             .link(&self.opts.ext)
@@ -235,13 +299,19 @@ impl Instance {
         match step(&self.ext, self.ext_present, now) {
             Step::Nothing => {}
             Step::Gone => {
+                // Programs that went with it would redirect to ifindexes that mean other
+                // devices where it is now.
+                self.detach();
+                let how = match self.netlink.link_by_index(self.ext.index) {
+                    Ok(Some(now)) => format!("it was renamed to {}", now.name),
+                    _ => "it was deleted or moved to another network namespace".into(),
+                };
                 log::warn!(
                     "{} (ifindex {}) is gone: keeping the links and waiting for it to come back \
-                     (until then what they send is dropped)",
+                     (until then what they send is dropped); {how}, and l3mp's programs are off it",
                     self.ext.name,
                     self.ext.index
                 );
-                self.ext_present = false;
             }
             Step::Mtu(mtu) => {
                 self.ext.mtu = mtu;
@@ -287,10 +357,15 @@ impl Instance {
             Err(e) => return not_yet(self, e, log::Level::Info),
         };
         // The old programs redirect to the old ifindex: they go before the new ones come.
-        self.datapath = None;
-        self.ext_present = false;
+        self.detach();
+        match claim_device(&self.registry, self.netns, &now) {
+            Ok(device) => self.device = Some(device),
+            Err(e) => return not_yet(self, e, log::Level::Warn),
+        }
         self.ext = now.clone();
-        if let Err(e) = self.attach(kind) {
+        self.kind = kind;
+        if let Err(e) = self.attach() {
+            self.detach();
             return not_yet(self, e, log::Level::Warn);
         }
         self.ext_present = true;
@@ -305,6 +380,99 @@ impl Instance {
         if let Err(e) = self.published.write(&self.state()) {
             log::warn!("{e}");
         }
+    }
+
+    /// Takes the programs off (wherever the devices they are on now are) and gives up the
+    /// claim on the device.
+    fn detach(&mut self) {
+        self.datapath = None;
+        self.device = None;
+        self.ext_present = false;
+    }
+
+    /// Looks at the links: one whose end left the namespace, was renamed or deleted is no
+    /// longer served (its program comes off it, and its label is unknown to the demux); one
+    /// whose ends are back under their names with the instance's mark is served again. The
+    /// programs are generated again for what is here.
+    fn follow_links(&mut self) -> Result<(), Error> {
+        let all = self
+            .netlink
+            .links()
+            .map_err(|e| Error::new(format!("listing links: {e}")))?;
+        // Said once the programs are as they should be.
+        let mut said = Vec::new();
+        for i in 0..self.links.len() {
+            let label = self.links[i].label;
+            let (user_mark, hidden_mark) = (self.mark(label, false), self.mark(label, true));
+            let link = &mut self.links[i];
+            let find = |name: &str, mark: &Mark| {
+                all.iter().find(|l| l.name == name && is(l, mark)).cloned()
+            };
+            let user = find(&link.user.name, &user_mark);
+            let hidden = find(&link.hidden.name, &hidden_mark);
+            let moved = |was: &LinkInfo, now: &Option<LinkInfo>| {
+                now.as_ref().is_some_and(|now| now.index != was.index)
+            };
+            let here = user.is_some() && hidden.is_some();
+            if here == link.here && !moved(&link.user, &user) && !moved(&link.hidden, &hidden) {
+                continue;
+            }
+            if here {
+                said.push((
+                    log::Level::Info,
+                    format!(
+                        "{} (label {label}) is back: l3mp serves it again",
+                        link.user.name
+                    ),
+                ));
+            } else if link.here {
+                let (end, what) = if user.is_none() {
+                    (&link.user, "")
+                } else {
+                    (&link.hidden, "the hidden end of ")
+                };
+                let how = match all.iter().find(|l| l.index == end.index) {
+                    Some(now) if now.name != end.name => format!("was renamed to {}", now.name),
+                    _ => "left this network namespace or was deleted".into(),
+                };
+                said.push((
+                    log::Level::Warn,
+                    format!(
+                        "{what}{} (label {label}, ifindex {}) {how}: its program is off it and \
+                         what arrives with label {label} is no longer delivered, until it is back",
+                        end.name, end.index
+                    ),
+                ));
+            } else {
+                said.push((log::Level::Debug, format!("{} moved", link.user.name)));
+            }
+            link.here = here;
+            for (end, now) in [(&mut link.user, user), (&mut link.hidden, hidden)] {
+                if let Some(now) = now {
+                    *end = now;
+                }
+            }
+        }
+        let changed = !said.is_empty();
+        if changed && self.ext_present {
+            // Not two sets at once: a second guard on ext would clear the labels the first
+            // lets through.
+            self.datapath = None;
+            if let Err(e) = self.attach() {
+                log::warn!("{}: {e}; trying again", self.ext.name);
+                self.detach();
+                self.failed_on = None;
+            }
+        }
+        if changed {
+            if let Err(e) = self.published.write(&self.state()) {
+                log::warn!("{e}");
+            }
+        }
+        for (level, line) in said {
+            log::log!(level, "{line}");
+        }
+        Ok(())
     }
 
     /// Gives both ends of every link the MTU `mtu` (ext's).
@@ -403,18 +571,66 @@ impl ManagedLink {
 impl Drop for Instance {
     fn drop(&mut self) {
         // Programs first, so that nothing is redirected into a link being deleted.
-        self.datapath.take();
-        for link in self.links.drain(..).rev() {
-            delete(&self.netlink, &link.user);
+        self.detach();
+        for link in std::mem::take(&mut self.links).into_iter().rev() {
+            // Either end deletes the pair; one of them may have left the namespace.
+            let ends = [
+                (&link.user, self.mark(link.label, false)),
+                (&link.hidden, self.mark(link.label, true)),
+            ];
+            let deleted = ends
+                .iter()
+                .any(|(end, mark)| delete_ours(&self.netlink, &end.name, mark));
+            if !deleted {
+                log::warn!(
+                    "{} (label {}) and its hidden end {} are no longer in this network \
+                     namespace under their names: not deleted; delete them where they are",
+                    link.user.name,
+                    link.label,
+                    link.hidden.name
+                );
+            }
         }
     }
 }
 
-fn delete(netlink: &Netlink, link: &LinkInfo) {
-    match netlink.delete_link(link.index) {
-        Ok(()) => log::debug!("deleted {}", link.name),
-        Err(e) => log::warn!("could not delete {}: {e}", link.name),
+/// Whether `link` carries `mark`.
+fn is(link: &LinkInfo, mark: &Mark) -> bool {
+    link.alias.as_deref().and_then(Mark::parse).as_ref() == Some(mark)
+}
+
+/// Deletes the link called `name` if it carries `mark` (looked up just before, so that an
+/// ifindex reused by someone else's device is never deleted); whether it did.
+fn delete_ours(netlink: &Netlink, name: &str, mark: &Mark) -> bool {
+    let found = match netlink.link(name) {
+        Ok(Some(found)) if is(&found, mark) => found,
+        Ok(_) => return false,
+        Err(e) => {
+            log::warn!("could not look up {name}: {e}");
+            return false;
+        }
+    };
+    match netlink.delete_link(found.index) {
+        Ok(()) => log::debug!("deleted {name}"),
+        Err(e) => log::warn!("could not delete {name}: {e}"),
     }
+    true
+}
+
+/// The claim on the device `ext` is now, or who holds it (an instance on it under another
+/// name).
+fn claim_device(registry: &Registry, netns: u64, ext: &LinkInfo) -> Result<Lock, Error> {
+    let claim = Claim::Device {
+        netns,
+        ifindex: ext.index,
+    };
+    registry.claim(claim)?.map_err(|who| {
+        Error::new(format!(
+            "{} (ifindex {}) carries the programs of {who}, which runs on it under another name; \
+             stop that one first",
+            ext.name, ext.index
+        ))
+    })
 }
 
 /// The kind of ext; an Ethernet ext needs `--peer`, resolved to the remote host's MAC within
@@ -472,53 +688,65 @@ pub fn choose_mode(choice: IngressChoice, ext: &LinkInfo) -> (IngressMode, &'sta
     }
 }
 
-/// A link a previous instance on this ext left behind.
-struct Leftover {
-    user: LinkInfo,
-    label: u8,
-    pid: u32,
-}
-
-/// The user ends of links marked for `ext`; refuses when their instance is still running.
-fn leftovers(netlink: &Netlink, ext: &str) -> Result<Vec<Leftover>, Error> {
+/// Removes what a previous instance on `ext` left in this namespace (it is dead: the caller
+/// holds the claim on ext's name): every end marked for `ext`, and the hidden ends of pairs it
+/// was killed while creating (named for `ext` and a label, without a mark yet).
+fn remove_leftovers(netlink: &Netlink, ext: &str) -> Result<(), Error> {
     let links = netlink
         .links()
         .map_err(|e| Error::new(format!("listing links: {e}")))?;
-    let mut out = Vec::new();
-    for link in links {
-        let Some(mark) = link.alias.as_deref().and_then(Mark::parse) else {
+    let half_made = |link: &LinkInfo| {
+        link.alias.is_none()
+            && link.kind.as_deref() == Some("veth")
+            && (1..=63).any(|label| hidden_name(ext, label) == link.name)
+    };
+    // User ends first: the message names the link, and deleting it takes its hidden end.
+    let mut found: Vec<(LinkInfo, Option<Mark>)> = links
+        .into_iter()
+        .filter_map(|link| match link.alias.as_deref().and_then(Mark::parse) {
+            Some(mark) if mark.ext == ext => Some((link, Some(mark))),
+            Some(_) => None,
+            None => half_made(&link).then_some((link, None)),
+        })
+        .collect();
+    found.sort_by_key(|(_, mark)| mark.as_ref().map_or(2, |m| u8::from(m.hidden)));
+    for (link, mark) in found {
+        let Some(mark) = mark else {
+            let Ok(Some(now)) = netlink.link(&link.name) else {
+                continue;
+            };
+            if half_made(&now) {
+                log::warn!(
+                    "removing {} and its peer, a link an l3mp on {ext} was killed while creating",
+                    link.name
+                );
+                if let Err(e) = netlink.delete_link(now.index) {
+                    log::warn!("could not delete {}: {e}", link.name);
+                }
+            }
             continue;
         };
-        if mark.ext != ext || mark.hidden {
-            continue;
+        if netlink
+            .link(&link.name)
+            .is_ok_and(|now| now.is_some_and(|n| is(&n, &mark)))
+        {
+            let what = if mark.hidden {
+                format!("{} (the hidden end of label {})", link.name, mark.label)
+            } else {
+                format!("{} (label {})", link.name, mark.label)
+            };
+            log::warn!(
+                "removing {what} left by an l3mp on {ext} that is no longer running (pid {})",
+                mark.pid
+            );
         }
-        if alive(mark.pid) {
-            return Err(Error::new(format!(
-                "--ext {ext}: l3mp (pid {}) already runs on it (it owns {}); \
-                 stop it first or pick another tunnel",
-                mark.pid, link.name
-            )));
-        }
-        out.push(Leftover {
-            user: link,
-            label: mark.label,
-            pid: mark.pid,
-        });
+        delete_ours(netlink, &link.name, &mark);
     }
-    Ok(out)
+    Ok(())
 }
 
-/// Every `--if` name and hidden name must be free, apart from leftovers about to go.
-fn check_names_free(
-    netlink: &Netlink,
-    opts: &RunOptions,
-    leftovers: &[Leftover],
-) -> Result<(), Error> {
-    let ours = |name: &str| {
-        leftovers
-            .iter()
-            .any(|l| l.user.name == name || hidden_name(&opts.ext, l.label) == name)
-    };
+/// Every `--if` name and hidden name must be free.
+fn check_names_free(netlink: &Netlink, opts: &RunOptions) -> Result<(), Error> {
     for arg in &opts.links {
         let hidden = hidden_name(&opts.ext, arg.label);
         for (name, what) in [(&arg.name, "an interface"), (&hidden, "the hidden peer")] {
@@ -526,7 +754,7 @@ fn check_names_free(
                 .link(name)
                 .map_err(|e| Error::new(format!("--if {}@{}: {e}", arg.name, arg.label)))?
                 .is_some();
-            if exists && !ours(name) {
+            if exists {
                 return Err(Error::new(format!(
                     "--if {}@{}: {what} named {name} already exists; pick another name or delete it",
                     arg.name, arg.label

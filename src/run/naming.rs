@@ -3,7 +3,9 @@
 //!
 //! The user end of a link carries the alias `l3mp ext=<ext> label=<label> pid=<pid>`; its hidden
 //! peer carries the same alias followed by ` hidden` and a name derived from ext and the label.
-//! The MACs of both ends are derived from ext and the label too.
+//! The MACs of both ends are derived from ext and the label too. The pid is for people reading
+//! `ip link`: whether the instance runs is told by its claim on ext (see [`super::lock`]), which
+//! holds across PID namespaces.
 
 use crate::programs::LinkMacs;
 
@@ -69,20 +71,6 @@ fn ext_hash(ext: &str) -> u32 {
         (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
     });
     hash & 0xff_ffff
-}
-
-/// Whether process `pid` is alive: it exists and is not a zombie (killed, not yet reaped,
-/// its resources already gone).
-pub fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .is_ok_and(|stat| !matches!(process_state(&stat), Some('Z' | 'X')))
-}
-
-/// The state letter of a `/proc/<pid>/stat` line: the field after the command name, which is
-/// in parentheses and may itself contain spaces and parentheses.
-fn process_state(stat: &str) -> Option<char> {
-    let (_, rest) = stat.rsplit_once(')')?;
-    rest.trim_start().chars().next()
 }
 
 #[cfg(test)]
@@ -153,29 +141,5 @@ mod tests {
         assert_eq!((hidden[0], hidden[4], hidden[5]), (0x02, 0x01, 5));
         assert_eq!(user[..4], hidden[..4]);
         assert_ne!(link_macs("wg1"), macs);
-    }
-
-    #[test]
-    fn this_process_is_alive() {
-        assert!(alive(std::process::id()));
-        assert!(!alive(u32::MAX));
-    }
-
-    #[test]
-    fn zombies_are_not_alive() {
-        assert_eq!(process_state("42 (l3mp) S 1 42"), Some('S'));
-        assert_eq!(process_state("42 (a) b) (c) Z 1 42"), Some('Z'));
-        assert_eq!(process_state("42 l3mp"), None);
-        let mut child = std::process::Command::new("true").spawn().expect("spawn");
-        let pid = child.id();
-        // Exited and not reaped yet: a zombie.
-        while std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .is_ok_and(|stat| process_state(&stat) != Some('Z'))
-        {
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
-        assert!(!alive(pid));
-        child.wait().expect("reap");
-        assert!(!alive(pid));
     }
 }

@@ -11,12 +11,14 @@ use std::path::{Path, PathBuf};
 use crate::programs::layout::COUNTERS_MAP;
 
 use super::bpffs::BPFFS;
-use super::naming::alive;
+use super::lock::{holder_of, Lock};
 use super::state::{InstanceId, State};
 use super::Error;
 
 /// Where the state files are.
 const STATE_DIR: &str = "/run/l3mp";
+/// Where, under the state directory, the locks on exts are.
+const EXT_LOCKS: &str = "ext";
 
 /// The directories instances publish into.
 #[derive(Clone, Debug)]
@@ -30,6 +32,26 @@ pub struct Registry {
 struct Remains {
     files: Vec<PathBuf>,
     pins: Option<PathBuf>,
+}
+
+/// An instance in the registry: its state, or why its state file cannot be read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Listed {
+    Running(State),
+    Unreadable {
+        id: InstanceId,
+        path: PathBuf,
+        reason: String,
+    },
+}
+
+/// What an instance claims on its ext, in its network namespace (by the inode of that
+/// namespace): ext's name, for the instance's whole life, and the device its programs are on,
+/// while they are.
+#[derive(Clone, Copy, Debug)]
+pub enum Claim<'a> {
+    Name { netns: u64, ext: &'a str },
+    Device { netns: u64, ifindex: u32 },
 }
 
 impl Registry {
@@ -46,99 +68,156 @@ impl Registry {
         }
     }
 
-    /// Creates the pin directory of `id` (a stale one of a dead process that had the same pid
-    /// is removed first). The state file is written with [`Published::write`]; both go when
-    /// the [`Published`] is dropped.
-    pub fn publish(&self, id: InstanceId) -> Result<Published, Error> {
+    /// Takes the lock of `claim`; `Ok(Err(who))` when a running l3mp (`who`) holds it.
+    pub fn claim(&self, claim: Claim<'_>) -> Result<Result<Lock, String>, Error> {
+        let dir = self.state_dir.join(EXT_LOCKS);
+        let path = dir.join(match claim {
+            Claim::Name { netns, ext } => format!("{netns}.name.{ext}"),
+            Claim::Device { netns, ifindex } => format!("{netns}.ifindex.{ifindex}"),
+        });
+        let taken = in_dirs(&[&self.state_dir, &dir], || Lock::take(&path))
+            .map_err(|e| Error::new(format!("locking {}: {e}", path.display())))?;
+        Ok(taken.ok_or_else(|| holder_of(&path)))
+    }
+
+    /// A new id for an instance of this process (`<pid>`, or `<pid>-<n>` when that is taken:
+    /// by a further instance of this process, or by a process with the same pid in another
+    /// PID namespace), locked for the instance's life, and its pin directory (a stale one of
+    /// a dead instance with the same id is removed first). The state file is written with
+    /// [`Published::write`]; all of it goes when the [`Published`] is dropped.
+    pub fn publish(&self) -> Result<Published, Error> {
+        let pid = std::process::id();
+        let (id, lock) = (0..)
+            .map(|serial| InstanceId { pid, serial })
+            .find_map(|id| {
+                let path = self.lock_of(id);
+                match in_dirs(&[&self.state_dir], || Lock::try_take(&path)) {
+                    Ok(Some(lock)) => Some(Ok((id, lock))),
+                    Ok(None) => None,
+                    Err(e) => Some(Err(Error::new(format!("locking {}: {e}", path.display())))),
+                }
+            })
+            .expect("an id is free: serials are unbounded")?;
         let pins = self.pin_root.join(id.to_string());
         if pins.exists() {
             fs::remove_dir_all(&pins)
                 .map_err(|e| Error::new(format!("removing the stale {}: {e}", pins.display())))?;
             log::info!(
-                "removed {}, left by an earlier process with pid {}",
-                pins.display(),
-                id.pid
+                "removed {}, left by an earlier instance with id {id}",
+                pins.display()
             );
         }
-        in_dir(&self.pin_root, || fs::create_dir(&pins))
+        in_dirs(&[&self.pin_root], || fs::create_dir(&pins))
             .map_err(|e| Error::new(format!("creating {}: {e}", pins.display())))?;
         Ok(Published {
+            id,
             state_file: self.state_dir.join(format!("{id}.json")),
             pins,
             registry: self.clone(),
+            lock: Some(lock),
         })
     }
 
-    /// Whether instance `id`'s state file is there (it is removed first when it stops).
-    pub fn lists(&self, id: InstanceId) -> bool {
-        self.state_dir.join(format!("{id}.json")).exists()
+    /// The lock instance `id` holds while it runs.
+    fn lock_of(&self, id: InstanceId) -> PathBuf {
+        self.state_dir.join(format!("{id}.lock"))
     }
 
-    /// The state of every instance whose process is alive, by id.
-    pub fn live(&self) -> Result<Vec<State>, Error> {
-        let mut states = Vec::new();
+    /// Whether instance `id` is running: its lock is held.
+    pub fn running(&self, id: InstanceId) -> bool {
+        Lock::held(&self.lock_of(id)).unwrap_or(false)
+    }
+
+    /// Every running instance, by id: its state, or why it cannot be read.
+    pub fn live(&self) -> Result<Vec<Listed>, Error> {
+        let mut listed = Vec::new();
         for (id, path) in entries(&self.state_dir, ".json")? {
-            if !alive(id.pid) {
+            if !self.running(id) {
                 continue;
             }
-            let text = match fs::read_to_string(&path) {
-                Ok(text) => text,
+            let unreadable = |reason: String| Listed::Unreadable {
+                id,
+                path: path.clone(),
+                reason,
+            };
+            listed.push(match fs::read_to_string(&path) {
+                Ok(text) => State::from_json(&text).map_or_else(unreadable, Listed::Running),
                 // It stopped since the directory was read.
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(Error::new(format!("reading {}: {e}", path.display()))),
-            };
-            let state = State::from_json(&text)
-                .map_err(|e| Error::new(format!("{}: {e}", path.display())))?;
-            states.push(state);
+                Err(e) => unreadable(e.to_string()),
+            });
         }
-        states.sort_by_key(|s| s.id);
-        Ok(states)
+        listed.sort_by_key(|l| match l {
+            Listed::Running(state) => state.id,
+            Listed::Unreadable { id, .. } => *id,
+        });
+        Ok(listed)
     }
 
-    /// Removes the state files and pins of instances whose process is gone; returns one line
-    /// per instance saying what was removed (or could not be).
+    /// Removes the state files and pins of instances that no longer run (their lock is not
+    /// held), and the locks on exts no one holds; returns one line per instance saying what
+    /// was removed (or could not be).
     pub fn sweep_dead(&self) -> Vec<String> {
-        let mut dead: BTreeMap<InstanceId, Remains> = BTreeMap::new();
-        let listed = [".json", ".tmp"]
+        let mut found: BTreeMap<InstanceId, Remains> = BTreeMap::new();
+        let listed = [".json", ".tmp", ".lock"]
             .iter()
             .map(|suffix| entries(&self.state_dir, suffix))
             .chain([entries(&self.pin_root, "")]);
         let mut lines = Vec::new();
         for listing in listed {
-            let found = match listing {
-                Ok(found) => found,
-                Err(e) => {
-                    lines.push(e.to_string());
-                    continue;
+            match listing {
+                Ok(entries) => {
+                    for (id, path) in entries {
+                        let remains = found.entry(id).or_default();
+                        if path.starts_with(&self.pin_root) {
+                            remains.pins = Some(path);
+                        } else if path.extension().is_some_and(|e| e != "lock") {
+                            remains.files.push(path);
+                        }
+                    }
                 }
-            };
-            for (id, path) in found.into_iter().filter(|(id, _)| !alive(id.pid)) {
-                let remains = dead.entry(id).or_default();
-                if path.starts_with(&self.pin_root) {
-                    remains.pins = Some(path);
-                } else {
-                    remains.files.push(path);
-                }
+                Err(e) => lines.push(e.to_string()),
             }
         }
-        for (id, remains) in dead {
-            lines.push(remove_remains(id, &remains));
+        for (id, remains) in found {
+            let path = self.lock_of(id);
+            match in_dirs(&[&self.state_dir], || Lock::try_take(&path)) {
+                // Removed with what it guarded, once that is gone.
+                Ok(Some(_dead)) => lines.extend(remove_remains(id, &remains)),
+                Ok(None) => {}
+                Err(e) => lines.push(format!("locking {}: {e}", path.display())),
+            }
+        }
+        let ext_locks = self.state_dir.join(EXT_LOCKS);
+        if let Ok(listing) = fs::read_dir(&ext_locks) {
+            for entry in listing.flatten() {
+                // Taken and dropped (which removes it) when its holder is gone.
+                let _ = Lock::try_take(&entry.path());
+            }
         }
         self.remove_empty_dirs();
         lines
     }
 
-    /// Removes the two directories if nothing is left in them (another instance may have
-    /// just put something there: then they stay).
+    /// Removes the directories if nothing is left in them (another instance may have just
+    /// put something there: then they stay).
     fn remove_empty_dirs(&self) {
-        for dir in [&self.state_dir, &self.pin_root] {
+        for dir in [
+            &self.state_dir.join(EXT_LOCKS),
+            &self.state_dir,
+            &self.pin_root,
+        ] {
             let _ = fs::remove_dir(dir);
         }
     }
 }
 
-/// Removes what instance `id` left and says what it was.
-fn remove_remains(id: InstanceId, remains: &Remains) -> String {
+/// Removes what instance `id` left and says what it was; `None` when it left nothing but its
+/// lock.
+fn remove_remains(id: InstanceId, remains: &Remains) -> Option<String> {
+    if remains.files.is_empty() && remains.pins.is_none() {
+        return None;
+    }
     let ext = remains
         .files
         .iter()
@@ -171,7 +250,7 @@ fn remove_remains(id: InstanceId, remains: &Remains) -> String {
     if !failed.is_empty() {
         line += &format!("; could not remove {}", failed.join(", "));
     }
-    line
+    Some(line)
 }
 
 /// The entries of `dir` named `<id><suffix>`, with their paths; none if `dir` does not exist.
@@ -191,29 +270,38 @@ fn entries(dir: &Path, suffix: &str) -> Result<Vec<(InstanceId, PathBuf)>, Error
         .collect())
 }
 
-/// Runs `make` (which creates something in `dir`) after creating `dir`; again if `dir` was
-/// removed in between by a stopping instance that found it empty.
-fn in_dir<T>(dir: &Path, mut make: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+/// Runs `make` (which creates something in the last of `dirs`) after creating `dirs`; again
+/// if one was removed in between by a stopping instance that found it empty.
+fn in_dirs<T>(dirs: &[&Path], mut make: impl FnMut() -> io::Result<T>) -> io::Result<T> {
     const ATTEMPTS: usize = 3;
+    let create = || dirs.iter().try_for_each(fs::create_dir_all);
     for _ in 1..ATTEMPTS {
-        fs::create_dir_all(dir)?;
+        create()?;
         match make() {
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
             done => return done,
         }
     }
-    fs::create_dir_all(dir)?;
+    create()?;
     make()
 }
 
-/// An instance's state file and pin directory, removed when dropped.
+/// An instance's id, its lock, its state file and its pin directory, removed when dropped.
 pub struct Published {
+    id: InstanceId,
     state_file: PathBuf,
     pins: PathBuf,
     registry: Registry,
+    /// Released last, once the rest is gone.
+    lock: Option<Lock>,
 }
 
 impl Published {
+    /// The instance's id.
+    pub fn id(&self) -> InstanceId {
+        self.id
+    }
+
     /// Where the counters map is pinned.
     pub fn counters(&self) -> PathBuf {
         self.pins.join(COUNTERS_MAP)
@@ -222,7 +310,7 @@ impl Published {
     /// Writes (or replaces) the state file; a reader sees the old or the new one, whole.
     pub fn write(&self, state: &State) -> Result<(), Error> {
         let partial = self.state_file.with_extension("tmp");
-        in_dir(&self.registry.state_dir, || {
+        in_dirs(&[&self.registry.state_dir], || {
             fs::write(&partial, state.to_json())?;
             fs::rename(&partial, &self.state_file)
         })
@@ -242,6 +330,7 @@ impl Drop for Published {
                 log::warn!("could not remove {}: {e}", self.pins.display());
             }
         }
+        self.lock.take();
         self.registry.remove_empty_dirs();
     }
 }
@@ -282,8 +371,9 @@ mod tests {
     #[test]
     fn published_state_is_listed_and_removed_on_drop() {
         let (root, registry) = scratch("publish");
-        let id = InstanceId::next();
-        let published = registry.publish(id).expect("publish");
+        let published = registry.publish().expect("publish");
+        let id = published.id();
+        assert_eq!(id.pid, std::process::id());
         let counters = published.counters();
         assert!(counters.starts_with(root.join("bpf/l3mp")));
         fs::write(&counters, "pin").expect("a stand-in for the pinned map");
@@ -291,10 +381,14 @@ mod tests {
             .write(&state(id, counters.clone()))
             .expect("write");
         let live = registry.live().expect("list");
-        assert_eq!(live, vec![state(id, counters)]);
-        assert!(registry.lists(id));
+        assert_eq!(live, vec![Listed::Running(state(id, counters))]);
+        assert!(registry.running(id));
+        // A second instance of the process gets an id of its own.
+        let second = registry.publish().expect("publish again");
+        assert_eq!((second.id().pid, second.id().serial), (id.pid, 1));
+        drop(second);
         drop(published);
-        assert!(!registry.lists(id));
+        assert!(!registry.running(id));
         assert!(registry.live().expect("list").is_empty());
         assert!(
             !root.join("run").exists(),
@@ -311,8 +405,8 @@ mod tests {
             pid: DEAD,
             serial: 0,
         };
-        let alive = InstanceId::next();
-        let kept = registry.publish(alive).expect("publish");
+        let kept = registry.publish().expect("publish");
+        let alive = kept.id();
         kept.write(&state(alive, kept.counters())).expect("write");
         let run = root.join("run");
         fs::write(
@@ -321,6 +415,7 @@ mod tests {
         )
         .expect("a dead instance's state file");
         fs::write(run.join(format!("{dead}.tmp")), "half").expect("a half-written one");
+        fs::write(run.join(format!("{dead}.lock")), "pid=1 pidns=1").expect("its lock");
         let pins = root.join(format!("bpf/l3mp/{dead}"));
         fs::create_dir_all(&pins).expect("its pin directory");
         fs::write(pins.join("counters"), "pin").expect("its pin");
@@ -339,6 +434,7 @@ mod tests {
             assert!(line.contains(&gone), "{line}");
             assert!(!run.join(gone).exists());
         }
+        assert!(!run.join(format!("{dead}.lock")).exists());
         assert!(line.contains("(its pinned counters)"), "{line}");
         assert!(!pins.exists());
         assert!(run.join("notes.txt").exists(), "a foreign file was removed");
@@ -348,14 +444,114 @@ mod tests {
         fs::remove_dir_all(root).expect("clean up");
     }
 
+    /// An instance in another PID namespace has a pid that means nothing (or another
+    /// process) here: what it published stays as long as it holds its lock.
+    #[test]
+    fn an_instance_is_judged_by_its_lock_not_its_pid() {
+        let (root, registry) = scratch("pidns");
+        let elsewhere = InstanceId {
+            pid: DEAD,
+            serial: 0,
+        };
+        fs::create_dir_all(root.join("run")).expect("state directory");
+        let lock = Lock::try_take(&registry.lock_of(elsewhere))
+            .expect("lock")
+            .expect("free");
+        let file = root.join(format!("run/{elsewhere}.json"));
+        fs::write(&file, state(elsewhere, PathBuf::new()).to_json()).expect("its state");
+        assert!(registry.sweep_dead().is_empty());
+        assert!(file.exists(), "a running instance's state file was swept");
+        assert_eq!(
+            registry.live().expect("list"),
+            vec![Listed::Running(state(elsewhere, PathBuf::new()))]
+        );
+        drop(lock);
+        assert_eq!(registry.sweep_dead().len(), 1);
+        assert!(!file.exists());
+        fs::remove_dir_all(root).expect("clean up");
+    }
+
+    #[test]
+    fn an_unreadable_state_file_is_listed_with_the_reason() {
+        let (root, registry) = scratch("unreadable");
+        let good = registry.publish().expect("publish");
+        good.write(&state(good.id(), good.counters()))
+            .expect("write");
+        let bad = registry.publish().expect("publish");
+        fs::write(root.join(format!("run/{}.json", bad.id())), "{\"id\": 1}").expect("bad");
+        let listed = registry.live().expect("list");
+        assert_eq!(listed.len(), 2, "{listed:?}");
+        assert_eq!(
+            listed[0],
+            Listed::Running(state(good.id(), good.counters()))
+        );
+        match &listed[1] {
+            Listed::Unreadable { id, path, reason } => {
+                assert_eq!(*id, bad.id());
+                assert!(path.ends_with(format!("{}.json", bad.id())));
+                assert!(reason.contains("invalid type"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        drop((good, bad));
+        fs::remove_dir_all(root).expect("clean up");
+    }
+
+    #[test]
+    fn ext_claims_exclude_each_other_until_dropped() {
+        let (root, registry) = scratch("claims");
+        let name = Claim::Name {
+            netns: 7,
+            ext: "wg0",
+        };
+        let first = registry.claim(name).expect("claim").expect("free");
+        let again = registry.claim(name).expect("claim");
+        assert_eq!(
+            again.expect_err("held"),
+            format!("l3mp (pid {})", std::process::id())
+        );
+        // Another namespace, another name, a device: all claims of their own.
+        let others = [
+            Claim::Name {
+                netns: 8,
+                ext: "wg0",
+            },
+            Claim::Name {
+                netns: 7,
+                ext: "wg1",
+            },
+            Claim::Device {
+                netns: 7,
+                ifindex: 3,
+            },
+        ];
+        let held: Vec<Lock> = others
+            .iter()
+            .map(|&c| registry.claim(c).expect("claim").expect("free"))
+            .collect();
+        drop(first);
+        let back = registry
+            .claim(name)
+            .expect("claim")
+            .expect("free once dropped");
+        drop((back, held));
+        assert!(registry.sweep_dead().is_empty());
+        assert!(!root.join("run").exists(), "lock files stay");
+        fs::remove_dir_all(root).expect("clean up");
+    }
+
     #[test]
     fn a_stale_pin_directory_of_the_same_id_is_replaced() {
         let (root, registry) = scratch("stale");
-        let id = InstanceId::next();
+        let id = InstanceId {
+            pid: std::process::id(),
+            serial: 0,
+        };
         let stale = root.join(format!("bpf/l3mp/{id}"));
         fs::create_dir_all(&stale).expect("stale directory");
         fs::write(stale.join("counters"), "old").expect("stale pin");
-        let published = registry.publish(id).expect("publish");
+        let published = registry.publish().expect("publish");
+        assert_eq!(published.id(), id);
         assert!(!published.counters().exists(), "the old pin is still there");
         drop(published);
         fs::remove_dir_all(root).expect("clean up");

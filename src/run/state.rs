@@ -3,7 +3,6 @@
 
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use serde::{Deserialize, Serialize};
 
@@ -12,7 +11,8 @@ use crate::programs::Unknown;
 use super::datapath::IngressMode;
 
 /// Names one instance among all on the machine: the pid of its process, and a serial number
-/// for any further instance in the same process (the demo runs two). Written `<pid>` or
+/// for any further instance in the same process (the demo runs two) or with the same pid in
+/// another PID namespace (see [`super::Registry::publish`]). Written `<pid>` or
 /// `<pid>-<serial>` (the BPF filesystem refuses names with a dot); the state file and the pin
 /// directory are named after it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -23,15 +23,6 @@ pub struct InstanceId {
 }
 
 impl InstanceId {
-    /// A new id for an instance of this process.
-    pub fn next() -> InstanceId {
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        InstanceId {
-            pid: std::process::id(),
-            serial: NEXT.fetch_add(1, Ordering::Relaxed),
-        }
-    }
-
     /// Reads `<pid>` or `<pid>-<serial>`.
     pub fn parse(text: &str) -> Option<InstanceId> {
         let (pid, serial) = match text.split_once('-') {
@@ -171,9 +162,5 @@ mod tests {
         for bad in ["", "0", "x", "17-", "17-0", "17-x", "-1", "17-2-3", "17.2"] {
             assert_eq!(InstanceId::parse(bad), None, "{bad}");
         }
-        let first = InstanceId::next();
-        let second = InstanceId::next();
-        assert_eq!(first.pid, std::process::id());
-        assert_ne!(first, second);
     }
 }

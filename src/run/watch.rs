@@ -84,7 +84,7 @@ pub fn serve(instance: &mut Instance, stop: &SigSet) -> Result<Signal, Error> {
     let watching = |e: &dyn std::fmt::Display| Error::new(format!("watching the links: {e}"));
     let mut watcher = Netlink::watch_links().map_err(|e| watching(&e))?;
     // Whatever changed between the start and the subscription.
-    let mut attachment = instance.follow_ext()?;
+    let mut attachment = instance.look()?;
     let mut tried = Instant::now();
     loop {
         if let Some(signal) = pending(stop)? {
@@ -101,7 +101,7 @@ pub fn serve(instance: &mut Instance, stop: &SigSet) -> Result<Signal, Error> {
         };
         let retry = attachment == Attachment::Waiting && tried.elapsed() >= RETRY;
         if notified || retry {
-            attachment = instance.follow_ext()?;
+            attachment = instance.look()?;
             tried = Instant::now();
         }
     }

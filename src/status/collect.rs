@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::run::{alive, Counters, Error, Mark, Registry, State};
+use crate::run::{Counters, Error, Listed, Mark, Registry, State};
 use crate::sys::netlink::{LinkInfo, Netlink};
 use crate::sys::netns::NetNs;
 use crate::sys::SysError;
@@ -24,7 +24,10 @@ pub fn collect(registry: &Registry, ext: Option<&str>) -> Result<Vec<InstanceSta
         .and_then(|netns| netns.inode())
         .map_err(|e| Error::new(e.to_string()))?;
     let mut out = Vec::new();
-    for state in registry.live()? {
+    for listed in registry.live()? {
+        let Listed::Running(state) = listed else {
+            continue;
+        };
         if ext.is_some_and(|ext| ext != state.ext) {
             continue;
         }
@@ -45,7 +48,7 @@ fn counters_of(registry: &Registry, state: &State) -> Result<Option<Counters>, E
         Counters::read_pinned(&state.counters)
             .or_else(|_| Counters::read_pinned(&in_mounts_of(state.pid, &state.counters)))
     };
-    let gone = || !alive(state.pid) || !registry.lists(state.id);
+    let gone = || !registry.running(state.id);
     let error = match read() {
         Ok(counters) => return Ok(Some(counters)),
         Err(e) => e,

@@ -33,18 +33,38 @@ pub struct Finished {
 /// A running `l3mp`; stopped (SIGTERM, then SIGKILL) if dropped while running.
 pub struct Daemon {
     child: Child,
+    /// l3mp's own process, as the test sees it (in a PID namespace of its own, the child of
+    /// `unshare`).
+    l3mp: Pid,
     lines: Receiver<(Stream, String)>,
     seen: Vec<(Stream, String)>,
 }
 
-/// Starts `l3mp <args>` on `host` (or, with `None`, in the test's own namespace), with its
-/// output captured; with `caps` (e.g. `+net_admin,+bpf`), as root limited to those
-/// capabilities (through util-linux's setpriv, which execs l3mp in the same process).
-fn spawn(host: Option<&Host>, args: &[String], caps: Option<&str>) -> Daemon {
+/// How l3mp is started.
+#[derive(Clone, Copy, Debug)]
+pub enum As<'a> {
+    /// As root.
+    Root,
+    /// As root limited to these capabilities (e.g. `+net_admin,+bpf`), through util-linux's
+    /// setpriv, which execs l3mp in the same process.
+    Confined(&'a str),
+    /// As pid 1 of a PID namespace of its own, with its own /proc (a container), through
+    /// util-linux's `unshare --pid --fork --mount-proc`.
+    Pid1,
+}
+
+/// Starts `l3mp <args>` on `host` (or, with `None`, in the test's own namespace), started
+/// `how`, with its output captured.
+fn spawn(host: Option<&Host>, args: &[String], how: As<'_>) -> Daemon {
+    spawn_with(host, args, how, Stdio::piped())
+}
+
+/// Like [`spawn`], with stderr going to `stderr` (not captured unless piped).
+pub fn spawn_with(host: Option<&Host>, args: &[String], how: As<'_>, stderr: Stdio) -> Daemon {
     let binary = env!("CARGO_BIN_EXE_l3mp");
-    let mut command = match caps {
-        None => Command::new(binary),
-        Some(caps) => {
+    let mut command = match how {
+        As::Root => Command::new(binary),
+        As::Confined(caps) => {
             let mut setpriv = Command::new("setpriv");
             setpriv.args([
                 "--reuid=0",
@@ -55,12 +75,17 @@ fn spawn(host: Option<&Host>, args: &[String], caps: Option<&str>) -> Daemon {
             ]);
             setpriv
         }
+        As::Pid1 => {
+            let mut unshare = Command::new("unshare");
+            unshare.args(["--pid", "--fork", "--mount-proc", "--", binary]);
+            unshare
+        }
     };
     command
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .stderr(stderr);
     let spawned = match host {
         Some(host) => host.spawn(command),
         None => command.spawn(),
@@ -69,6 +94,10 @@ fn spawn(host: Option<&Host>, args: &[String], caps: Option<&str>) -> Daemon {
         format!("host {}", h.side())
     });
     let mut child = spawned.unwrap_or_else(|e| panic!("{where_}: spawning l3mp {args:?}: {e}"));
+    let l3mp = match how {
+        As::Pid1 => forked_child(child.id()),
+        _ => Pid::from_raw(child.id() as i32),
+    };
     let (sender, lines) = channel();
     let stdout = child
         .stdout
@@ -90,25 +119,43 @@ fn spawn(host: Option<&Host>, args: &[String], caps: Option<&str>) -> Daemon {
     }
     Daemon {
         child,
+        l3mp,
         lines,
         seen: Vec::new(),
     }
 }
 
+/// The child `unshare --fork` (process `parent`) started, once it has.
+fn forked_child(parent: u32) -> Pid {
+    let deadline = Instant::now() + START_TIMEOUT;
+    let children = format!("/proc/{parent}/task/{parent}/children");
+    loop {
+        let listed = std::fs::read_to_string(&children).unwrap_or_default();
+        if let Some(pid) = listed.split_whitespace().next() {
+            return Pid::from_raw(pid.parse().expect("a pid"));
+        }
+        assert!(
+            Instant::now() < deadline,
+            "unshare {parent} started no child"
+        );
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// Runs `l3mp <args>` on `host` to its end (at most [`START_TIMEOUT`]).
 pub fn run_to_exit(host: &Host, args: &[&str]) -> Finished {
-    run_in(Some(host), args, None)
+    run_in(Some(host), args, As::Root)
 }
 
-/// Runs `l3mp <args>` on `host` to its end, as root limited to `caps` (see [`spawn`]).
+/// Runs `l3mp <args>` on `host` to its end, as root limited to `caps` (see [`As`]).
 pub fn run_confined_to_exit(host: &Host, caps: &str, args: &[&str]) -> Finished {
-    run_in(Some(host), args, Some(caps))
+    run_in(Some(host), args, As::Confined(caps))
 }
 
-/// Runs `l3mp <args>` on `host` (or in the test's own namespace) to its end.
-fn run_in(host: Option<&Host>, args: &[&str], caps: Option<&str>) -> Finished {
+/// Runs `l3mp <args>` on `host` (or in the test's own namespace), started `how`, to its end.
+pub fn run_in(host: Option<&Host>, args: &[&str], how: As<'_>) -> Finished {
     let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    let mut daemon = spawn(host, &args, caps);
+    let mut daemon = spawn(host, &args, how);
     let status = daemon
         .wait(START_TIMEOUT)
         .unwrap_or_else(|| panic!("l3mp {args:?} did not exit within {START_TIMEOUT:?}"));
@@ -119,7 +166,7 @@ impl Daemon {
     /// Starts `l3mp run <args>` on `host` and waits until it reports every link of `links`
     /// up, with `mode` ("TC" or "XDP") ingress. Panics with its output if it exits instead.
     pub fn start(host: &Host, args: &[&str], links: &[&str], mode: &str) -> Daemon {
-        Daemon::start_as(host, None, args, links, mode)
+        Daemon::start_as(host, As::Root, args, links, mode)
     }
 
     /// Like [`Daemon::start`], as root limited to the capabilities `caps` (see [`spawn`]).
@@ -130,50 +177,71 @@ impl Daemon {
         links: &[&str],
         mode: &str,
     ) -> Daemon {
-        Daemon::start_as(host, Some(caps), args, links, mode)
+        Daemon::start_as(host, As::Confined(caps), args, links, mode)
     }
 
-    fn start_as(
+    /// Starts `l3mp run <args>` on `host`, started `how`, and waits until it reports every
+    /// link of `links` up, with `mode` ("TC" or "XDP") ingress. Panics with its output if it
+    /// exits instead.
+    pub fn start_as(host: &Host, how: As<'_>, args: &[&str], links: &[&str], mode: &str) -> Daemon {
+        match Daemon::try_start(host, how, args, links, mode) {
+            Ok(daemon) => daemon,
+            Err(finished) => panic!(
+                "host {}: l3mp run {args:?} exited instead of starting: {finished:#?}",
+                host.side()
+            ),
+        }
+    }
+
+    /// Like [`Daemon::start_as`]; what it said and how it ended if it exits instead.
+    pub fn try_start(
         host: &Host,
-        caps: Option<&str>,
+        how: As<'_>,
         args: &[&str],
         links: &[&str],
         mode: &str,
-    ) -> Daemon {
+    ) -> Result<Daemon, Finished> {
+        Daemon::launch(host, how, args).ready(links, mode)
+    }
+
+    /// Starts `l3mp run <args>` on `host`, started `how`, without waiting for anything.
+    pub fn launch(host: &Host, how: As<'_>, args: &[&str]) -> Daemon {
         let mut all = vec!["run".to_string()];
         all.extend(args.iter().map(|a| a.to_string()));
-        let mut daemon = spawn(Some(host), &all, caps);
+        spawn(Some(host), &all, how)
+    }
+
+    /// Waits until l3mp reports every link of `links` up with `mode` ingress; what it said
+    /// and how it ended if it exits instead.
+    pub fn ready(mut self, links: &[&str], mode: &str) -> Result<Daemon, Finished> {
         let deadline = Instant::now() + START_TIMEOUT;
         let ready = |seen: &[(Stream, String)], link: &str| {
             seen.iter().any(|(_, l)| {
                 l.contains(&format!("] {link} label ")) && l.contains(&format!("({mode} ingress)"))
             })
         };
-        while !links.iter().all(|link| ready(&daemon.seen, link)) {
+        while !links.iter().all(|link| ready(&self.seen, link)) {
             let left = deadline.saturating_duration_since(Instant::now());
-            match daemon.lines.recv_timeout(left) {
-                Ok(line) => daemon.seen.push(line),
-                Err(RecvTimeoutError::Timeout) => panic!(
-                    "host {}: l3mp {all:?} not ready within {START_TIMEOUT:?}:\n{}",
-                    host.side(),
-                    daemon.transcript()
-                ),
-                Err(RecvTimeoutError::Disconnected) => {
-                    let status = daemon.wait(STOP_TIMEOUT);
+            match self.lines.recv_timeout(left) {
+                Ok(line) => self.seen.push(line),
+                Err(RecvTimeoutError::Timeout) => {
                     panic!(
-                        "host {}: l3mp {all:?} exited ({status:?}) instead of starting:\n{}",
-                        host.side(),
-                        daemon.transcript()
+                        "l3mp not ready within {START_TIMEOUT:?}:\n{}",
+                        self.transcript()
                     )
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    let status = self.wait(STOP_TIMEOUT).expect("l3mp exits");
+                    return Err(self.finish(status));
                 }
             }
         }
-        daemon
+        Ok(self)
     }
 
-    /// The process id.
+    /// l3mp's process id, as the test sees it.
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.l3mp.as_raw() as u32
     }
 
     /// The first line of output containing `needle`, among those said so far or within
@@ -200,8 +268,7 @@ impl Daemon {
 
     /// Kills the process (SIGKILL: no cleanup) and waits for it.
     pub fn kill(mut self) -> Finished {
-        let pid = Pid::from_raw(self.child.id() as i32);
-        kill(pid, Signal::SIGKILL).expect("SIGKILL to l3mp");
+        kill(self.l3mp, Signal::SIGKILL).expect("SIGKILL to l3mp");
         let status = self
             .wait(STOP_TIMEOUT)
             .unwrap_or_else(|| panic!("l3mp did not die within {STOP_TIMEOUT:?} of SIGKILL"));
@@ -210,8 +277,7 @@ impl Daemon {
 
     /// Sends SIGTERM and waits for the exit (at most [`STOP_TIMEOUT`]).
     pub fn stop(mut self) -> Finished {
-        let pid = Pid::from_raw(self.child.id() as i32);
-        kill(pid, Signal::SIGTERM).expect("SIGTERM to l3mp");
+        kill(self.l3mp, Signal::SIGTERM).expect("SIGTERM to l3mp");
         let status = self
             .wait(STOP_TIMEOUT)
             .unwrap_or_else(|| panic!("l3mp did not stop within {STOP_TIMEOUT:?} of SIGTERM"));
@@ -264,8 +330,9 @@ impl Drop for Daemon {
     /// and SIGKILL if it does not stop in time.
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
-            let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM);
+            let _ = kill(self.l3mp, Signal::SIGTERM);
             if self.wait(STOP_TIMEOUT).is_none() {
+                let _ = kill(self.l3mp, Signal::SIGKILL);
                 let _ = self.child.kill();
                 let _ = self.child.wait();
             }
@@ -284,7 +351,7 @@ pub fn status(host: Option<&Host>, pid: u32) -> serde_json::Value {
 pub fn status_with(host: Option<&Host>, pid: u32, more: &[&str]) -> serde_json::Value {
     let mut args = vec!["status", "--json"];
     args.extend(more);
-    let out = run_in(host, &args, None);
+    let out = run_in(host, &args, As::Root);
     assert!(out.status.success(), "l3mp status failed: {out:?}");
     let all: serde_json::Value = serde_json::from_str(&out.stdout.join("\n"))
         .unwrap_or_else(|e| panic!("l3mp status --json: {e}: {out:?}"));

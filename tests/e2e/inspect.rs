@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use aya::programs::{loaded_programs, SchedClassifier, TcAttachType};
 use l3mp::lab::Host;
+use l3mp::sys::netns::NetNs;
 
 /// A program attached somewhere: its id and name.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -18,11 +19,12 @@ pub struct Attached {
     pub at: String,
 }
 
-/// The programs attached to `device` on `host`: tcx ingress and egress, and XDP.
-pub fn attached(host: &Host, device: &str) -> Vec<Attached> {
+/// The programs attached to `device` in the network namespace `netns` (a lab host's:
+/// `host.netns()`): tcx ingress and egress, and XDP.
+pub fn attached(netns: &NetNs, device: &str) -> Vec<Attached> {
     let mut out = Vec::new();
     for at in [TcAttachType::Ingress, TcAttachType::Egress] {
-        let query = host
+        let query = netns
             .run(|| SchedClassifier::query_tcx(device, at))
             .expect("enter the host");
         // A device that does not exist has nothing attached.
@@ -35,7 +37,7 @@ pub fn attached(host: &Host, device: &str) -> Vec<Attached> {
             });
         }
     }
-    if let Some((id, name)) = xdp(host, device) {
+    if let Some((id, name)) = xdp(netns, device) {
         out.push(Attached {
             id,
             name,
@@ -46,10 +48,10 @@ pub fn attached(host: &Host, device: &str) -> Vec<Attached> {
 }
 
 /// The XDP program on `device`, as `ip -d link` shows it (`prog/xdp id N name X`).
-fn xdp(host: &Host, device: &str) -> Option<(u32, String)> {
+fn xdp(netns: &NetNs, device: &str) -> Option<(u32, String)> {
     let shown = tool(
         "ip",
-        &["-n", host.name(), "-d", "link", "show", "dev", device],
+        &["-n", netns.name(), "-d", "link", "show", "dev", device],
     );
     let words: Vec<&str> = shown.split_whitespace().collect();
     let at = words.iter().position(|w| *w == "prog/xdp")?;
@@ -106,6 +108,7 @@ pub fn published(pid: u32) -> Vec<String> {
     for (dir, suffix) in [
         ("/run/l3mp", ".json"),
         ("/run/l3mp", ".tmp"),
+        ("/run/l3mp", ".lock"),
         ("/sys/fs/bpf/l3mp", ""),
     ] {
         let Ok(entries) = std::fs::read_dir(dir) else {

@@ -26,12 +26,12 @@ use super::{
 };
 
 /// How soon l3mp must act on a change of ext.
-const PROMPTLY: Duration = Duration::from_secs(1);
+pub(crate) const PROMPTLY: Duration = Duration::from_secs(1);
 /// Between two datagrams of the background traffic.
 const TRAFFIC_INTERVAL: Duration = Duration::from_millis(20);
 
 /// UDP, TCP and ICMP echo over link `name` (label `label`) from `from`, IPv4.
-fn link_works(r: &Running, name: &str, label: u8, from: Side, what: &str) {
+pub(crate) fn link_works(r: &Running, name: &str, label: u8, from: Side, what: &str) {
     let to = from.other();
     let target = link_address(label, AddressKind::Ipv4, to);
     let sender = r.host(from).end(name);
@@ -561,7 +561,7 @@ fn sigkill_then_restart() {
             assert_eq!(mark.pid, new, "{} is marked {mark:?}", link.name);
         }
     }
-    let on_ext: Vec<String> = inspect::attached(host, EXT)
+    let on_ext: Vec<String> = inspect::attached(host.netns(), EXT)
         .into_iter()
         .map(|p| p.name)
         .collect();
@@ -571,7 +571,7 @@ fn sigkill_then_restart() {
     got.sort();
     assert_eq!(got, want, "programs on {EXT}: {on_ext:?}");
     for (name, label) in LINKS {
-        let on_link: Vec<String> = inspect::attached(host, name)
+        let on_link: Vec<String> = inspect::attached(host.netns(), name)
             .into_iter()
             .map(|p| p.name)
             .collect();
@@ -643,7 +643,7 @@ fn two_instances_side_by_side() {
         for (name, label) in links {
             assert_eq!(link_status(&listed, name)["label"], label, "{listed:#}");
         }
-        let on_ext: Vec<String> = inspect::attached(r.host(Side::A), ext)
+        let on_ext: Vec<String> = inspect::attached(r.host(Side::A).netns(), ext)
             .into_iter()
             .map(|p| p.name)
             .collect();

@@ -4,6 +4,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use l3mp::lab::Host;
+use l3mp::sys::netns::NetNs;
 use nix::net::if_::if_nametoindex;
 use nix::sys::socket::{
     recvfrom, setsockopt, socket, sockopt, AddressFamily, LinkAddr, SockFlag, SockProtocol,
@@ -23,20 +24,26 @@ pub struct Sniffer {
 impl Sniffer {
     /// Starts watching `device` on `host`.
     pub fn open(host: &Host, device: &str) -> Sniffer {
-        host.run(|| {
-            let fd = socket(
-                AddressFamily::Packet,
-                SockType::Raw,
-                SockFlag::SOCK_CLOEXEC,
-                SockProtocol::EthAll,
-            )
-            .expect("a packet socket");
-            let ifindex = if_nametoindex(device).expect("the device to watch");
-            setsockopt(&fd, sockopt::ReceiveTimeout, &TimeVal::new(0, 20_000))
-                .expect("a receive timeout");
-            Sniffer { fd, ifindex }
-        })
-        .expect("enter the host")
+        Sniffer::open_in(host.netns(), device)
+    }
+
+    /// Starts watching `device` in the network namespace `netns`.
+    pub fn open_in(netns: &NetNs, device: &str) -> Sniffer {
+        netns
+            .run(|| {
+                let fd = socket(
+                    AddressFamily::Packet,
+                    SockType::Raw,
+                    SockFlag::SOCK_CLOEXEC,
+                    SockProtocol::EthAll,
+                )
+                .expect("a packet socket");
+                let ifindex = if_nametoindex(device).expect("the device to watch");
+                setsockopt(&fd, sockopt::ReceiveTimeout, &TimeVal::new(0, 20_000))
+                    .expect("a receive timeout");
+                Sniffer { fd, ifindex }
+            })
+            .expect("enter the host")
     }
 
     /// For each of `markers`, whether a frame containing it arrived on the device since the

@@ -1,0 +1,484 @@
+//! l3mp acts on what is its own, and only on that, end to end: one instance per ext whatever
+//! the races and renames; instances in PID namespaces of their own (containers) that neither
+//! delete a live instance's links nor are blocked by a dead one's; ext and links followed by
+//! name, namespace and mark when they are moved away or renamed, so that nothing is
+//! redirected into someone else's device and nothing of someone else's is deleted.
+
+use std::net::{IpAddr, UdpSocket};
+use std::path::Path;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use l3mp::lab::{ext_addresses, link_address, payload, AddressKind, Host, Side, EXT, LINK_TIMEOUT};
+use l3mp::programs::{ingress_name, Hook, GUARD};
+use l3mp::run::{ensure_bpffs, hidden_name, BPFFS};
+use l3mp::sys::netlink::{LinkInfo, Netlink};
+use l3mp::sys::netns::NetNs;
+
+use super::daemon::{run_in, status, As, Daemon, Finished};
+use super::inspect::{self, tool};
+use super::service::{link_works, PROMPTLY};
+use super::sniff::Sniffer;
+use super::{lab, link_names, privileged, run_args, start, Setup, LINKS};
+
+/// How long to watch for traffic that must not arrive.
+const WATCH: Duration = Duration::from_millis(500);
+
+/// `ip <args>` in the network namespace `netns` (by its name).
+fn ip(netns: &str, args: &[&str]) {
+    let mut all = vec!["-n", netns];
+    all.extend(args);
+    tool("ip", &all);
+}
+
+/// A third network namespace beside a lab's, deleted (with what is in it) when dropped.
+fn elsewhere(host: &Host) -> NetNs {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let name = format!("{}-c{}", host.name(), NEXT.fetch_add(1, Ordering::Relaxed));
+    let netns = NetNs::create(&name).unwrap_or_else(|e| panic!("{e}"));
+    netns.bring_up_loopback().unwrap_or_else(|e| panic!("{e}"));
+    netns
+}
+
+/// The links of the network namespace `netns`.
+fn links_in(netns: &NetNs) -> Vec<LinkInfo> {
+    netns
+        .run(|| Netlink::new()?.links())
+        .and_then(|links| links)
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The link called `name` on `host`.
+fn link(host: &Host, name: &str) -> LinkInfo {
+    host.links()
+        .expect("links")
+        .into_iter()
+        .find(|l| l.name == name)
+        .unwrap_or_else(|| panic!("no {name}"))
+}
+
+/// The names of the programs on `device` on `host`, sorted.
+fn programs_on(host: &Host, device: &str) -> Vec<String> {
+    let mut names: Vec<String> = inspect::attached(host.netns(), device)
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
+    names.sort();
+    names
+}
+
+/// What one instance attaches to ext with TC ingress, sorted.
+fn one_set() -> Vec<String> {
+    let mut names = vec![ingress_name(Hook::Tc).to_string(), GUARD.to_string()];
+    names.sort();
+    names
+}
+
+/// Renames `from` to `to` on `host` (down, renamed, up: the kernel renames only a device
+/// that is down).
+fn rename(host: &Host, from: &str, to: &str) {
+    ip(host.name(), &["link", "set", "dev", from, "down"]);
+    ip(host.name(), &["link", "set", "dev", from, "name", to]);
+    ip(host.name(), &["link", "set", "dev", to, "up"]);
+}
+
+/// The one line a refused start said (apart from notes on the log).
+fn refusal(out: &Finished) -> String {
+    assert!(!out.status.success(), "started: {out:#?}");
+    let said: Vec<&String> = out
+        .stderr
+        .iter()
+        .filter(|l| !l.starts_with("INFO "))
+        .collect();
+    assert_eq!(said.len(), 1, "not one line: {out:#?}");
+    said[0].clone()
+}
+
+/// Two starts on one ext at the same moment, round after round: exactly one runs, the other
+/// is refused in one line naming the one that runs, and the links are only the one's.
+#[test]
+fn simultaneous_starts_give_one_instance() {
+    let setup = Setup::TunTc;
+    if !privileged("simultaneous_starts_give_one_instance", setup.kind()) {
+        return;
+    }
+    let lab = lab(setup);
+    let host = lab.host(Side::A);
+    for round in 0..6 {
+        let first = ["--ext", EXT, "--if", "a@1", "--ingress", "tc"];
+        let second = ["--ext", EXT, "--if", "c@3", "--ingress", "tc"];
+        let launched = [
+            Daemon::launch(host, As::Root, &first),
+            Daemon::launch(host, As::Root, &second),
+        ];
+        let [one, other] = launched;
+        let outcomes = [one.ready(&["a"], "TC"), other.ready(&["c"], "TC")];
+        let (running, refused): (Vec<_>, Vec<_>) = outcomes.into_iter().partition(Result::is_ok);
+        let exited: Vec<&Finished> = refused.iter().filter_map(|o| o.as_ref().err()).collect();
+        assert_eq!(
+            (running.len(), refused.len()),
+            (1, 1),
+            "round {round}: not exactly one instance: {exited:#?}"
+        );
+        let daemon = running
+            .into_iter()
+            .next()
+            .and_then(Result::ok)
+            .expect("one");
+        let out = refused
+            .into_iter()
+            .next()
+            .and_then(Result::err)
+            .expect("one");
+        let line = refusal(&out);
+        assert!(
+            line.starts_with(&format!(
+                "l3mp: --ext {EXT}: l3mp (pid {}) already runs on it",
+                daemon.pid()
+            )),
+            "round {round}: {line}"
+        );
+        let (link, label) = if link_names(host).contains(&"a".to_string()) {
+            ("a", 1)
+        } else {
+            ("c", 3)
+        };
+        let mut expected = vec![
+            EXT.to_string(),
+            hidden_name(EXT, label),
+            link.into(),
+            "lo".into(),
+        ];
+        expected.sort();
+        assert_eq!(link_names(host), expected, "round {round}");
+        assert_eq!(programs_on(host, EXT), one_set(), "round {round}");
+        assert!(daemon.stop().status.success());
+        assert_eq!(link_names(host), [EXT, "lo"], "round {round}: left behind");
+    }
+}
+
+/// ext renamed under a running instance: the instance takes its programs off it and says so;
+/// a second instance on the new name then runs alone on the device. Renamed back while the
+/// second still runs, the device goes from one to the other, never carrying both, and the
+/// first one's links work again.
+#[test]
+fn a_renamed_ext_never_carries_two_instances() {
+    let setup = Setup::VethTc;
+    let Some(mut r) = start("a_renamed_ext_never_carries_two_instances", setup) else {
+        return;
+    };
+    let host = r.lab.host(Side::A);
+    rename(host, EXT, "other");
+    let said = r.daemons[0].wait_for_line(&format!("{EXT} (ifindex"), PROMPTLY);
+    assert!(
+        programs_on(host, "other").is_empty(),
+        "left on the renamed ext"
+    );
+    assert!(
+        said.as_deref().is_some_and(|l| l.contains("is gone")
+            && l.contains("renamed to other")
+            && l.contains("programs are off it")),
+        "{said:?}:\n{}",
+        r.daemons[0].transcript()
+    );
+    let peer = super::ext_address(AddressKind::Ipv4, Side::B).to_string();
+    let second = [
+        "--ext",
+        "other",
+        "--if",
+        "c@3",
+        "--ingress",
+        "tc",
+        "--peer",
+        &peer,
+    ];
+    let mut other = Daemon::start(host, &second, &["c"], "TC");
+    assert_eq!(programs_on(host, "other"), one_set());
+
+    // Back under its name while the second runs on it: it changes hands.
+    rename(host, "other", EXT);
+    let gone = other.wait_for_line(&format!("renamed to {EXT}"), PROMPTLY);
+    assert!(gone.is_some(), "{}", other.transcript());
+    let back = r.daemons[0].wait_for_line("): re-attached", 3 * PROMPTLY);
+    assert!(back.is_some(), "{}", r.daemons[0].transcript());
+    assert_eq!(programs_on(host, EXT), one_set());
+    for from in Side::BOTH {
+        let (name, label) = LINKS[0];
+        link_works(&r, name, label, from, "ext renamed back");
+    }
+    assert!(other.stop().status.success());
+}
+
+/// An instance started in a PID namespace of its own (where the first instance's pid means
+/// nothing) is refused, names the running one as in another PID namespace, and leaves its
+/// links alone; `status` from such a namespace lists the running one, and sweeps nothing of
+/// it.
+#[test]
+fn a_container_never_touches_a_live_instance() {
+    let setup = Setup::TunTc;
+    let Some(r) = start("a_container_never_touches_a_live_instance", setup) else {
+        return;
+    };
+    ensure_bpffs(Path::new(BPFFS)).expect("the BPF filesystem");
+    let host = r.host(Side::A);
+    let pid = r.daemons[0].pid();
+    let before = link_names(host);
+    let out = run_in(
+        Some(host),
+        &["run", "--ext", EXT, "--if", "c@3", "--ingress", "tc"],
+        As::Pid1,
+    );
+    let line = refusal(&out);
+    assert!(
+        line.contains(&format!(
+            "l3mp (pid {pid} in another PID namespace) already runs on it"
+        )),
+        "{line}"
+    );
+    assert_eq!(link_names(host), before, "the links were touched");
+
+    let listed = run_in(Some(host), &["status", "--json"], As::Pid1);
+    assert!(listed.status.success(), "{listed:#?}");
+    let all: serde_json::Value = serde_json::from_str(&listed.stdout.join("\n")).expect("JSON");
+    assert!(
+        all.as_array()
+            .expect("an array")
+            .iter()
+            .any(|i| i["pid"] == pid),
+        "not listed from a container: {all:#}"
+    );
+    assert_eq!(status(None, pid)["ext"]["attached"], true);
+    let (name, label) = LINKS[0];
+    link_works(&r, name, label, Side::A, "after the container's attempts");
+}
+
+/// An instance that was pid 1 of its container, killed: the next one, pid 1 of a new
+/// container, removes what it left (saying so) and runs; stopped, it leaves nothing.
+#[test]
+fn a_killed_pid_1_never_blocks_the_next_start() {
+    let setup = Setup::TunTc;
+    if !privileged("a_killed_pid_1_never_blocks_the_next_start", setup.kind()) {
+        return;
+    }
+    ensure_bpffs(Path::new(BPFFS)).expect("the BPF filesystem");
+    let lab = lab(setup);
+    let host = lab.host(Side::A);
+    let args = [
+        "--ext",
+        EXT,
+        "--if",
+        "a@1",
+        "--if",
+        "b@2",
+        "--ingress",
+        "tc",
+    ];
+    let first = Daemon::start_as(host, As::Pid1, &args, &["a", "b"], "TC");
+    assert!(
+        first.kill().status.code().is_some(),
+        "unshare reports the kill"
+    );
+    assert!(
+        link_names(host).contains(&"a".to_string()),
+        "nothing left to clean"
+    );
+
+    let mut second = Daemon::try_start(host, As::Pid1, &args, &["a", "b"], "TC")
+        .unwrap_or_else(|out| panic!("refused after a killed pid 1: {out:#?}"));
+    let said = second.lines();
+    for (name, label) in LINKS {
+        let removal = format!(
+            "removing {name} (label {label}) left by an l3mp on {EXT} that is no longer running (pid 1)"
+        );
+        assert!(
+            said.iter().any(|l| l.contains(&removal)),
+            "{removal:?} not said:\n{said:#?}"
+        );
+    }
+    assert_eq!(programs_on(host, EXT), one_set());
+    assert!(second.stop().status.success());
+    assert_eq!(link_names(host), [EXT, "lo"], "left behind");
+}
+
+/// A link's user end moved to another namespace, and a foreign veth made with its freed
+/// ifindex: l3mp says the link left, never takes the foreign one for its own (no MAC
+/// warning), and its stop deletes its own pair (through the hidden end, which takes the end
+/// that moved) and leaves the foreign pair alone. The next start is not refused.
+#[test]
+fn stop_never_deletes_a_foreign_interface() {
+    let setup = Setup::TunTc;
+    let Some(mut r) = start("stop_never_deletes_a_foreign_interface", setup) else {
+        return;
+    };
+    let host = r.lab.host(Side::A);
+    let away = elsewhere(host);
+    let (name, label) = LINKS[0];
+    let index = link(host, name).index;
+    ip(
+        host.name(),
+        &["link", "set", "dev", name, "netns", away.name()],
+    );
+    let said = r.daemons[0].wait_for_line(
+        &format!("{name} (label {label}, ifindex {index}) left this network namespace"),
+        PROMPTLY,
+    );
+    let index = index.to_string();
+    ip(
+        host.name(),
+        &[
+            "link", "add", "foreign", "index", &index, "type", "veth", "peer", "name", "foreign2",
+        ],
+    );
+    ip(
+        host.name(),
+        &[
+            "link",
+            "set",
+            "dev",
+            "foreign",
+            "address",
+            "02:00:00:00:00:09",
+            "up",
+        ],
+    );
+
+    let finished = r.daemons.remove(0).stop();
+    assert!(finished.status.success(), "{finished:#?}");
+    assert_eq!(link_names(host), [EXT, "foreign", "foreign2", "lo"]);
+    assert!(said.is_some(), "{finished:#?}");
+    let about_foreign: Vec<&String> = finished
+        .stderr
+        .iter()
+        .filter(|l| l.contains("foreign") || l.contains("MAC"))
+        .collect();
+    assert!(about_foreign.is_empty(), "{about_foreign:?}");
+    assert_eq!(link_names(host), [EXT, "foreign", "foreign2", "lo"]);
+    let there: Vec<String> = links_in(&away).into_iter().map(|l| l.name).collect();
+    assert_eq!(there, ["lo"], "the moved end stays");
+
+    let args = run_args(setup, Side::A);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let names: Vec<&str> = LINKS.iter().map(|(n, _)| *n).collect();
+    let restarted = Daemon::start(host, &args, &names, "TC");
+    assert!(restarted.stop().status.success());
+    assert_eq!(link_names(host), [EXT, "foreign", "foreign2", "lo"]);
+}
+
+/// ext moved to another namespace, where a veth has the ifindex of a link's hidden end:
+/// l3mp says ext is gone and its programs came off it, and what the far end sends over the
+/// link never appears on that veth. Moved back and set up again, ext is attached again and
+/// the link works. Then a link's user end is moved there, where a veth has ext's ifindex:
+/// what the moved end sends never appears on that veth either.
+#[test]
+fn moved_devices_redirect_nothing_elsewhere() {
+    let setup = Setup::VethTc;
+    let Some(mut r) = start("moved_devices_redirect_nothing_elsewhere", setup) else {
+        return;
+    };
+    let host = r.lab.host(Side::A);
+    let away = elsewhere(host);
+    let (name, label) = LINKS[0];
+    let hidden = link(host, &hidden_name(EXT, label)).index.to_string();
+    let trap = |index: &str, peer_index: &str| {
+        ip(
+            away.name(),
+            &[
+                "link", "add", "trap", "index", index, "type", "veth", "peer", "name", "trap2",
+                "index", peer_index,
+            ],
+        );
+        ip(away.name(), &["link", "set", "dev", "trap", "up"]);
+        ip(away.name(), &["link", "set", "dev", "trap2", "up"]);
+    };
+    trap(&hidden, "1000");
+    ip(
+        host.name(),
+        &["link", "set", "dev", EXT, "netns", away.name()],
+    );
+    let said = r.daemons[0].wait_for_line(&format!("{EXT} (ifindex"), PROMPTLY);
+    ip(away.name(), &["link", "set", "dev", EXT, "up"]);
+    let caught = Sniffer::open_in(&away, "trap2");
+    let target = link_address(label, AddressKind::Ipv4, Side::A);
+    let sender = r
+        .host(Side::B)
+        .run(|| UdpSocket::bind((link_address(label, AddressKind::Ipv4, Side::B), 0)))
+        .expect("enter B")
+        .expect("bind");
+    let marker = payload(48);
+    for _ in 0..5 {
+        sender.send_to(&marker, (target, 9)).expect("send");
+    }
+    assert_eq!(caught.seen(&[&marker], WATCH), [false], "delivered to trap");
+    assert!(
+        inspect::attached(&away, EXT).is_empty(),
+        "programs went along"
+    );
+    assert!(
+        said.as_deref().is_some_and(|l| l.contains("is gone")
+            && l.contains("moved to another network namespace")
+            && l.contains("programs are off it")),
+        "{said:?}:\n{}",
+        r.daemons[0].transcript()
+    );
+
+    ip(
+        away.name(),
+        &["link", "set", "dev", EXT, "netns", host.name()],
+    );
+    host.configure_link(EXT, &ext_addresses(Side::A), LINK_TIMEOUT)
+        .expect("ext back");
+    let back = r.daemons[0].wait_for_line("): re-attached", 3 * PROMPTLY);
+    assert!(back.is_some(), "{}", r.daemons[0].transcript());
+    link_works(&r, name, label, Side::A, "ext moved back");
+    link_works(&r, name, label, Side::B, "ext moved back");
+
+    // A link's user end moved to where a veth has ext's ifindex.
+    ip(away.name(), &["link", "del", "trap"]);
+    let ext_index = link(host, EXT).index.to_string();
+    trap(&ext_index, "1001");
+    let (moved, moved_label) = LINKS[1];
+    ip(
+        host.name(),
+        &["link", "set", "dev", moved, "netns", away.name()],
+    );
+    let said = r.daemons[0].wait_for_line(&format!("{moved} (label {moved_label}"), PROMPTLY);
+    assert!(
+        said.as_deref()
+            .is_some_and(|l| l.contains("left this network namespace")),
+        "{said:?}"
+    );
+    assert!(
+        inspect::attached(&away, moved).is_empty(),
+        "its program went along"
+    );
+    let source = link_address(moved_label, AddressKind::Ipv4, Side::A);
+    ip(
+        away.name(),
+        &["addr", "add", &format!("{source}/24"), "dev", moved],
+    );
+    ip(away.name(), &["link", "set", "dev", moved, "up"]);
+    let caught = Sniffer::open_in(&away, "trap2");
+    let far: IpAddr = link_address(moved_label, AddressKind::Ipv4, Side::B);
+    let marker = payload(48);
+    away.run(|| {
+        let socket = UdpSocket::bind((source, 0)).expect("bind in the other namespace");
+        for _ in 0..5 {
+            socket.send_to(&marker, (far, 9)).expect("send");
+        }
+    })
+    .expect("enter the other namespace");
+    assert_eq!(
+        caught.seen(&[&marker], WATCH),
+        [false],
+        "redirected to trap"
+    );
+    // The link that stayed still works.
+    let (stayed, stayed_label) = LINKS[0];
+    link_works(
+        &r,
+        stayed,
+        stayed_label,
+        Side::A,
+        "the other link moved away",
+    );
+}
