@@ -160,7 +160,8 @@ fn run(args: &RunArgs) -> Result<(), Error> {
 fn status(args: &cli::StatusArgs) -> Result<(), Error> {
     let registry = l3mp::run::Registry::system();
     let instances = l3mp::status::collect(&registry, args.ext.as_deref())?;
-    if let (Some(ext), true) = (&args.ext, instances.is_empty()) {
+    let readable = |e: &&l3mp::status::Entry| matches!(e, l3mp::status::Entry::Instance(_));
+    if let (Some(ext), 0) = (&args.ext, instances.iter().filter(readable).count()) {
         return Err(Error::new(format!(
             "--ext {ext}: no l3mp instance runs on it"
         )));

@@ -111,11 +111,16 @@ impl Registry {
             .map_err(|e| Error::new(format!("creating {}: {e}", pins.display())))?;
         Ok(Published {
             id,
-            state_file: self.state_dir.join(format!("{id}.json")),
+            state_file: self.state_file(id),
             pins,
             registry: self.clone(),
             lock: Some(lock),
         })
+    }
+
+    /// Where instance `id`'s state file is.
+    pub fn state_file(&self, id: InstanceId) -> PathBuf {
+        self.state_dir.join(format!("{id}.json"))
     }
 
     /// The lock instance `id` holds while it runs.

@@ -9,14 +9,15 @@ use crate::sys::netlink::{LinkInfo, Netlink};
 use crate::sys::netns::NetNs;
 use crate::sys::SysError;
 
-use super::{Device, ExtCounters, ExtStatus, InstanceStatus, LinkStatus};
+use super::{Device, Entry, ExtCounters, ExtStatus, InstanceStatus, LinkStatus, Unreadable};
 
 /// How long an instance whose counters cannot be read may take to turn out dead.
 const EXIT_GRACE: Duration = Duration::from_millis(200);
 
-/// The status of every running instance (only those on `ext` if given), by id. What dead
-/// instances left is removed first, and said on the log.
-pub fn collect(registry: &Registry, ext: Option<&str>) -> Result<Vec<InstanceStatus>, Error> {
+/// The status of every running instance (only those on `ext` if given, and every one whose
+/// state cannot be read), by id. What dead instances left is removed first, and said on the
+/// log.
+pub fn collect(registry: &Registry, ext: Option<&str>) -> Result<Vec<Entry>, Error> {
     for line in registry.sweep_dead() {
         log::info!("{line}");
     }
@@ -25,17 +26,38 @@ pub fn collect(registry: &Registry, ext: Option<&str>) -> Result<Vec<InstanceSta
         .map_err(|e| Error::new(e.to_string()))?;
     let mut out = Vec::new();
     for listed in registry.live()? {
-        let Listed::Running(state) = listed else {
-            continue;
+        let state = match listed {
+            Listed::Running(state) => state,
+            Listed::Unreadable { id, path, reason } => {
+                out.push(Entry::Unreadable(Unreadable {
+                    id,
+                    state_file: path,
+                    unreadable: reason,
+                }));
+                continue;
+            }
         };
         if ext.is_some_and(|ext| ext != state.ext) {
             continue;
         }
-        let Some(counters) = counters_of(registry, &state)? else {
-            continue;
+        let counters = match counters_of(registry, &state) {
+            Ok(Some(counters)) => counters,
+            Ok(None) => continue,
+            Err(e) => {
+                out.push(Entry::Unreadable(Unreadable {
+                    id: state.id,
+                    state_file: registry.state_file(state.id),
+                    unreadable: e.to_string(),
+                }));
+                continue;
+            }
         };
         let links = links_of(&state, own);
-        out.push(status_of(&state, links.as_deref(), &counters));
+        out.push(Entry::Instance(status_of(
+            &state,
+            links.as_deref(),
+            &counters,
+        )));
     }
     Ok(out)
 }
@@ -61,7 +83,7 @@ fn counters_of(registry: &Registry, state: &State) -> Result<Option<Counters>, E
         }
         thread::sleep(EXIT_GRACE / 10);
     }
-    Err(Error::new(format!("l3mp {}: {error}", state.id)))
+    Err(Error::new(format!("its counters: {error}")))
 }
 
 /// `path` as process `pid` sees it: through its root, in its mount namespace (`ip netns exec`

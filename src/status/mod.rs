@@ -9,10 +9,29 @@ mod table;
 pub use collect::collect;
 pub use table::table;
 
+use std::path::PathBuf;
+
 use serde::{Deserialize, Serialize};
 
 use crate::programs::Unknown;
 use crate::run::{Counter, IngressMode, InstanceId};
+
+/// What `status` says about one running instance: its status, or why it cannot be had.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Entry {
+    Instance(InstanceStatus),
+    Unreadable(Unreadable),
+}
+
+/// A running instance whose state file (or counters) cannot be read.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unreadable {
+    pub id: InstanceId,
+    pub state_file: PathBuf,
+    /// Why not.
+    pub unreadable: String,
+}
 
 /// One running instance.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -87,7 +106,7 @@ pub struct ExtCounters {
 }
 
 /// The JSON document: an array of instances.
-pub fn json(instances: &[InstanceStatus]) -> String {
+pub fn json(instances: &[Entry]) -> String {
     // Strings, numbers, booleans and lists always serialise.
     serde_json::to_string_pretty(instances).unwrap_or_default() + "\n"
 }

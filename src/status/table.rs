@@ -6,19 +6,30 @@ use std::fmt::Write;
 use crate::programs::Unknown;
 use crate::run::Counter;
 
-use super::{Device, InstanceStatus};
+use super::{Device, Entry, InstanceStatus};
 
 /// The text for `instances`.
-pub fn table(instances: &[InstanceStatus]) -> String {
+pub fn table(instances: &[Entry]) -> String {
     if instances.is_empty() {
         return "no l3mp instance is running\n".to_string();
     }
     let mut out = String::new();
-    for (i, instance) in instances.iter().enumerate() {
+    for (i, entry) in instances.iter().enumerate() {
         if i > 0 {
             out.push('\n');
         }
-        render(&mut out, instance);
+        match entry {
+            Entry::Instance(instance) => render(&mut out, instance),
+            Entry::Unreadable(u) => {
+                let _ = writeln!(
+                    out,
+                    "l3mp {}: running, but {} cannot be read: {}",
+                    u.id,
+                    u.state_file.display(),
+                    u.unreadable
+                );
+            }
+        }
     }
     out
 }
@@ -143,7 +154,7 @@ fn columns<const N: usize>(out: &mut String, rows: &[[String; N]], right: &[bool
 
 #[cfg(test)]
 mod tests {
-    use super::super::{ExtCounters, ExtStatus, LinkStatus};
+    use super::super::{ExtCounters, ExtStatus, LinkStatus, Unreadable};
     use super::*;
     use crate::run::{IngressMode, InstanceId};
 
@@ -197,7 +208,7 @@ mod tests {
 
     #[test]
     fn the_table_shows_state_and_traffic() {
-        let text = table(&[sample(Some(true), Some(true))]);
+        let text = table(&[Entry::Instance(sample(Some(true), Some(true)))]);
         let expected = "\
 l3mp 4242 on wg0 (netns 4026531840): TC ingress, 4 label bits, unknown labels pass
   wg0: attached, ifindex 7, up, MTU 1420
@@ -211,17 +222,17 @@ foreign 3 pkts 300 B, guard not IP 0 pkts 0 B
 
     #[test]
     fn ext_away_or_unknown_is_said() {
-        let gone = table(&[sample(Some(false), Some(false))]);
+        let gone = table(&[Entry::Instance(sample(Some(false), Some(false)))]);
         assert!(
             gone.contains("wg0: gone (was ifindex 7): links kept, waiting for it"),
             "{gone}"
         );
-        let back = table(&[sample(Some(false), Some(true))]);
+        let back = table(&[Entry::Instance(sample(Some(false), Some(true)))]);
         assert!(
             back.contains("wg0: back (ifindex 7, up, MTU 1420)"),
             "{back}"
         );
-        let unknown = table(&[sample(None, None)]);
+        let unknown = table(&[Entry::Instance(sample(None, None))]);
         assert!(unknown.contains("wg0: state unknown"), "{unknown}");
         assert!(unknown.contains("bgp1      1  ?"), "{unknown}");
         assert_eq!(table(&[]), "no l3mp instance is running\n");
@@ -230,8 +241,11 @@ foreign 3 pkts 300 B, guard not IP 0 pkts 0 B
     #[test]
     fn json_names_every_field() {
         let value: serde_json::Value =
-            serde_json::from_str(&super::super::json(&[sample(Some(true), Some(true))]))
-                .expect("valid JSON");
+            serde_json::from_str(&super::super::json(&[Entry::Instance(sample(
+                Some(true),
+                Some(true),
+            ))]))
+            .expect("valid JSON");
         let i = &value[0];
         assert_eq!(i["id"], "4242");
         assert_eq!(i["ingress"], "tc");
@@ -250,5 +264,31 @@ foreign 3 pkts 300 B, guard not IP 0 pkts 0 B
         assert_eq!(i["counters"]["guard_not_ip"]["packets"], 0);
         let parsed: Vec<InstanceStatus> = serde_json::from_value(value).expect("reads back");
         assert_eq!(parsed, vec![sample(Some(true), Some(true))]);
+    }
+
+    #[test]
+    fn an_unreadable_instance_is_said_beside_the_others() {
+        let unreadable = Entry::Unreadable(Unreadable {
+            id: InstanceId { pid: 17, serial: 1 },
+            state_file: "/run/l3mp/17-1.json".into(),
+            unreadable: "missing field `pid`".into(),
+        });
+        let both = [Entry::Instance(sample(Some(true), Some(true))), unreadable];
+        let text = table(&both);
+        assert!(text.starts_with("l3mp 4242 on wg0"), "{text}");
+        assert!(
+            text.ends_with(
+                "\nl3mp 17-1: running, but /run/l3mp/17-1.json cannot be read: missing field `pid`\n"
+            ),
+            "{text}"
+        );
+        let value: serde_json::Value =
+            serde_json::from_str(&super::super::json(&both)).expect("valid JSON");
+        assert_eq!(value[0]["id"], "4242");
+        assert_eq!(value[1]["id"], "17-1");
+        assert_eq!(value[1]["state_file"], "/run/l3mp/17-1.json");
+        assert_eq!(value[1]["unreadable"], "missing field `pid`");
+        let parsed: Vec<Entry> = serde_json::from_value(value).expect("reads back");
+        assert_eq!(parsed, both);
     }
 }

@@ -4,8 +4,9 @@
 //! name, namespace and mark when they are moved away or renamed, so that nothing is
 //! redirected into someone else's device and nothing of someone else's is deleted.
 
+use std::fs::File;
 use std::net::{IpAddr, UdpSocket};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
@@ -14,6 +15,7 @@ use l3mp::programs::{ingress_name, Hook, GUARD};
 use l3mp::run::{ensure_bpffs, hidden_name, BPFFS};
 use l3mp::sys::netlink::{LinkInfo, Netlink};
 use l3mp::sys::netns::NetNs;
+use nix::fcntl::{Flock, FlockArg};
 
 use super::daemon::{run_in, status, As, Daemon, Finished};
 use super::inspect::{self, tool};
@@ -480,5 +482,79 @@ fn moved_devices_redirect_nothing_elsewhere() {
         stayed_label,
         Side::A,
         "the other link moved away",
+    );
+}
+
+/// A state file and its lock, standing for a running instance whose state file cannot be
+/// read (written by another version, say); removed when dropped.
+struct Unreadable {
+    state_file: PathBuf,
+    lock: PathBuf,
+    _held: Flock<File>,
+}
+
+impl Unreadable {
+    fn new(id: &str, text: &str) -> Unreadable {
+        let dir = Path::new("/run/l3mp");
+        std::fs::create_dir_all(dir).expect("the state directory");
+        let lock = dir.join(format!("{id}.lock"));
+        let file = File::create(&lock).expect("a lock file");
+        let held = Flock::lock(file, FlockArg::LockExclusive).expect("its lock");
+        let state_file = dir.join(format!("{id}.json"));
+        std::fs::write(&state_file, text).expect("a state file");
+        Unreadable {
+            state_file,
+            lock,
+            _held: held,
+        }
+    }
+}
+
+impl Drop for Unreadable {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.state_file);
+        let _ = std::fs::remove_file(&self.lock);
+    }
+}
+
+/// A running instance's state file that does not parse hides no other: `status` lists the
+/// running instance, says which file cannot be read and why, and exits 0; `--json` too.
+#[test]
+fn status_shows_every_readable_instance() {
+    let Some(r) = start("status_shows_every_readable_instance", Setup::TunTc) else {
+        return;
+    };
+    let host = r.host(Side::A);
+    let pid = r.daemons[0].pid();
+    let id = format!("{}-77", std::process::id());
+    let bad = Unreadable::new(&id, "{\"id\": \"1\"}\n");
+    let out = run_in(Some(host), &["status"], As::Root);
+    assert!(out.status.success(), "{out:#?}");
+    let text = out.stdout.join("\n");
+    assert!(
+        text.contains(&format!("l3mp {pid} on {EXT}")),
+        "the running one is missing:\n{text}"
+    );
+    let said = format!(
+        "l3mp {id}: running, but {} cannot be read: missing field `pid`",
+        bad.state_file.display()
+    );
+    assert!(text.contains(&said), "{said:?} not said:\n{text}");
+    let listed = status(Some(host), pid);
+    assert_eq!(listed["ext"]["attached"], true, "{listed:#}");
+    let out = run_in(Some(host), &["status", "--json"], As::Root);
+    let all: serde_json::Value = serde_json::from_str(&out.stdout.join("\n")).expect("JSON");
+    let entry = all
+        .as_array()
+        .expect("an array")
+        .iter()
+        .find(|i| i["id"] == id.as_str())
+        .unwrap_or_else(|| panic!("{id} not listed: {all:#}"));
+    assert_eq!(entry["state_file"], bad.state_file.display().to_string());
+    assert!(
+        entry["unreadable"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("missing field `pid`")),
+        "{entry:#}"
     );
 }
