@@ -1,8 +1,10 @@
 //! The `l3mp` command.
 
 mod cli;
+mod logger;
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser;
 use nix::sys::signal::{SigSet, Signal};
@@ -29,12 +31,7 @@ fn main() -> ExitCode {
     } else {
         log::LevelFilter::Error
     };
-    // Only a second logger could make this fail; there is none.
-    let _ = simple_logger::SimpleLogger::new()
-        .with_level(crates)
-        .with_module_level("l3mp", level)
-        .without_timestamps()
-        .init();
+    logger::init(level, crates);
     let result = match cli.command {
         Command::Run(args) => run(&args),
         Command::Status(args) => status(&args),
@@ -47,14 +44,20 @@ fn main() -> ExitCode {
         Command::Replay(args) => replay(&args),
         Command::Bench(args) => with_signals_held(|| bench(&args)),
     };
-    match result {
+    let code = match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("l3mp: {e}");
+            logger::say(&format!("l3mp: {e}"));
             ExitCode::FAILURE
         }
-    }
+    };
+    // What was said goes out before the exit, unless stderr is not being read.
+    logger::flush(LOG_FLUSH);
+    code
 }
+
+/// How long the log may take to go out at exit.
+const LOG_FLUSH: Duration = Duration::from_secs(1);
 
 fn ingress_choice(ingress: Ingress) -> IngressChoice {
     match ingress {

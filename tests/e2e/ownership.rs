@@ -6,18 +6,24 @@
 
 use std::fs::File;
 use std::net::{IpAddr, UdpSocket};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
+use std::thread;
+use std::time::{Duration, Instant};
 
-use l3mp::lab::{ext_addresses, link_address, payload, AddressKind, Host, Side, EXT, LINK_TIMEOUT};
+use l3mp::lab::{
+    ext_addresses, link_address, link_addresses, payload, AddressKind, Host, Side, EXT,
+    LINK_TIMEOUT,
+};
 use l3mp::programs::{ingress_name, Hook, GUARD};
 use l3mp::run::{ensure_bpffs, hidden_name, BPFFS};
 use l3mp::sys::netlink::{LinkInfo, Netlink};
 use l3mp::sys::netns::NetNs;
 use nix::fcntl::{Flock, FlockArg};
 
-use super::daemon::{run_in, status, As, Daemon, Finished};
+use super::daemon::{run_in, spawn_with, status, As, Daemon, Finished};
 use super::inspect::{self, tool};
 use super::service::{link_works, PROMPTLY};
 use super::sniff::Sniffer;
@@ -557,4 +563,86 @@ fn status_shows_every_readable_instance() {
             .is_some_and(|r| r.starts_with("missing field `pid`")),
         "{entry:#}"
     );
+}
+
+/// How l3mp's stderr is broken.
+#[derive(Clone, Copy, Debug)]
+enum Stderr {
+    /// A pipe whose reader is gone (a journal stream that closed).
+    Closed,
+    /// A full pipe no one reads (journald stalled).
+    Full,
+}
+
+/// With stderr a pipe whose reader is gone, or a full pipe no one reads, l3mp starts (its
+/// links up, programs on, listed by `status`), follows ext away and back, and stops on
+/// SIGTERM removing everything.
+#[test]
+fn a_broken_stderr_never_takes_it_down() {
+    let setup = Setup::TunTc;
+    let Some(mut r) = start("a_broken_stderr_never_takes_it_down", setup) else {
+        return;
+    };
+    // Only A's instance is replaced; B's carries on.
+    drop(r.daemons.remove(0));
+    let args = run_args(setup, Side::A);
+    let mut all = vec!["run".to_string()];
+    all.extend(args);
+    for broken in [Stderr::Closed, Stderr::Full] {
+        let host = r.lab.host(Side::A);
+        let (reader, writer) = nix::unistd::pipe().expect("a pipe");
+        let _reader = match broken {
+            Stderr::Closed => {
+                drop(reader);
+                None
+            }
+            Stderr::Full => {
+                fill(&writer);
+                Some(reader)
+            }
+        };
+        let daemon = spawn_with(Some(host), &all, As::Root, Stdio::from(writer));
+        let pid = daemon.pid();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let out = run_in(Some(host), &["status", "--json"], As::Root);
+            let all: serde_json::Value =
+                serde_json::from_str(&out.stdout.join("\n")).unwrap_or_default();
+            let listed = all
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|i| i["pid"] == pid);
+            if listed {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{broken:?}: not started within 10 s"
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
+        r.daemons.insert(0, daemon);
+        for (name, label) in LINKS {
+            host.configure_link(name, &link_addresses(label, Side::A), LINK_TIMEOUT)
+                .expect("address the link");
+        }
+        for (name, label) in LINKS {
+            link_works(&r, name, label, Side::A, &format!("{broken:?}"));
+        }
+        let finished = r.daemons.remove(0).stop();
+        assert!(finished.status.success(), "{broken:?}: {finished:#?}");
+        assert_eq!(link_names(r.lab.host(Side::A)), [EXT, "lo"], "{broken:?}");
+    }
+}
+
+/// Fills the pipe whose write end is `writer` (made as small as the kernel allows first),
+/// leaving it blocking.
+fn fill(writer: &OwnedFd) {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    fcntl(writer.as_raw_fd(), FcntlArg::F_SETPIPE_SZ(4096)).expect("shrink the pipe");
+    fcntl(writer.as_raw_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).expect("non-blocking");
+    let chunk = [b'x'; 512];
+    while nix::unistd::write(writer, &chunk).is_ok() {}
+    fcntl(writer.as_raw_fd(), FcntlArg::F_SETFL(OFlag::empty())).expect("blocking again");
 }
