@@ -646,3 +646,58 @@ fn fill(writer: &OwnedFd) {
     while nix::unistd::write(writer, &chunk).is_ok() {}
     fcntl(writer.as_raw_fd(), FcntlArg::F_SETFL(OFlag::empty())).expect("blocking again");
 }
+
+/// Killed (SIGKILL) at many points of its start-up, evenly spread from its launch to the
+/// moment a start is ready here: every time, the next start runs (saying what it removed),
+/// has one set of programs on ext, and once stopped leaves no link, state file, pin or lock.
+#[test]
+fn a_sigkill_anywhere_in_start_up_blocks_nothing() {
+    let setup = Setup::TunTc;
+    if !privileged(
+        "a_sigkill_anywhere_in_start_up_blocks_nothing",
+        setup.kind(),
+    ) {
+        return;
+    }
+    ensure_bpffs(Path::new(BPFFS)).expect("the BPF filesystem");
+    let lab = lab(setup);
+    let host = lab.host(Side::A);
+    const NAMES: [&str; 4] = ["a", "b", "c", "d"];
+    let mut args = vec!["--ext", EXT, "--ingress", "tc"];
+    let links: Vec<String> = NAMES
+        .iter()
+        .zip(1..)
+        .map(|(name, label)| format!("{name}@{label}"))
+        .collect();
+    for link in &links {
+        args.extend(["--if", link.as_str()]);
+    }
+    let began = Instant::now();
+    let first = Daemon::start(host, &args, &NAMES, "TC");
+    let start_up = began.elapsed();
+    assert!(first.stop().status.success());
+
+    const POINTS: u32 = 24;
+    for point in 0..=POINTS {
+        let at = start_up * point / POINTS;
+        let killed = Daemon::launch(host, As::Root, &args);
+        let pid = killed.pid();
+        thread::sleep(at);
+        killed.kill();
+        let next = Daemon::try_start(host, As::Root, &args, &NAMES, "TC").unwrap_or_else(|out| {
+            panic!("killed {at:?} into its start-up, the next start is refused: {out:#?}")
+        });
+        assert_eq!(programs_on(host, EXT), one_set(), "killed at {at:?}");
+        let left = inspect::published(pid);
+        assert!(left.is_empty(), "killed at {at:?}, left: {left:?}");
+        let next_pid = next.pid();
+        assert!(next.stop().status.success(), "killed at {at:?}");
+        assert_eq!(
+            link_names(host),
+            [EXT, "lo"],
+            "killed at {at:?}: left behind"
+        );
+        let left = inspect::published(next_pid);
+        assert!(left.is_empty(), "left behind: {left:?}");
+    }
+}
