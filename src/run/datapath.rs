@@ -149,6 +149,20 @@ impl Datapath {
     }
 }
 
+/// Whether the program `prog` is attached (tcx, at `at`) to the device `ifname` of this
+/// namespace. A tcx attachment lives exactly as long as the process that made it (l3mp pins
+/// none), so this says an l3mp runs there whatever /run and PID namespace it has. `false`
+/// where the kernel has no tcx (before 6.6, TC programs are netlink filters that outlive their
+/// process: they say nothing).
+pub fn serving(ifname: &str, at: TcAttachType, prog: &str) -> bool {
+    has_tcx()
+        && SchedClassifier::query_tcx(ifname, at).is_ok_and(|(_, programs)| {
+            programs
+                .iter()
+                .any(|p| p.name_as_str().is_some_and(|name| name == prog))
+        })
+}
+
 /// Every counter slot of the `counters` map of `ebpf`, summed over CPUs.
 pub fn counters(ebpf: &Ebpf) -> Result<Counters, Error> {
     let map: PerCpuArray<_, Counter> = ebpf

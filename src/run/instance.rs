@@ -13,13 +13,15 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::programs::{Config, Ext, ExtKind, Link};
+use aya::programs::TcAttachType;
+
+use crate::programs::{self, Config, Ext, ExtKind, Link};
 use crate::sys::netlink::{LinkEvent, LinkInfo, Netlink, VethEnd};
 use crate::sys::netns::NetNs;
 
 use super::bpffs::{ensure_bpffs, BPFFS};
 use super::counters::Counters;
-use super::datapath::{Datapath, IngressMode};
+use super::datapath::{serving, Datapath, IngressMode};
 use super::lock::Lock;
 use super::naming::{hidden_name, link_macs, Mark};
 use super::options::{IngressChoice, RunOptions};
@@ -618,19 +620,27 @@ fn delete_ours(netlink: &Netlink, name: &str, mark: &Mark) -> bool {
 }
 
 /// The claim on the device `ext` is now, or who holds it (an instance on it under another
-/// name).
+/// name, or one whose claims this process cannot see but whose guard is on it).
 fn claim_device(registry: &Registry, netns: u64, ext: &LinkInfo) -> Result<Lock, Error> {
     let claim = Claim::Device {
         netns,
         ifindex: ext.index,
     };
-    registry.claim(claim)?.map_err(|who| {
+    let device = registry.claim(claim)?.map_err(|who| {
         Error::new(format!(
             "{} (ifindex {}) carries the programs of {who}, which runs on it under another name; \
              stop that one first",
             ext.name, ext.index
         ))
-    })
+    })?;
+    if serving(&ext.name, TcAttachType::Egress, programs::GUARD) {
+        return Err(Error::new(format!(
+            "{} (ifindex {}) carries the programs of a running l3mp whose claim on it is not seen \
+             here (a container with a /run of its own?); stop that one first",
+            ext.name, ext.index
+        )));
+    }
+    Ok(device)
 }
 
 /// The kind of ext; an Ethernet ext needs `--peer`, resolved to the remote host's MAC within
@@ -700,7 +710,6 @@ fn remove_leftovers(netlink: &Netlink, ext: &str) -> Result<(), Error> {
             && link.kind.as_deref() == Some("veth")
             && (1..=63).any(|label| hidden_name(ext, label) == link.name)
     };
-    // User ends first: the message names the link, and deleting it takes its hidden end.
     let mut found: Vec<(LinkInfo, Option<Mark>)> = links
         .into_iter()
         .filter_map(|link| match link.alias.as_deref().and_then(Mark::parse) {
@@ -709,6 +718,7 @@ fn remove_leftovers(netlink: &Netlink, ext: &str) -> Result<(), Error> {
             None => half_made(&link).then_some((link, None)),
         })
         .collect();
+    // User ends first: the message names the link, and deleting it takes its hidden end.
     found.sort_by_key(|(_, mark)| mark.as_ref().map_or(2, |m| u8::from(m.hidden)));
     for (link, mark) in found {
         let Some(mark) = mark else {

@@ -51,6 +51,9 @@ pub enum As<'a> {
     /// As pid 1 of a PID namespace of its own, with its own /proc (a container), through
     /// util-linux's `unshare --pid --fork --mount-proc`.
     Pid1,
+    /// Like [`As::Pid1`], with a /run of its own (an empty tmpfs): it sees none of the other
+    /// instances' state files or claims.
+    Pid1OwnRun,
 }
 
 /// Starts `l3mp <args>` on `host` (or, with `None`, in the test's own namespace), started
@@ -80,6 +83,21 @@ pub fn spawn_with(host: Option<&Host>, args: &[String], how: As<'_>, stderr: Std
             unshare.args(["--pid", "--fork", "--mount-proc", "--", binary]);
             unshare
         }
+        As::Pid1OwnRun => {
+            let mut unshare = Command::new("unshare");
+            let script = format!("mount -t tmpfs tmpfs /run && exec {binary} \"$@\"");
+            unshare.args([
+                "--pid",
+                "--fork",
+                "--mount-proc",
+                "--",
+                "sh",
+                "-c",
+                &script,
+                "l3mp",
+            ]);
+            unshare
+        }
     };
     command
         .args(args)
@@ -95,7 +113,7 @@ pub fn spawn_with(host: Option<&Host>, args: &[String], how: As<'_>, stderr: Std
     });
     let mut child = spawned.unwrap_or_else(|e| panic!("{where_}: spawning l3mp {args:?}: {e}"));
     let l3mp = match how {
-        As::Pid1 => forked_child(child.id()),
+        As::Pid1 | As::Pid1OwnRun => forked_child(child.id()),
         _ => Pid::from_raw(child.id() as i32),
     };
     let (sender, lines) = channel();

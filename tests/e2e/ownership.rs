@@ -701,3 +701,37 @@ fn a_sigkill_anywhere_in_start_up_blocks_nothing() {
         assert!(left.is_empty(), "left behind: {left:?}");
     }
 }
+
+/// An instance in a container with a /run of its own sees none of the running instance's
+/// claims or state: the kernel's attachments (tcx programs live as long as their process)
+/// still tell it that the links and ext are a running instance's. It is refused and touches
+/// nothing.
+#[test]
+fn a_container_with_its_own_run_never_touches_a_live_instance() {
+    let setup = Setup::TunTc;
+    let Some(r) = start(
+        "a_container_with_its_own_run_never_touches_a_live_instance",
+        setup,
+    ) else {
+        return;
+    };
+    ensure_bpffs(Path::new(BPFFS)).expect("the BPF filesystem");
+    let host = r.host(Side::A);
+    let before = link_names(host);
+    let index = link(host, EXT).index;
+    for links in [["--if", "a@1"], ["--if", "c@3"]] {
+        let mut args = vec!["run", "--ext", EXT, "--ingress", "tc"];
+        args.extend(links);
+        let out = run_in(Some(host), &args, As::Pid1OwnRun);
+        let line = refusal(&out);
+        let expected = format!(
+            "l3mp: --ext {EXT}: {EXT} (ifindex {index}) carries the programs of a running l3mp \
+             whose claim on it is not seen here"
+        );
+        assert!(line.starts_with(&expected), "{line}");
+        assert_eq!(link_names(host), before, "the links were touched");
+        assert_eq!(programs_on(host, EXT), one_set());
+    }
+    let (name, label) = LINKS[0];
+    link_works(&r, name, label, Side::A, "after the container's attempts");
+}
