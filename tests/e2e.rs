@@ -608,25 +608,30 @@ fn sigterm_removes_everything(setup: Setup) {
 }
 for_each_setup!(sigterm_removes_everything);
 
-/// An invocation that must fail: exit status non-zero, exactly one line on stderr naming the
-/// problem (`l3mp: ...` containing `expected`), and the host as it was before.
-fn refused(host: &Host, args: &[&str], expected: &str) {
-    let links_before = link_names(host);
-    let out = run_to_exit(host, args);
-    assert!(!out.status.success(), "l3mp {args:?} succeeded: {out:?}");
-    // Apart from notes on the log (the first l3mp on a machine mounts the BPF filesystem and
-    // says so, a start says what dead instances left), one line.
+/// The one line a refused invocation said, after checking that it failed and said one line
+/// (apart from notes on the log: the first l3mp on a machine mounts the BPF filesystem and
+/// says so, a start says what dead instances left).
+fn refusal(out: &Finished) -> String {
+    assert!(!out.status.success(), "succeeded: {out:#?}");
     let said: Vec<&String> = out
         .stderr
         .iter()
         .filter(|l| !l.starts_with("INFO "))
         .collect();
-    assert_eq!(said.len(), 1, "l3mp {args:?}: not one line: {out:?}");
+    assert_eq!(said.len(), 1, "not one line: {out:#?}");
+    said[0].clone()
+}
+
+/// An invocation that must fail: exit status non-zero, exactly one line on stderr naming the
+/// problem (`l3mp: ...` containing `expected`), and the host as it was before.
+fn refused(host: &Host, args: &[&str], expected: &str) {
+    let links_before = link_names(host);
+    let out = run_to_exit(host, args);
+    let line = refusal(&out);
     assert!(
         out.stdout.is_empty(),
         "l3mp {args:?}: more than the error: {out:?}"
     );
-    let line = said[0];
     assert!(
         line.starts_with("l3mp: ") && line.contains(expected),
         "l3mp {args:?}: {line:?} does not say {expected:?}"

@@ -25,9 +25,9 @@ use nix::fcntl::{Flock, FlockArg};
 
 use super::daemon::{run_in, spawn_with, status, As, Daemon, Finished};
 use super::inspect::{self, tool};
-use super::service::{link_works, PROMPTLY};
+use super::service::{link_works, said_removals, PROMPTLY};
 use super::sniff::Sniffer;
-use super::{lab, link_names, privileged, run_args, start, Setup, LINKS};
+use super::{lab, link_names, privileged, refusal, run_args, start, Setup, LINKS};
 
 /// How long to watch for traffic that must not arrive.
 const WATCH: Duration = Duration::from_millis(500);
@@ -88,18 +88,6 @@ fn rename(host: &Host, from: &str, to: &str) {
     ip(host.name(), &["link", "set", "dev", from, "down"]);
     ip(host.name(), &["link", "set", "dev", from, "name", to]);
     ip(host.name(), &["link", "set", "dev", to, "up"]);
-}
-
-/// The one line a refused start said (apart from notes on the log).
-fn refusal(out: &Finished) -> String {
-    assert!(!out.status.success(), "started: {out:#?}");
-    let said: Vec<&String> = out
-        .stderr
-        .iter()
-        .filter(|l| !l.starts_with("INFO "))
-        .collect();
-    assert_eq!(said.len(), 1, "not one line: {out:#?}");
-    said[0].clone()
 }
 
 /// Two starts on one ext at the same moment, round after round: exactly one runs, the other
@@ -293,16 +281,7 @@ fn a_killed_pid_1_never_blocks_the_next_start() {
 
     let mut second = Daemon::try_start(host, As::Pid1, &args, &["a", "b"], "TC")
         .unwrap_or_else(|out| panic!("refused after a killed pid 1: {out:#?}"));
-    let said = second.lines();
-    for (name, label) in LINKS {
-        let removal = format!(
-            "removing {name} (label {label}) left by an l3mp on {EXT} that is no longer running (pid 1)"
-        );
-        assert!(
-            said.iter().any(|l| l.contains(&removal)),
-            "{removal:?} not said:\n{said:#?}"
-        );
-    }
+    said_removals(&second.lines(), 1);
     assert_eq!(programs_on(host, EXT), one_set());
     assert!(second.stop().status.success());
     assert_eq!(link_names(host), [EXT, "lo"], "left behind");

@@ -497,6 +497,21 @@ fn link_macs_are_the_labels_and_a_changed_one_is_reported() {
     link_works(&r, name, label, Side::B, "MAC back");
 }
 
+/// Checks that a start said it removed every link of [`LINKS`] left by the dead instance
+/// with pid `pid` (as that one saw its pid).
+pub(crate) fn said_removals(said: &[String], pid: u32) {
+    for (name, label) in LINKS {
+        let removal = format!(
+            "removing {name} (label {label}) left by an l3mp on {EXT} that is no longer running \
+             (pid {pid})"
+        );
+        assert!(
+            said.iter().any(|l| l.contains(&removal)),
+            "the start did not say {removal:?}:\n{said:#?}"
+        );
+    }
+}
+
 /// After a SIGKILL (no cleanup at all), a restart with the same arguments removes what the
 /// killed instance left and says so, and ends up with one set of links (all marked with the new
 /// pid), one set of programs, its own state and pins only; the links work, and a SIGTERM then
@@ -526,15 +541,7 @@ fn sigkill_then_restart() {
     let mut restarted = Daemon::start(host, &args, &names, setup.ingress().1);
     let new = restarted.pid();
     let said = restarted.lines();
-    for (name, label) in LINKS {
-        let removal = format!(
-            "removing {name} (label {label}) left by an l3mp on {EXT} that is no longer running (pid {old})"
-        );
-        assert!(
-            said.iter().any(|l| l.contains(&removal)),
-            "the restart did not say {removal:?}:\n{said:#?}"
-        );
-    }
+    said_removals(&said, old);
     // Its state file and pins: removed by this start, or already by another l3mp's start or
     // status on this machine (both sweep what dead instances left).
     let gone = inspect::published(old);
