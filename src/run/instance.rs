@@ -586,7 +586,8 @@ impl Drop for Instance {
             if !deleted {
                 log::warn!(
                     "{} (label {}) and its hidden end {} are no longer in this network \
-                     namespace under their names: not deleted; delete them where they are",
+                     namespace under their names (deleted, or moved away or renamed: then \
+                     delete them where they are)",
                     link.user.name,
                     link.label,
                     link.hidden.name

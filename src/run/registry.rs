@@ -128,9 +128,15 @@ impl Registry {
         self.state_dir.join(format!("{id}.lock"))
     }
 
-    /// Whether instance `id` is running: its lock is held.
+    /// Whether instance `id` is running: its lock is held. An instance of an earlier l3mp
+    /// (still running after an upgrade) takes no lock: it runs if its process does, as that
+    /// l3mp judged it (in this PID namespace).
     pub fn running(&self, id: InstanceId) -> bool {
-        Lock::held(&self.lock_of(id)).unwrap_or(false)
+        let lock = self.lock_of(id);
+        match lock.try_exists() {
+            Ok(false) => self.state_file(id).exists() && earlier_alive(id.pid),
+            _ => Lock::held(&lock).unwrap_or(false),
+        }
     }
 
     /// Every running instance, by id: its state, or why it cannot be read.
@@ -186,6 +192,9 @@ impl Registry {
         }
         for (id, remains) in found {
             let path = self.lock_of(id);
+            if !path.exists() && self.running(id) {
+                continue;
+            }
             match in_dirs(&[&self.state_dir], || Lock::try_take(&path)) {
                 // Removed with what it guarded, once that is gone.
                 Ok(Some(_dead)) => lines.extend(remove_remains(id, &remains)),
@@ -215,6 +224,19 @@ impl Registry {
             let _ = fs::remove_dir(dir);
         }
     }
+}
+
+/// Whether the process `pid` of an instance of an earlier l3mp is alive: it exists and is not
+/// a zombie (killed, not yet reaped, its resources already gone).
+fn earlier_alive(pid: u32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        // The state letter follows the command name, which is in parentheses and may itself
+        // contain spaces and parentheses.
+        let state = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.trim_start().chars().next());
+        !matches!(state, Some('Z' | 'X') | None)
+    })
 }
 
 /// Removes what instance `id` left and says what it was; `None` when it left nothing but its
@@ -473,6 +495,35 @@ mod tests {
         drop(lock);
         assert_eq!(registry.sweep_dead().len(), 1);
         assert!(!file.exists());
+        fs::remove_dir_all(root).expect("clean up");
+    }
+
+    /// An earlier l3mp, still running after an upgrade, took no lock: its state file is
+    /// judged by its process, as that l3mp did.
+    #[test]
+    fn an_earlier_instance_without_a_lock_is_judged_by_its_process() {
+        let (root, registry) = scratch("earlier");
+        fs::create_dir_all(root.join("run")).expect("state directory");
+        let running = InstanceId {
+            pid: std::process::id(),
+            serial: 5,
+        };
+        let dead = InstanceId {
+            pid: DEAD,
+            serial: 0,
+        };
+        for id in [running, dead] {
+            let file = root.join(format!("run/{id}.json"));
+            fs::write(file, state(id, PathBuf::new()).to_json()).expect("its state");
+        }
+        let lines = registry.sweep_dead();
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(lines[0].starts_with(&format!("l3mp {DEAD} ")), "{lines:?}");
+        assert_eq!(
+            registry.live().expect("list"),
+            vec![Listed::Running(state(running, PathBuf::new()))]
+        );
+        assert!(!root.join(format!("run/{running}.lock")).exists());
         fs::remove_dir_all(root).expect("clean up");
     }
 
