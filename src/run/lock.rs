@@ -26,6 +26,8 @@ const LOOKERS: Duration = Duration::from_millis(100);
 #[derive(Debug)]
 pub struct Lock {
     path: PathBuf,
+    /// Directories removed after the file if that leaves them empty, innermost first.
+    prune: Vec<PathBuf>,
     _file: Flock<File>,
 }
 
@@ -75,9 +77,16 @@ impl Lock {
             locked.write_all(Holder::me().to_string().as_bytes())?;
             return Ok(Some(Lock {
                 path: path.to_path_buf(),
+                prune: Vec::new(),
                 _file: locked,
             }));
         }
+    }
+
+    /// This lock, removing `dirs` (innermost first) when dropped if that leaves them empty.
+    pub fn pruning(mut self, dirs: Vec<PathBuf>) -> Lock {
+        self.prune = dirs;
+        self
     }
 
     /// Whether a running process holds the lock at `path` (a file that is not there is not
@@ -104,6 +113,10 @@ impl Drop for Lock {
             if e.kind() != io::ErrorKind::NotFound {
                 log::warn!("could not remove {}: {e}", self.path.display());
             }
+        }
+        // Someone may have just put something there: then they stay.
+        for dir in &self.prune {
+            let _ = fs::remove_dir(dir);
         }
     }
 }

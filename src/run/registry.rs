@@ -77,7 +77,10 @@ impl Registry {
         });
         let taken = in_dirs(&[&self.state_dir, &dir], || Lock::take(&path))
             .map_err(|e| Error::new(format!("locking {}: {e}", path.display())))?;
-        Ok(taken.ok_or_else(|| holder_of(&path)))
+        let prune = vec![dir, self.state_dir.clone()];
+        Ok(taken
+            .map(|lock| lock.pruning(prune))
+            .ok_or_else(|| holder_of(&path)))
     }
 
     /// A new id for an instance of this process (`<pid>`, or `<pid>-<n>` when that is taken:
