@@ -7,7 +7,18 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// Many layer-3 links through one layer-3 tunnel, labelled in the DSCP bits: zero bytes of
 /// overhead, nothing copied to userspace, the MTU unchanged.
 #[derive(Parser, Debug)]
-#[command(name = "l3mp", version, about)]
+#[command(
+    name = "l3mp",
+    version,
+    about,
+    long_about = "l3mp creates independent layer-3 links (one per BGP session, VRF, customer or \
+routing protocol) as real interfaces, and carries them all through one tunnel to a neighbour \
+that runs l3mp too. Every packet leaving a link gets the link's label in the low bits of its \
+DSCP field and goes out of the tunnel; every labelled packet arriving on the tunnel has the \
+label cleared and appears as received on the link of that label. The work is done by eBPF \
+programs on the links and on the tunnel: nothing is added to a packet and none is copied to \
+userspace. l3mp run sets it up and keeps it running; l3mp status shows what runs."
+)]
 pub struct Cli {
     /// More output (-v debug, -vv trace).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
@@ -22,6 +33,13 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Create the links on a tunnel and run the datapath until SIGINT or SIGTERM.
+    #[command(
+        long_about = "Checks every option against the system, creates each --if link \
+(a veth pair: the named end for the operator, a hidden end that receives what the tunnel \
+delivers), attaches the programs, and runs in the foreground, following ext as it goes and \
+comes back, until a stop signal; then it detaches the programs and deletes the links. Run the \
+same command, with the same labels, on the neighbour."
+    )]
     Run(RunArgs),
     /// Show every running instance: ext, ingress mode, label bits, each link's state and
     /// traffic, and the counters that belong to no link.

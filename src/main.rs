@@ -2,12 +2,14 @@
 
 mod cli;
 mod logger;
+mod manual;
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
 use nix::sys::signal::{SigSet, Signal};
+use sd_notify::NotifyState;
 
 use cli::{
     AsmArgs, BenchArgs, Cli, Command, ExtKindArg, Ingress, LabelArgs, ReplayArgs, RunArgs,
@@ -34,7 +36,11 @@ fn main() -> ExitCode {
     logger::init(level, crates);
     let result = match cli.command {
         Command::Run(args) => run(&args),
-        Command::Status(args) => status(&args),
+        Command::Status(args) => match status(&args) {
+            // Shown, but not every instance is on its ext: for scripts and monitoring.
+            Ok(false) => return ExitCode::from(NOT_ATTACHED),
+            other => other.map(|_| ()),
+        },
         Command::Completions(args) => completions(&args),
         Command::Man(args) => man(&args),
         Command::Demo(args) => {
@@ -152,15 +158,35 @@ fn run(args: &RunArgs) -> Result<(), Error> {
             instance.mode()
         );
     }
+    // Every link exists and is attached: what a unit ordered after l3mp@EXT waits for.
+    let ready = format!(
+        "{} links on {} ({} ingress)",
+        instance.links().len(),
+        instance.ext().name,
+        instance.mode()
+    );
+    tell_systemd(&[NotifyState::Ready, NotifyState::Status(&ready)]);
     let signal = l3mp::run::serve(&mut instance, &signals)?;
     log::info!("{signal}: detaching and deleting the links");
+    tell_systemd(&[NotifyState::Stopping]);
     drop(instance);
     Ok(())
 }
 
+/// Tells the service manager `states` when it asked to be told (`NOTIFY_SOCKET`, as under a
+/// `Type=notify` unit); otherwise does nothing.
+fn tell_systemd(states: &[NotifyState]) {
+    if let Err(e) = sd_notify::notify(states) {
+        log::warn!("telling systemd {states:?}: {e}");
+    }
+}
+
+/// `l3mp status`'s exit status when an instance it shows is not attached to its ext.
+const NOT_ATTACHED: u8 = 3;
+
 /// `l3mp status`: every running instance, as a table or as JSON; an error when `--ext` names
-/// an interface no instance runs on.
-fn status(args: &cli::StatusArgs) -> Result<(), Error> {
+/// an interface no instance runs on. Whether every instance shown has its programs on its ext.
+fn status(args: &cli::StatusArgs) -> Result<bool, Error> {
     let registry = l3mp::run::Registry::system();
     let instances = l3mp::status::collect(&registry, args.ext.as_deref())?;
     let readable = |e: &&l3mp::status::Entry| matches!(e, l3mp::status::Entry::Instance(_));
@@ -174,7 +200,11 @@ fn status(args: &cli::StatusArgs) -> Result<(), Error> {
     } else {
         print!("{}", l3mp::status::table(&instances));
     }
-    Ok(())
+    // An instance that cannot be read cannot be said to be attached.
+    Ok(instances.iter().all(|entry| match entry {
+        l3mp::status::Entry::Instance(i) => i.ext.attached == Some(true),
+        l3mp::status::Entry::Unreadable(_) => false,
+    }))
 }
 
 /// `l3mp completions <shell>`: the completion script, generated from the clap definitions.
@@ -185,17 +215,15 @@ fn completions(args: &cli::CompletionsArgs) -> Result<(), Error> {
     print_generated(&script, "the completion script")
 }
 
-/// `l3mp man`: the manual page from the clap definitions, on stdout or (with `--out-dir`) one
-/// file per subcommand.
+/// `l3mp man`: the manual page of `l3mp` on stdout, or (with `--out-dir`) one file per
+/// command.
 fn man(args: &cli::ManArgs) -> Result<(), Error> {
     let command = <Cli as clap::CommandFactory>::command();
     if let Some(dir) = &args.out_dir {
-        return clap_mangen::generate_to(command, dir)
+        return manual::write_all(&command, dir)
             .map_err(|e| Error::new(format!("--out-dir {}: {e}", dir.display())));
     }
-    let mut page = Vec::new();
-    clap_mangen::Man::new(command)
-        .render(&mut page)
+    let page = manual::page(&command, "l3mp")
         .map_err(|e| Error::new(format!("rendering the manual page: {e}")))?;
     print_generated(&page, "the manual page")
 }

@@ -79,3 +79,62 @@ fn a_directory_gets_one_page_per_subcommand() {
         "{err}"
     );
 }
+
+/// The sections an operator looks for, a synopsis that names the options' values, and a
+/// description that says more than the NAME line.
+#[test]
+fn the_pages_have_the_sections_operators_look_for() {
+    let dir = std::env::temp_dir().join(format!("l3mp-man-sections-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a directory");
+    stdout(&["man", "--out-dir", dir.to_str().expect("UTF-8 path")]);
+    let read = |page: &str| {
+        std::fs::read_to_string(dir.join(page)).unwrap_or_else(|e| panic!("{page}: {e}"))
+    };
+    let (top, run, status) = (read("l3mp.1"), read("l3mp-run.1"), read("l3mp-status.1"));
+    std::fs::remove_dir_all(&dir).expect("clean up");
+    for (name, page) in [("l3mp.1", &top), ("l3mp-run.1", &run)] {
+        for section in ["EXAMPLES", "FILES", "SIGNALS", "EXIT STATUS", "SEE ALSO"] {
+            assert!(
+                page.contains(&format!(".SH \"{section}\""))
+                    || page.contains(&format!(".SH {section}")),
+                "{name}: no {section}"
+            );
+        }
+        assert!(
+            page.contains("/run/l3mp"),
+            "{name}: FILES names no state file"
+        );
+    }
+    for section in ["FILES", "EXIT STATUS"] {
+        assert!(
+            status.contains(&format!(".SH \"{section}\""))
+                || status.contains(&format!(".SH {section}")),
+            "l3mp-status.1: no {section}"
+        );
+    }
+    let synopsis = run
+        .split(".SH SYNOPSIS")
+        .nth(1)
+        .and_then(|rest| rest.split(".SH").next())
+        .expect("a synopsis");
+    assert!(
+        synopsis.contains("\\-\\-ext <IF>") && synopsis.contains("\\-\\-if <NAME@LABEL>"),
+        "{synopsis}"
+    );
+    let section = |page: &str, name: &str| {
+        page.split(&format!(".SH {name}"))
+            .nth(1)
+            .and_then(|rest| rest.split(".SH").next())
+            .map(str::trim)
+            .unwrap_or_default()
+            .to_string()
+    };
+    for (name, page) in [("l3mp.1", &top), ("l3mp-run.1", &run)] {
+        let (title, description) = (section(page, "NAME"), section(page, "DESCRIPTION"));
+        let said = title.split(" \\- ").nth(1).expect("NAME has a summary");
+        assert!(
+            !description.contains(said),
+            "{name}: DESCRIPTION repeats NAME: {said}"
+        );
+    }
+}

@@ -64,6 +64,24 @@ fn spawn(host: Option<&Host>, args: &[String], how: As<'_>) -> Daemon {
 
 /// Like [`spawn`], with stderr going to `stderr` (not captured unless piped).
 pub fn spawn_with(host: Option<&Host>, args: &[String], how: As<'_>, stderr: Stdio) -> Daemon {
+    spawn_with_env(host, args, how, stderr, &[])
+}
+
+/// `l3mp run <args>` on `host` with `env` added to its environment, not waited for.
+pub fn run_with_env(host: &Host, args: &[&str], env: &[(&str, &str)]) -> Daemon {
+    let mut all = vec!["run".to_string()];
+    all.extend(args.iter().map(|a| a.to_string()));
+    spawn_with_env(Some(host), &all, As::Root, Stdio::piped(), env)
+}
+
+/// Like [`spawn_with`], with `env` added to l3mp's environment.
+fn spawn_with_env(
+    host: Option<&Host>,
+    args: &[String],
+    how: As<'_>,
+    stderr: Stdio,
+    env: &[(&str, &str)],
+) -> Daemon {
     let binary = env!("CARGO_BIN_EXE_l3mp");
     let mut command = match how {
         As::Root => Command::new(binary),
@@ -101,6 +119,7 @@ pub fn spawn_with(host: Option<&Host>, args: &[String], how: As<'_>, stderr: Std
     };
     command
         .args(args)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(stderr);
@@ -370,10 +389,13 @@ pub fn status_with(host: Option<&Host>, pid: u32, more: &[&str]) -> serde_json::
     let mut args = vec!["status", "--json"];
     args.extend(more);
     let out = run_in(host, &args, As::Root);
-    assert!(out.status.success(), "l3mp status failed: {out:?}");
     let all: serde_json::Value = serde_json::from_str(&out.stdout.join("\n"))
         .unwrap_or_else(|e| panic!("l3mp status --json: {e}: {out:?}"));
     let listed = all.as_array().expect("an array of instances");
+    // The exit status says whether every instance shown is on its ext: 0 if so, 3 if not.
+    let all_attached = listed.iter().all(|i| i["ext"]["attached"] == true);
+    let expected = if all_attached { 0 } else { 3 };
+    assert_eq!(out.status.code(), Some(expected), "l3mp status: {out:?}");
     listed
         .iter()
         .find(|i| i["pid"] == pid)

@@ -754,3 +754,52 @@ fn runs_with_the_units_capabilities(setup: Setup) {
     );
 }
 for_each_setup!(runs_with_the_units_capabilities);
+
+/// Under a `Type=notify` unit: `READY=1` (with a `STATUS=` line) comes once every link exists
+/// and the programs are on ext, and `STOPPING=1` on SIGTERM.
+fn readiness_is_notified(setup: Setup) {
+    if !privileged("readiness_is_notified", setup.kind()) {
+        return;
+    }
+    let lab = lab(setup);
+    let host = lab.host(Side::A);
+    let dir = std::env::temp_dir().join(format!("l3mp-notify-{}-{setup:?}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a directory");
+    let path = dir.join("notify");
+    let socket = std::os::unix::net::UnixDatagram::bind(&path).expect("bind");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("a timeout");
+    let args = run_args(setup, Side::A);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let notify = path.to_str().expect("UTF-8 path");
+    let daemon = super::daemon::run_with_env(host, &args, &[("NOTIFY_SOCKET", notify)]);
+    let mut message = [0u8; 512];
+    let len = socket.recv(&mut message).expect("a notification");
+    let said = String::from_utf8_lossy(&message[..len]).to_string();
+    // At the moment it says so: every link and its hidden end exist, and the programs are on.
+    let names = link_names(host);
+    let listed = status(Some(host), daemon.pid());
+    assert!(said.lines().any(|l| l == "READY=1"), "{said}");
+    assert!(
+        said.lines()
+            .any(|l| l == format!("STATUS=2 links on {EXT} (TC ingress)")
+                || l == format!("STATUS=2 links on {EXT} (XDP ingress)")),
+        "{said}"
+    );
+    for (link, label) in LINKS {
+        for name in [link.to_string(), hidden_name(EXT, label)] {
+            assert!(
+                names.contains(&name),
+                "{setup:?}: READY before {name}: {names:?}"
+            );
+        }
+    }
+    assert_eq!(listed["ext"]["attached"], true, "{setup:?}: {listed:#}");
+    assert!(daemon.stop().status.success());
+    let len = socket.recv(&mut message).expect("a notification on stop");
+    let said = String::from_utf8_lossy(&message[..len]).to_string();
+    assert!(said.lines().any(|l| l == "STOPPING=1"), "{said}");
+    std::fs::remove_dir_all(&dir).expect("clean up");
+}
+for_each_setup!(readiness_is_notified);

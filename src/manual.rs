@@ -1,0 +1,140 @@
+//! The manual pages: what clap_mangen makes of the command-line definitions (name, synopsis,
+//! description, options, subcommands), plus the sections an operator looks for that clap does
+//! not know of: EXAMPLES, FILES, SIGNALS, EXIT STATUS and SEE ALSO.
+
+use std::path::Path;
+
+use clap::Command;
+use clap_mangen::roff::{bold, italic, roman, Roff};
+use clap_mangen::Man;
+
+/// One section of extra text: its heading and its paragraphs (a paragraph starting with two
+/// spaces is shown as a literal example).
+type Section = (&'static str, &'static [&'static str]);
+
+const EXAMPLES: Section = (
+    "EXAMPLES",
+    &[
+        "Two links over WireGuard; the same command on the neighbour:",
+        "  l3mp run --ext wg0 --if bgp1@1 --if bgp2@2",
+        "Over an Ethernet segment, to the l3mp host at 192.0.2.2:",
+        "  l3mp run --ext eth1 --peer 192.0.2.2 --if a@1 --if b@2",
+        "As a service, one instance per tunnel, its arguments in /etc/l3mp/wg0.conf:",
+        "  systemctl enable --now l3mp@wg0",
+        "What runs, and its traffic per link:",
+        "  l3mp status --ext wg0",
+    ],
+);
+
+const FILES: Section = (
+    "FILES",
+    &[
+        "/run/l3mp/ID.json: the state file of each running instance, which l3mp status reads.",
+        "/sys/fs/bpf/l3mp/ID/counters: its counters map, pinned in the BPF filesystem.",
+        "/etc/systemd/system/l3mp@.service: the unit, one instance per tunnel (l3mp@wg0).",
+        "/etc/l3mp/EXT.conf: the unit's arguments for ext EXT, as L3MP_ARGS=\"--if bgp1@1 ...\".",
+    ],
+);
+
+const SIGNALS: Section = (
+    "SIGNALS",
+    &[
+        "SIGTERM, SIGINT, SIGHUP: l3mp run detaches every program, deletes every link it \
+         created, removes its state file and pins, and exits 0.",
+        "SIGKILL (or a crash) leaves the links and programs; the next l3mp run on the same ext \
+         removes them and says so.",
+    ],
+);
+
+const RUN_EXIT: Section = (
+    "EXIT STATUS",
+    &[
+        "0: stopped by a signal, everything it created removed.",
+        "1: it could not start or went wrong; one line on standard error names the flag, the \
+         interface or the file, and nothing is left behind.",
+        "2: the command line is wrong (clap's usage error).",
+    ],
+);
+
+const STATUS_EXIT: Section = (
+    "EXIT STATUS",
+    &[
+        "0: every instance shown has its programs on its ext (or none runs and no --ext was \
+         given).",
+        "1: the instances could not be read, or --ext names an interface no instance runs on.",
+        "3: at least one instance shown is not attached to its ext (ext gone, or just back and \
+         not yet attached, or its state could not be read).",
+    ],
+);
+
+const SEE_ALSO: Section = (
+    "SEE ALSO",
+    &["ip-link(8), tc-bpf(8), wg(8), bpftool-link(8), systemd.service(5)"],
+);
+
+/// The extra sections of the page of `command` (`l3mp`, `l3mp-run`, ...).
+fn extra_sections(command: &str) -> Vec<Section> {
+    match command {
+        "l3mp" => vec![EXAMPLES, FILES, SIGNALS, RUN_EXIT, SEE_ALSO],
+        "l3mp-run" => vec![EXAMPLES, FILES, SIGNALS, RUN_EXIT, SEE_ALSO],
+        "l3mp-status" => vec![FILES, STATUS_EXIT, SEE_ALSO],
+        _ => vec![SEE_ALSO],
+    }
+}
+
+/// The page of `cmd`, named `name`.
+pub fn page(cmd: &Command, name: &str) -> std::io::Result<Vec<u8>> {
+    let mut cmd = cmd
+        .clone()
+        .display_name(name.to_string())
+        .bin_name(name.replace('-', " "));
+    cmd.build();
+    let man = Man::new(cmd.clone());
+    let mut out = Vec::new();
+    man.render_title(&mut out)?;
+    man.render_name_section(&mut out)?;
+    let mut roff = Roff::new();
+    // clap's own usage line reads better than clap_mangen's synopsis for required options.
+    let usage = cmd.render_usage().to_string();
+    let usage = usage.trim_start_matches("Usage: ");
+    roff.control("SH", ["SYNOPSIS"]).text([bold(usage)]);
+    roff.to_writer(&mut out)?;
+    man.render_description_section(&mut out)?;
+    if cmd.get_arguments().any(|a| !a.is_hide_set()) {
+        man.render_options_section(&mut out)?;
+    }
+    if cmd.has_subcommands() {
+        man.render_subcommands_section(&mut out)?;
+    }
+    let mut roff = Roff::new();
+    for (heading, paragraphs) in extra_sections(name) {
+        roff.control("SH", [heading]);
+        for paragraph in paragraphs {
+            match paragraph.strip_prefix("  ") {
+                Some(example) => roff
+                    .control("RS", ["4"])
+                    .text([italic(example)])
+                    .control("RE", []),
+                None => roff.control("PP", []).text([roman(*paragraph)]),
+            };
+        }
+    }
+    roff.to_writer(&mut out)?;
+    if cmd.get_version().is_some() {
+        man.render_version_section(&mut out)?;
+    }
+    Ok(out)
+}
+
+/// Writes `l3mp.1` and `l3mp-SUBCOMMAND.1` for every subcommand into `dir`.
+pub fn write_all(cmd: &Command, dir: &Path) -> std::io::Result<()> {
+    let mut cmd = cmd.clone().disable_help_subcommand(true);
+    cmd.build();
+    let name = cmd.get_name().to_string();
+    std::fs::write(dir.join(format!("{name}.1")), page(&cmd, &name)?)?;
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        let sub_name = format!("{name}-{}", sub.get_name());
+        std::fs::write(dir.join(format!("{sub_name}.1")), page(sub, &sub_name)?)?;
+    }
+    Ok(())
+}
