@@ -263,7 +263,8 @@ fn round_trip(
         back.redirect.map(|r| (r.ifindex, r.flags)),
         Some((hidden_ifindex(label), 0))
     );
-    counted_once(&back, INGRESS + u32::from(label), wire.len())?;
+    // Counted as the link receives it: the frame delivered.
+    counted_once(&back, INGRESS + u32::from(label), back.packet.len())?;
     prop_assert_eq!(
         &back.packet[..ETH_LEN],
         &ether(link_mac(label), hidden_mac(label), ethertype, &[])[..]
@@ -425,7 +426,9 @@ proptest! {
         }
         let counted: Vec<usize> = (0..out.counters.len()).filter(|&i| out.counters[i] != [0, 0]).collect();
         prop_assert_eq!(counted.len(), 1, "{}: slots {:?}", prog.name, counted);
-        prop_assert_eq!(out.counters[counted[0]], [1, bytes.len() as u64]);
+        // A redirected frame is counted as it leaves; anything else as it came.
+        let counted_bytes = if out.verdict == redirected(hook) { out.packet.len() } else { bytes.len() };
+        prop_assert_eq!(out.counters[counted[0]], [1, counted_bytes as u64]);
         if out.verdict == redirected(hook) {
             // Only the label, the checksum and the MAC header may change, and as the spec says.
             let egress = role == 0;

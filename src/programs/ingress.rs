@@ -71,7 +71,13 @@ pub fn ingress(cfg: &Config, hook: Hook) -> Program {
     }
 
     p.label("deliver");
-    p.comment("Count on the link's ingress slot");
+    if ethernet {
+        p.comment("Count on the link's ingress slot");
+    } else {
+        p.comment("Count on the link's ingress slot, as the link receives it: with the");
+        p.comment("Ethernet header about to be pushed, as its egress counted what it sent");
+        p.push(alu64(AluOp::Add, Reg::R9, i32::from(ETH_HLEN)));
+    }
     p.extend([
         load(Size::W, Reg::R5, Reg::R10, STACK_LABEL),
         alu64(AluOp::Add, Reg::R5, INGRESS as i32),
