@@ -157,8 +157,9 @@ pub struct DemoArgs {
     /// Join the two hosts with an Ethernet ext (veth) instead of a TUN pair and relay.
     #[arg(long)]
     pub ethernet: bool,
-    /// Ingress demux flavour on both hosts.
-    #[arg(long, value_enum, default_value_t = Ingress::Tc)]
+    /// Ingress demux flavour on both hosts (as for run; auto picks TC on the demo's virtual
+    /// devices).
+    #[arg(long, value_enum, default_value_t = Ingress::Auto)]
     pub ingress: Ingress,
 }
 
