@@ -198,7 +198,8 @@ impl Assembled {
     }
 
     /// The annotated listing: block comments, labels, and each instruction with its slot,
-    /// in the LLVM syntax. Map loads name their map.
+    /// in the LLVM syntax. Map loads name their map, calls their helper (`call 23    ;
+    /// bpf_redirect`), in a comment that keeps the line valid LLVM input.
     pub fn listing(&self) -> Result<String, Error> {
         let mut text = format!("{}:\n", self.name);
         let note_line = |text: &mut String, note: &Note| match note {
@@ -211,9 +212,10 @@ impl Assembled {
                 note_line(&mut text, note);
             }
             let map = self.relocs.iter().find(|r| r.slot == slot);
-            let line = match map {
-                Some(r) => format!("{insn}    ; map {}", r.map),
-                None => insn.to_string(),
+            let line = match (map, &insn) {
+                (Some(r), _) => format!("{insn}    ; map {}", r.map),
+                (None, Insn::Call(helper)) => format!("{insn}    ; {}", helper.name()),
+                (None, _) => insn.to_string(),
             };
             writeln!(text, "{slot:5}: {line}").expect("write to String");
         }

@@ -35,13 +35,13 @@ start:
     1: r2 += -4
     2: *(u32 *)(r10 - 4) = 0
     3: r1 = 0 ll    ; map config
-    5: call 1
+    5: call 1    ; bpf_map_lookup_elem
     6: if r0 == 0 goto +6
     ; hit: redirect to the port in the value
     7: r2 = *(u32 *)(r0 + 0)
     8: r1 = 0 ll    ; map ports
    10: r3 = 0
-   11: call 51
+   11: call 51    ; bpf_redirect_map
    12: exit
 miss:
     ; not configured: pass

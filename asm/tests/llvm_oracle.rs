@@ -159,8 +159,9 @@ fn listing_lines(listing: &str) -> Vec<ListingLine> {
         .filter_map(|line| {
             let (slot, rest) = line.split_once(": ")?;
             let slot = slot.trim().parse().ok()?;
-            let (text, map) = match rest.split_once("    ; map ") {
-                Some((text, map)) => (text, Some(map.to_string())),
+            // A trailing comment names a map or a helper; llvm-mc gets the instruction only.
+            let (text, map) = match rest.split_once("    ; ") {
+                Some((text, note)) => (text, note.strip_prefix("map ").map(str::to_string)),
                 None => (rest, None),
             };
             Some(ListingLine {
