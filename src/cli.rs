@@ -108,6 +108,10 @@ pub struct RunArgs {
     /// For an Ethernet ext: the remote l3mp host's address on that segment.
     #[arg(long, value_name = "ADDR")]
     pub peer: Option<IpAddr>,
+    /// Derive the links' MACs, and so their IPv6 link-local addresses, from this string (and
+    /// ext's name) instead of the machine id and the network namespace's name.
+    #[arg(long, value_name = "STRING")]
+    pub host_id: Option<String>,
 }
 
 #[derive(Args, Debug)]

@@ -113,6 +113,7 @@ fn start(lab: &Lab, ingress: IngressChoice) -> Result<Vec<Instance>, Error> {
             peer: (lab.kind() == ExtKind::Veth)
                 .then(|| ext_address(AddressKind::Ipv4, side.other())),
             unknown: Unknown::Pass,
+            host_id: None,
         };
         let instance = host
             .run(|| Instance::start(&opts))?

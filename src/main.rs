@@ -140,6 +140,7 @@ fn run(args: &RunArgs) -> Result<(), Error> {
         ingress: ingress_choice(args.ingress),
         peer: args.peer,
         unknown: unknown(args.labels.unknown),
+        host_id: args.host_id.clone(),
     };
     opts.check()?;
     l3mp::run::check_privileges()?;

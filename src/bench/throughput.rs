@@ -201,6 +201,7 @@ pub fn start_instance(
         ingress,
         peer: Some(ext_address(AddressKind::Ipv4, host.side().other())),
         unknown: Unknown::Pass,
+        host_id: None,
     };
     host.run(|| Instance::start(&opts))?
         .map_err(|e| Error::new(format!("host {}: {e}", host.side())))

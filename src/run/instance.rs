@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use aya::programs::TcAttachType;
 
-use crate::programs::{self, Config, Ext, ExtKind, Link};
+use crate::programs::{self, Config, Ext, ExtKind, Link, LinkMacs};
 use crate::sys::netlink::{LinkEvent, LinkInfo, Netlink, VethEnd};
 use crate::sys::netns::NetNs;
 
@@ -23,7 +23,7 @@ use super::bpffs::{ensure_bpffs, BPFFS};
 use super::counters::Counters;
 use super::datapath::{serving, Datapath, IngressMode};
 use super::lock::Lock;
-use super::naming::{hidden_name, link_macs, Mark};
+use super::naming::{hidden_name, Identity, Mark};
 use super::options::{IngressChoice, RunOptions};
 use super::registry::{Claim, Published, Registry};
 use super::state::{InstanceId, State, StateLink};
@@ -73,6 +73,8 @@ pub struct Instance {
     mode: IngressMode,
     /// What the programs were last generated for (on an Ethernet ext, its MAC and the peer's).
     kind: ExtKind,
+    /// The MACs of the links' ends, from this end's [`Identity`].
+    macs: LinkMacs,
     links: Vec<ManagedLink>,
     datapath: Option<Datapath>,
     registry: Registry,
@@ -121,6 +123,13 @@ impl Instance {
         let kind = ext_kind(&netlink, &ext, opts, PEER_TIMEOUT)?;
         super::tunnel_peers::check_peers(&opts.ext);
         ensure_bpffs(Path::new(BPFFS))?;
+        let identity = Identity::of_this_end(opts.host_id.as_deref(), &opts.ext)?;
+        let macs = identity.link_macs();
+        let prefix: Vec<String> = macs.user.iter().map(|b| format!("{b:02x}")).collect();
+        log::info!(
+            "links' MACs {}:<label> (their link-local addresses follow) from {identity}",
+            prefix.join(":")
+        );
         // No other instance can run on ext: whatever is marked for it is a dead one's.
         remove_leftovers(&netlink, &opts.ext)?;
         check_names_free(&netlink, opts)?;
@@ -133,6 +142,7 @@ impl Instance {
             netns,
             mode: IngressMode::Tc,
             kind,
+            macs,
             ext,
             ext_present: true,
             failed_on: None,
@@ -145,6 +155,7 @@ impl Instance {
         };
         instance.create_links()?;
         instance.attach()?;
+        instance.bring_up_links()?;
         instance.published.write(&instance.state())?;
         for line in registry.sweep_dead() {
             log::info!("{line}");
@@ -171,7 +182,7 @@ impl Instance {
                 pid,
                 hidden,
             };
-            let macs = link_macs(&opts.ext);
+            let macs = &self.macs;
             let user = VethEnd {
                 name: &arg.name,
                 alias: &mark(false).alias(),
@@ -203,6 +214,19 @@ impl Instance {
         Ok(())
     }
 
+    /// Brings both ends of every link up, hidden end first: they were created down, so that
+    /// nothing crosses a pair before its programs are on it.
+    fn bring_up_links(&self) -> Result<(), Error> {
+        for link in &self.links {
+            for end in [&link.hidden, &link.user] {
+                self.netlink.set_up(end.index).map_err(|e| {
+                    Error::new(format!("--if {}@{}: {e}", link.user.name, link.label))
+                })?;
+            }
+        }
+        Ok(())
+    }
+
     /// Attaches the programs to `self.ext` of `self.kind` in the mode `--ingress` asks for
     /// (or `auto` picks), for the links that are here.
     fn attach(&mut self) -> Result<(), Error> {
@@ -219,7 +243,7 @@ impl Instance {
                 .filter(|l| l.here)
                 .map(ManagedLink::program_link)
                 .collect(),
-            macs: link_macs(&opts.ext),
+            macs: self.macs,
             unknown: opts.unknown,
         };
         let counters = self.published.counters();
@@ -249,7 +273,7 @@ impl Instance {
         let LinkEvent::New(info) = event else {
             return;
         };
-        let macs = link_macs(&self.opts.ext);
+        let macs = self.macs;
         let Some(label) = self
             .links
             .iter()

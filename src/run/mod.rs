@@ -17,7 +17,7 @@ pub use bpffs::{ensure_bpffs, BPFFS};
 pub use counters::{Counter, Counters};
 pub use datapath::{counters, point_links, set_devmap, IngressMode};
 pub use instance::{choose_mode, Instance, ManagedLink};
-pub use naming::{hidden_name, link_macs, Mark};
+pub use naming::{hidden_name, Identity, Mark, Source};
 pub use options::{parse_link, IngressChoice, LinkArg, RunOptions};
 pub use registry::{Listed, Registry};
 pub use state::{InstanceId, State, StateLink};

@@ -3,11 +3,17 @@
 //!
 //! The user end of a link carries the alias `l3mp ext=<ext> label=<label> pid=<pid>`; its hidden
 //! peer carries the same alias followed by ` hidden` and a name derived from ext and the label.
-//! The MACs of both ends are derived from ext and the label too. The pid is for people reading
-//! `ip link`: whether the instance runs is told by its claim on ext (see [`super::lock`]), which
-//! holds across PID namespaces.
+//! The MACs of both ends are derived from this end's [`Identity`] and the label. The pid is for
+//! people reading `ip link`: whether the instance runs is told by its claim on ext (see
+//! [`super::lock`]), which holds across PID namespaces.
+
+use std::fmt;
 
 use crate::programs::LinkMacs;
+use crate::sys::netns::NetNs;
+use crate::sys::SysError;
+
+use super::Error;
 
 /// What an alias says about the link carrying it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -54,23 +60,128 @@ pub fn hidden_name(ext: &str, label: u8) -> String {
     format!("l3mp{:06x}.{label}", ext_hash(ext))
 }
 
-/// The MACs of the veth ends on `ext`: locally administered, the same 24-bit hash as the hidden
-/// names, then 00 for a user end or 01 for a hidden end, then the label. The link with label 1
-/// on an ext hashing to c0ffee is `02:c0:ff:ee:00:01`, its hidden end `02:c0:ff:ee:01:01`.
-pub fn link_macs(ext: &str) -> LinkMacs {
-    let [_, a, b, c] = ext_hash(ext).to_be_bytes();
-    LinkMacs {
-        user: [0x02, a, b, c, 0x00],
-        hidden: [0x02, a, b, c, 0x01],
-    }
-}
-
 /// 24 bits of the FNV-1a hash of ext's name: stable across builds and platforms.
 fn ext_hash(ext: &str) -> u32 {
     let hash = ext.bytes().fold(0x811c_9dc5u32, |h, b| {
         (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
     });
     hash & 0xff_ffff
+}
+
+/// What the MACs of this end's links, and so their EUI-64 link-local addresses, are derived
+/// from: the host, the network namespace and ext. Both ends of a tunnel run the same command,
+/// so the host and the namespace are what tells their links apart; all three are stable across
+/// restarts, SIGKILL, ext being recreated and reboots.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
+    /// `--host-id`'s value, else the machine id (`/etc/machine-id`), else the host name.
+    pub host: Source,
+    /// The name of the network namespace as `ip netns` names it; empty for an unnamed one
+    /// (ignored with `--host-id`).
+    pub netns: String,
+    pub ext: String,
+}
+
+/// Where [`Identity::host`] comes from, and its value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Source {
+    HostId(String),
+    MachineId(String),
+    Hostname(String),
+}
+
+/// The machine id's file (systemd's, also written by dbus and by container managers).
+const MACHINE_ID: &str = "/etc/machine-id";
+/// The host name (of the UTS namespace).
+const HOSTNAME: &str = "/proc/sys/kernel/hostname";
+
+impl Identity {
+    /// This end's identity for `ext`: `host_id` if given (`--host-id`), else the machine id, or
+    /// the host name where there is none, and the name of the calling thread's network
+    /// namespace.
+    pub fn of_this_end(host_id: Option<&str>, ext: &str) -> Result<Identity, Error> {
+        let (host, netns) = match host_id {
+            Some(id) => (Source::HostId(id.to_string()), String::new()),
+            None => (host_source()?, netns_name()?),
+        };
+        Ok(Identity {
+            host,
+            netns,
+            ext: ext.to_string(),
+        })
+    }
+
+    /// 32 bits of the FNV-1a hash of the identity: stable across builds and platforms.
+    fn hash(&self) -> u32 {
+        let (kind, value) = match &self.host {
+            Source::HostId(v) => ("host-id", v),
+            Source::MachineId(v) => ("machine-id", v),
+            Source::Hostname(v) => ("hostname", v),
+        };
+        // NUL separates the fields: none of them can contain one.
+        [kind, value, &self.netns, &self.ext]
+            .iter()
+            .flat_map(|field| field.bytes().chain([0]))
+            .fold(0x811c_9dc5u32, |h, b| {
+                (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+            })
+    }
+
+    /// The MACs of the veth ends: locally administered unicast, `02` for a user end and `06`
+    /// for a hidden end, then the identity's 32-bit hash, then the label. The link with label
+    /// 1 of an identity hashing to c0ffee11 is `02:c0:ff:ee:11:01`, its hidden end
+    /// `06:c0:ff:ee:11:01`; its link-local address is `fe80::c0:ffff:feee:1101`.
+    pub fn link_macs(&self) -> LinkMacs {
+        let [a, b, c, d] = self.hash().to_be_bytes();
+        LinkMacs {
+            user: [0x02, a, b, c, d],
+            hidden: [0x06, a, b, c, d],
+        }
+    }
+}
+
+impl fmt::Display for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.host {
+            Source::HostId(id) => write!(f, "--host-id {id:?}")?,
+            Source::MachineId(id) => write!(f, "machine id {id} ({MACHINE_ID})")?,
+            Source::Hostname(name) => write!(f, "host name {name:?} (no {MACHINE_ID})")?,
+        }
+        match (&self.host, self.netns.as_str()) {
+            (Source::HostId(_), _) => {}
+            (_, "") => f.write_str(", unnamed network namespace")?,
+            (_, netns) => write!(f, ", network namespace {netns:?}")?,
+        }
+        write!(f, ", ext {}", self.ext)
+    }
+}
+
+/// The machine id, or the host name where there is none (a container, say).
+fn host_source() -> Result<Source, Error> {
+    let id = std::fs::read_to_string(MACHINE_ID).unwrap_or_default();
+    let id = id.trim();
+    if !id.is_empty() {
+        return Ok(Source::MachineId(id.to_string()));
+    }
+    let name = std::fs::read_to_string(HOSTNAME)
+        .map_err(|e| Error::new(format!("reading the host name ({HOSTNAME}): {e}")))?;
+    Ok(Source::Hostname(name.trim().to_string()))
+}
+
+/// The name `ip netns` gives the calling thread's network namespace (the file in /run/netns
+/// whose namespace it is), or "" for an unnamed one.
+fn netns_name() -> Result<String, Error> {
+    let fail = |e: SysError| Error::new(format!("identifying the network namespace: {e}"));
+    let own = NetNs::of_current_thread()
+        .and_then(|netns| netns.inode())
+        .map_err(fail)?;
+    let mut names = NetNs::names().map_err(fail)?;
+    names.sort();
+    // A namespace may have several names: the first in order is taken, the same every time.
+    Ok(names
+        .into_iter()
+        .find(|name| NetNs::open(name).and_then(|n| n.inode()).ok() == Some(own))
+        .unwrap_or_default())
 }
 
 #[cfg(test)]
@@ -127,19 +238,66 @@ mod tests {
         )));
     }
 
+    fn identity(host: Source, netns: &str, ext: &str) -> Identity {
+        Identity {
+            host,
+            netns: netns.into(),
+            ext: ext.into(),
+        }
+    }
+
     #[test]
-    fn link_macs_share_the_hidden_names_hash_and_end_in_the_label() {
-        let macs = link_macs("wg0");
-        let hash = hidden_name("wg0", 5)[4..10].to_string();
-        let user = macs.user_end(5);
-        let hidden = macs.hidden_end(5);
-        assert_eq!(
-            format!("{:02x}{:02x}{:02x}", user[1], user[2], user[3]),
-            hash
-        );
-        assert_eq!((user[0], user[4], user[5]), (0x02, 0x00, 5));
-        assert_eq!((hidden[0], hidden[4], hidden[5]), (0x02, 0x01, 5));
-        assert_eq!(user[..4], hidden[..4]);
-        assert_ne!(link_macs("wg1"), macs);
+    fn link_macs_are_locally_administered_and_end_in_the_label() {
+        let macs = identity(Source::MachineId("m".into()), "", "wg0").link_macs();
+        let (user, hidden) = (macs.user_end(5), macs.hidden_end(5));
+        assert_eq!((user[0], hidden[0]), (0x02, 0x06));
+        for mac in [user, hidden] {
+            // Locally administered, unicast.
+            assert_eq!(mac[0] & 0x03, 0x02, "{mac:02x?}");
+            assert_eq!(mac[5], 5);
+        }
+        assert_eq!(user[1..5], hidden[1..5]);
+        assert_ne!(macs.user_end(1), macs.user_end(2));
+    }
+
+    #[test]
+    fn link_macs_tell_hosts_namespaces_and_exts_apart() {
+        let m = |id: &str| Source::MachineId(id.into());
+        let base = identity(m("0123"), "", "wg0");
+        let others = [
+            identity(m("0124"), "", "wg0"),
+            identity(m("0123"), "ns-a", "wg0"),
+            identity(m("0123"), "", "wg1"),
+            identity(Source::Hostname("0123".into()), "", "wg0"),
+            identity(Source::HostId("0123".into()), "", "wg0"),
+            // The fields are separated: moving a byte from one to the next changes the hash.
+            identity(m("0123n"), "s-a", "wg0"),
+        ];
+        let mut prefixes = vec![base.link_macs().user];
+        for other in others {
+            let user = other.link_macs().user;
+            assert!(!prefixes.contains(&user), "{other:?} collides");
+            prefixes.push(user);
+        }
+        assert_eq!(base.link_macs(), base.clone().link_macs());
+    }
+
+    #[test]
+    fn link_macs_do_not_change_between_builds() {
+        // An operator's routing configuration names the link-local address derived from this:
+        // FNV-1a over "machine-id\0abc\0ns\0wg0\0", as fixed when it was introduced.
+        let macs = identity(Source::MachineId("abc".into()), "ns", "wg0").link_macs();
+        // The value was computed apart from this code (a few lines of Python).
+        assert_eq!(macs.user_end(1), [0x02, 0x5b, 0x62, 0xec, 0xeb, 1]);
+    }
+
+    #[test]
+    fn this_end_has_a_stable_identity() {
+        let first = Identity::of_this_end(None, "wg0").expect("identity");
+        assert_eq!(Identity::of_this_end(None, "wg0").expect("identity"), first);
+        assert!(!matches!(first.host, Source::HostId(_)));
+        let chosen = Identity::of_this_end(Some("r1"), "wg0").expect("identity");
+        assert_eq!(chosen.host, Source::HostId("r1".into()));
+        assert_eq!(chosen.to_string(), "--host-id \"r1\", ext wg0");
     }
 }

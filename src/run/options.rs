@@ -37,6 +37,9 @@ pub struct RunOptions {
     pub ingress: IngressChoice,
     pub peer: Option<IpAddr>,
     pub unknown: Unknown,
+    /// `--host-id`: what the links' MACs are derived from instead of the machine id and the
+    /// network namespace (see [`super::Identity`]).
+    pub host_id: Option<String>,
 }
 
 /// Whether the kernel accepts `name` as an interface name.
@@ -88,6 +91,16 @@ impl RunOptions {
                 self.ext
             )));
         }
+        if self
+            .host_id
+            .as_deref()
+            .is_some_and(|id| id.trim().is_empty())
+        {
+            return Err(Error::new(
+                "--host-id: empty; give a string naming this end, e.g. its router id, \
+                 or leave the flag out",
+            ));
+        }
         if self.links.is_empty() {
             return Err(Error::new(
                 "no --if given: name at least one link, e.g. --if a@1",
@@ -137,6 +150,7 @@ mod tests {
             ingress: IngressChoice::Auto,
             peer: None,
             unknown: Unknown::Pass,
+            host_id: None,
         }
     }
 
@@ -197,5 +211,14 @@ mod tests {
         assert!(err(opts(&["a@1", "b@1"], 4)).contains("label 1 is already used by a"));
         assert!(err(opts(&["wg0@1"], 4)).contains("--ext"));
         assert!(err(opts(&[], 4)).contains("no --if"));
+    }
+
+    #[test]
+    fn an_empty_host_id_is_refused() {
+        let mut o = opts(&["a@1"], 4);
+        o.host_id = Some(" ".into());
+        assert!(err(o.clone()).contains("--host-id: empty"));
+        o.host_id = Some("r1".into());
+        o.check().unwrap();
     }
 }

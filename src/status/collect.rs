@@ -1,11 +1,12 @@
 //! Gathering the status of the running instances: state files, link states, pinned counters.
 
+use std::net::{IpAddr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::run::{Counters, Error, Listed, Mark, Registry, State};
-use crate::sys::netlink::{LinkInfo, Netlink};
+use crate::sys::netlink::{Address, LinkInfo, Netlink};
 use crate::sys::netns::NetNs;
 use crate::sys::SysError;
 
@@ -52,12 +53,8 @@ pub fn collect(registry: &Registry, ext: Option<&str>) -> Result<Vec<Entry>, Err
                 continue;
             }
         };
-        let links = links_of(&state, own);
-        out.push(Entry::Instance(status_of(
-            &state,
-            links.as_deref(),
-            &counters,
-        )));
+        let seen = seen_by(&state, own);
+        out.push(Entry::Instance(status_of(&state, seen.as_ref(), &counters)));
     }
     Ok(out)
 }
@@ -93,16 +90,30 @@ fn in_mounts_of(pid: u32, path: &Path) -> PathBuf {
     Path::new(&format!("/proc/{pid}/root")).join(relative)
 }
 
-/// The links of the instance's network namespace; `None` (with a warning) if it cannot be
-/// entered.
-fn links_of(state: &State, own_netns: u64) -> Option<Vec<LinkInfo>> {
+/// What an instance's network namespace shows.
+pub(super) struct Seen {
+    pub links: Vec<LinkInfo>,
+    pub addresses: Vec<Address>,
+}
+
+impl Seen {
+    fn here() -> Result<Seen, SysError> {
+        let netlink = Netlink::new()?;
+        Ok(Seen {
+            links: netlink.links()?,
+            addresses: netlink.addresses()?,
+        })
+    }
+}
+
+/// The links and addresses of the instance's network namespace; `None` (with a warning) if
+/// it cannot be entered.
+fn seen_by(state: &State, own_netns: u64) -> Option<Seen> {
     let listed = if state.netns == own_netns {
-        Netlink::new().and_then(|netlink| netlink.links())
+        Seen::here()
     } else {
         match find_netns(state) {
-            Some(netns) => netns
-                .run(|| Netlink::new()?.links())
-                .and_then(|links| links),
+            Some(netns) => netns.run(Seen::here).and_then(|seen| seen),
             None => Err(SysError::other(
                 format!("finding network namespace {}", state.netns),
                 "neither the process's nor a named one (ip netns) is it",
@@ -130,13 +141,10 @@ fn find_netns(state: &State) -> Option<NetNs> {
         .find(|netns| netns.inode().ok() == Some(state.netns))
 }
 
-/// The status from the state file, the links of the instance's namespace (`None`: unknown)
+/// The status from the state file, what the instance's namespace shows (`None`: unknown)
 /// and the counters.
-pub(super) fn status_of(
-    state: &State,
-    links: Option<&[LinkInfo]>,
-    counters: &Counters,
-) -> InstanceStatus {
+pub(super) fn status_of(state: &State, seen: Option<&Seen>, counters: &Counters) -> InstanceStatus {
+    let links = seen.map(|s| s.links.as_slice());
     let device = |found: Option<&LinkInfo>| match links {
         None => Device::default(),
         Some(_) => Device {
@@ -176,6 +184,10 @@ pub(super) fn status_of(
                 label: link.label,
                 hidden: link.hidden.clone(),
                 device: device(ours(&link.name)),
+                link_local: seen.map(|seen| match ours(&link.name) {
+                    Some(found) => link_local(&seen.addresses, found.index),
+                    None => Vec::new(),
+                }),
                 egress: counters.egress(link.label),
                 ingress: counters.ingress(link.label),
             })
@@ -189,4 +201,16 @@ pub(super) fn status_of(
             guard_not_ip: counters.guard_not_ip(),
         },
     }
+}
+
+/// The link-local addresses of interface `index`, in the kernel's order.
+fn link_local(addresses: &[Address], index: u32) -> Vec<Ipv6Addr> {
+    addresses
+        .iter()
+        .filter(|a| a.index == index)
+        .filter_map(|a| match a.address {
+            IpAddr::V6(v6) if v6.is_unicast_link_local() => Some(v6),
+            _ => None,
+        })
+        .collect()
 }

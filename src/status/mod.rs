@@ -9,6 +9,7 @@ mod table;
 pub use collect::collect;
 pub use table::table;
 
+use std::net::Ipv6Addr;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -81,6 +82,9 @@ pub struct LinkStatus {
     pub hidden: String,
     #[serde(flatten)]
     pub device: Device,
+    /// Its IPv6 link-local addresses (`fe80::/10`) as the kernel lists them; `None` when
+    /// its namespace could not be entered.
+    pub link_local: Option<Vec<Ipv6Addr>>,
     /// Sent by the link, labelled, out of ext.
     pub egress: Counter,
     /// Arrived on ext with the link's label and delivered to it.

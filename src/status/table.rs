@@ -71,6 +71,7 @@ fn render(out: &mut String, s: &InstanceStatus) {
         "bytes",
         "ingress pkts",
         "bytes",
+        "link-local",
     ]
     .map(str::to_string)];
     for link in &s.links {
@@ -84,12 +85,20 @@ fn render(out: &mut String, s: &InstanceStatus) {
             link.egress.bytes.to_string(),
             link.ingress.packets.to_string(),
             link.ingress.bytes.to_string(),
+            match &link.link_local {
+                None => "?".to_string(),
+                Some(list) if list.is_empty() => "-".to_string(),
+                Some(list) => {
+                    let list: Vec<String> = list.iter().map(ToString::to_string).collect();
+                    list.join(" ")
+                }
+            },
         ]);
     }
     columns(
         out,
         &rows,
-        &[false, true, false, true, true, true, true, true],
+        &[false, true, false, true, true, true, true, true, false],
     );
     let c = &s.counters;
     let _ = writeln!(
@@ -186,6 +195,8 @@ mod tests {
                 label: 1,
                 hidden: "l3mp000000.1".into(),
                 device: known(attached.map(|_| true)),
+                link_local: attached
+                    .map(|_| vec!["fe80::1c:aff:fe5e:5701".parse().expect("literal")]),
                 egress: Counter {
                     packets: 7,
                     bytes: 1_274,
@@ -212,8 +223,8 @@ mod tests {
         let expected = "\
 l3mp 4242 on wg0 (netns 4026531840): TC ingress, 4 label bits, unknown labels pass
   wg0: attached, ifindex 7, up, MTU 1420
-  link  label  state   mtu  egress pkts  bytes  ingress pkts  bytes
-  bgp1      1  up     1420            7   1274             0      0
+  link  label  state   mtu  egress pkts  bytes  ingress pkts  bytes  link-local
+  bgp1      1  up     1420            7   1274             0      0  fe80::1c:aff:fe5e:5701
   not a link's: pass 0 pkts 0 B, unknown 0 pkts 0 B, drop 0 pkts 0 B, guard 2 pkts 168 B, \
 foreign 3 pkts 300 B, guard not IP 0 pkts 0 B
 ";
@@ -257,6 +268,7 @@ foreign 3 pkts 300 B, guard not IP 0 pkts 0 B
         assert_eq!(i["ext"]["mtu"], 1420);
         assert_eq!(i["links"][0]["label"], 1);
         assert_eq!(i["links"][0]["up"], true);
+        assert_eq!(i["links"][0]["link_local"][0], "fe80::1c:aff:fe5e:5701");
         assert_eq!(i["links"][0]["egress"]["packets"], 7);
         assert_eq!(i["links"][0]["egress"]["bytes"], 1274);
         assert_eq!(i["counters"]["guard"]["packets"], 2);

@@ -16,6 +16,7 @@ mod watch;
 
 use netlink_packet_route::RouteNetlinkMessage;
 
+pub use address::Address;
 pub use link::VethEnd;
 pub use link_info::{format_mac, LinkInfo, LinkRef};
 pub use watch::{LinkEvent, LinkWatcher};

@@ -2,7 +2,7 @@
 
 use std::net::IpAddr;
 
-use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
+use netlink_packet_core::{NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL};
 use netlink_packet_route::{
     address::{AddressAttribute, AddressFlag, AddressHeaderFlag, AddressMessage, AddressScope},
     AddressFamily, RouteNetlinkMessage,
@@ -11,7 +11,23 @@ use netlink_packet_route::{
 use super::Netlink;
 use crate::sys::SysError;
 
+/// An address of an interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Address {
+    /// The interface's index.
+    pub index: u32,
+    pub address: IpAddr,
+    pub prefix_len: u8,
+}
+
 impl Netlink {
+    /// Every address of every interface of the namespace, IPv4 and IPv6.
+    pub fn addresses(&self) -> Result<Vec<Address>, SysError> {
+        let request = RouteNetlinkMessage::GetAddress(AddressMessage::default());
+        let replies = self.execute(request, NLM_F_DUMP, || "listing addresses".to_string())?;
+        Ok(replies.iter().filter_map(address_of).collect())
+    }
+
     /// Adds `address/prefix_len` to link `index`. IPv6 addresses are added
     /// with `IFA_F_NODAD`, so they are usable at once (no duplicate address
     /// detection delay).
@@ -23,6 +39,29 @@ impl Netlink {
         self.execute(request, NLM_F_CREATE | NLM_F_EXCL, context)?;
         Ok(())
     }
+}
+
+/// The address an `RTM_NEWADDR` reply gives the interface: `IFA_LOCAL`, else `IFA_ADDRESS`
+/// (IPv6 replies carry only that one; on a point-to-point link `IFA_ADDRESS` is the peer's).
+fn address_of(message: &RouteNetlinkMessage) -> Option<Address> {
+    let RouteNetlinkMessage::NewAddress(message) = message else {
+        return None;
+    };
+    let address = message.attributes.iter().find_map(|a| match a {
+        AddressAttribute::Local(ip) => Some(*ip),
+        _ => None,
+    });
+    let address = address.or_else(|| {
+        message.attributes.iter().find_map(|a| match a {
+            AddressAttribute::Address(ip) => Some(*ip),
+            _ => None,
+        })
+    })?;
+    Some(Address {
+        index: message.header.index,
+        address,
+        prefix_len: message.header.prefix_len,
+    })
 }
 
 /// The `RTM_NEWADDR` body, or why the prefix length is impossible.

@@ -5,14 +5,17 @@ use std::os::fd::{AsFd, AsRawFd};
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL};
 use netlink_packet_route::{
     link::{
-        InfoData, InfoKind, InfoVeth, LinkAttribute, LinkExtentMask, LinkFlag,
-        LinkInfo as InfoAttribute, LinkMessage,
+        AfSpecInet6, AfSpecUnspec, InfoData, InfoKind, InfoVeth, LinkAttribute, LinkExtentMask,
+        LinkFlag, LinkInfo as InfoAttribute, LinkMessage,
     },
     RouteNetlinkMessage,
 };
 
 use super::{LinkInfo, LinkRef, Netlink};
 use crate::sys::{netns::NetNs, SysError};
+
+/// `IN6_ADDR_GEN_MODE_NONE` (linux/if_link.h): no automatic IPv6 address.
+const IN6_ADDR_GEN_MODE_NONE: u8 = 1;
 
 /// One end of a veth pair to create.
 #[derive(Clone, Copy, Debug, Default)]
@@ -43,9 +46,12 @@ impl Netlink {
     }
 
     /// Creates the veth pair `user` / `peer`, both with MTU `mtu` and the
-    /// given aliases and MACs, turns ARP off on `user` (`IFF_NOARP`) and
-    /// brings both ends up. If any step after the creation fails, the pair is
-    /// deleted again before the error is returned.
+    /// given aliases and MACs, turns ARP off on `user` (`IFF_NOARP`) and IPv6
+    /// address generation off on `peer` (it gets no link-local address, so its
+    /// stack sends nothing: no DAD, MLD or router solicitation). Both ends stay
+    /// down, so that nothing crosses the pair until the caller brings them up.
+    /// If any step after the creation fails, the pair is deleted again before
+    /// the error is returned.
     pub fn create_veth(
         &self,
         user: &VethEnd<'_>,
@@ -110,6 +116,19 @@ impl Netlink {
             "turning ARP on"
         };
         self.set_flag(index, LinkFlag::Noarp, noarp, what)
+    }
+
+    /// Has the kernel generate no IPv6 address for link `index` (its `addr_gen_mode` to
+    /// `none`): taking effect the next time it comes up, it gets no link-local address.
+    pub fn set_no_ipv6_addresses(&self, index: u32) -> Result<(), SysError> {
+        let what = "turning IPv6 address generation off";
+        self.set_link(index, what, |message| {
+            let mode = AfSpecInet6::AddrGenMode(IN6_ADDR_GEN_MODE_NONE);
+            let spec = AfSpecUnspec::Inet6(vec![mode]);
+            message
+                .attributes
+                .push(LinkAttribute::AfSpecUnspec(vec![spec]));
+        })
     }
 
     /// Sets the alias (`IFLA_IFALIAS`) of link `index`; an empty alias clears it.
@@ -193,10 +212,9 @@ impl Netlink {
         let link = self.existing_link(user.name)?.index;
         let peer_index = self.existing_link(peer.name)?.index;
         self.set_noarp(link, true)?;
+        self.set_no_ipv6_addresses(peer_index)?;
         self.set_alias(link, user.alias)?;
         self.set_alias(peer_index, peer.alias)?;
-        self.set_up(link)?;
-        self.set_up(peer_index)?;
         Ok((
             self.existing_link(user.name)?,
             self.existing_link(peer.name)?,
