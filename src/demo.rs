@@ -6,8 +6,8 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use crate::lab::{
-    self, ext_address, link_address, link_addresses, AddressKind, End, ExtKind, Lab, Side,
-    UdpReceiver, EXT, LINK_TIMEOUT,
+    self, ext_address, link_addresses, AddressKind, End, ExtKind, Lab, Side, UdpReceiver, EXT,
+    LINK_TIMEOUT,
 };
 use crate::programs::Unknown;
 use crate::run::{Counter, Error, IngressChoice, Instance, LinkArg, RunOptions};
@@ -145,7 +145,7 @@ fn traffic(lab: &Lab) -> Result<Vec<Row>, Error> {
     for (name, label) in LINKS {
         for kind in AddressKind::ALL {
             for from in Side::BOTH {
-                let to = link_address(label, kind, from.other());
+                let to = lab.host(from.other()).link_address(name, label, kind)?;
                 rows.push(udp(lab, name, kind, from, to, None)?);
                 rows.push(echo(lab, name, kind, from, to)?);
             }

@@ -26,8 +26,9 @@ use l3mp::lab::{
 use l3mp::programs::{egress_name, ingress_name, Hook, GUARD};
 use l3mp::run::hidden_name;
 use l3mp::sys::caps::{missing_capabilities, Cap};
+use l3mp::sys::netlink::Netlink;
 
-use daemon::{run_to_exit, Daemon, Finished};
+use daemon::{link_status, run_to_exit, status, Daemon, Finished};
 use sniff::Sniffer;
 
 /// The links every instance manages: name and label.
@@ -208,6 +209,12 @@ fn is_from(source: IpAddr, planned: IpAddr) -> bool {
     }
 }
 
+/// The lab's planned IPv4 or IPv6 address of the link with `label` on `side`.
+fn planned(label: u8, kind: AddressKind, side: Side) -> IpAddr {
+    link_address(label, kind, side)
+        .unwrap_or_else(|| panic!("the lab plans no {kind} address for links"))
+}
+
 /// The other managed link.
 fn other_link(name: &str) -> &'static str {
     LINKS
@@ -218,7 +225,8 @@ fn other_link(name: &str) -> &'static str {
 }
 
 /// UDP, TCP and ICMP echo over each link, for each kind of address (IPv4, IPv6, IPv6
-/// link-local), in both directions; the datagrams arrive from the sender's address on the link.
+/// link-local: the kernel's), in both directions; the datagrams arrive from the sender's
+/// address on the link.
 fn traffic_crosses_every_link(setup: Setup) {
     let Some(r) = start("traffic_crosses_every_link", setup) else {
         return;
@@ -227,7 +235,12 @@ fn traffic_crosses_every_link(setup: Setup) {
         for kind in AddressKind::ALL {
             for from in Side::BOTH {
                 let to = from.other();
-                let target = link_address(label, kind, to);
+                let address = |side: Side| {
+                    r.host(side)
+                        .link_address(name, label, kind)
+                        .unwrap_or_else(|e| panic!("{setup:?}: {e}"))
+                };
+                let target = address(to);
                 let what = format!("{setup:?}: {kind} on {name} from {from} to {target}");
                 let sender = r.host(from).end(name);
 
@@ -243,10 +256,7 @@ fn traffic_crosses_every_link(setup: Setup) {
                 .expect("send");
                 let source = receiver.wait_for(&datagram, WAIT).expect("receive");
                 let source = source.unwrap_or_else(|| panic!("{what}: the UDP datagram is lost"));
-                assert!(
-                    is_from(source.ip(), link_address(label, kind, from)),
-                    "{what}: UDP from {source}"
-                );
+                assert_eq!(source.ip(), address(from), "{what}: UDP from {source}");
 
                 let server = r.host(to).end(name);
                 let received = transfer(sender, server, target, TCP_BYTES, WAIT)
@@ -260,6 +270,141 @@ fn traffic_crosses_every_link(setup: Setup) {
     }
 }
 for_each_setup!(traffic_crosses_every_link);
+
+/// The packets and bytes of `direction` ("ingress" or "egress") of link `name` in an
+/// instance's status.
+fn link_packets(instance: &serde_json::Value, name: &str, direction: &str) -> u64 {
+    link_status(instance, name)[direction]["packets"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no {direction} packets for {name} in {instance:#}"))
+}
+
+/// The two ends of every link have link-local addresses of their own, the ones the kernel
+/// generates from l3mp's MACs, and `l3mp status` shows them. An echo to the far end's address
+/// is answered by the far end: the reply comes from that address, which is not the sender's
+/// own, and the far end's counters for the link move both ways. The hidden ends have no IPv6
+/// address at all.
+fn link_local_addresses_are_distinct(setup: Setup) {
+    let Some(r) = start("link_local_addresses_are_distinct", setup) else {
+        return;
+    };
+    let pid = |side: Side| r.daemons[if side == Side::A { 0 } else { 1 }].pid();
+    for (name, _) in LINKS {
+        let own = |side: Side| {
+            r.host(side)
+                .link_local(name, LINK_TIMEOUT)
+                .unwrap_or_else(|e| panic!("{setup:?}: {e}"))
+        };
+        assert_ne!(
+            own(Side::A),
+            own(Side::B),
+            "{setup:?}: both ends of {name} have the same link-local address"
+        );
+        for side in Side::BOTH {
+            let shown = status(None, pid(side));
+            let expected = serde_json::json!([own(side).to_string()]);
+            assert_eq!(
+                link_status(&shown, name)["link_local"],
+                expected,
+                "{setup:?}: status on {side}: {shown:#}"
+            );
+        }
+        for from in Side::BOTH {
+            let to = from.other();
+            let target = own(to);
+            let before = status(None, pid(to));
+            let answered = echo(r.host(from).end(name), target.into(), WAIT).expect("echo");
+            assert!(
+                answered,
+                "{setup:?}: no echo reply from {target} on {name} from {from}"
+            );
+            let after = status(None, pid(to));
+            for direction in ["ingress", "egress"] {
+                let (was, is) = (
+                    link_packets(&before, name, direction),
+                    link_packets(&after, name, direction),
+                );
+                assert!(
+                    is > was,
+                    "{setup:?}: {name} on {to} answered {from}'s echo to {target} without \
+                     counting it: {direction} {was} -> {is}"
+                );
+            }
+        }
+    }
+    for side in Side::BOTH {
+        let host = r.host(side);
+        let addresses = host
+            .run(|| Netlink::new().and_then(|n| n.addresses()))
+            .expect("enter the host")
+            .expect("addresses");
+        for (_, label) in LINKS {
+            let hidden = host
+                .wait_link(&hidden_name(EXT, label), LINK_TIMEOUT)
+                .expect("the hidden end");
+            let its: Vec<_> = addresses
+                .iter()
+                .filter(|a| a.index == hidden.index)
+                .collect();
+            assert!(
+                its.is_empty(),
+                "{setup:?}: {} on {side} has addresses: {its:?}",
+                hidden.name
+            );
+        }
+    }
+}
+for_each_setup!(link_local_addresses_are_distinct);
+
+/// `ip -s` statistics of `device` on `host`: received packets.
+fn rx_packets(host: &Host, device: &str) -> u64 {
+    let shown = inspect::tool(
+        "ip",
+        &["-n", host.name(), "-s", "-j", "link", "show", "dev", device],
+    );
+    let value: serde_json::Value =
+        serde_json::from_str(&shown).unwrap_or_else(|e| panic!("ip -j: {e}: {shown}"));
+    value[0]["stats64"]["rx"]["packets"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no rx packets in {shown}"))
+}
+
+/// Nothing crosses a link's veth pair but what the programs put there. With l3mp on host A
+/// only (so nothing comes to A's links from B), after the time in which a new IPv6 interface
+/// sends its duplicate address detection, MLD reports and router solicitations, neither end
+/// of A's pairs has received a packet: the hidden end, without an address, says nothing to
+/// the link, and what the link says (its egress counter shows it did) goes out of ext, also
+/// while the pair was being set up.
+#[test]
+fn a_pair_carries_nothing_of_its_own() {
+    let test = "a_pair_carries_nothing_of_its_own";
+    let setup = Setup::TunTc;
+    if !privileged(test, setup.kind()) {
+        return;
+    }
+    let lab = lab(setup);
+    let host = lab.host(Side::A);
+    let names: Vec<&str> = LINKS.iter().map(|(name, _)| *name).collect();
+    let args = run_args(setup, Side::A);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let daemon = Daemon::start(host, &args, &names, "TC");
+    for (name, label) in LINKS {
+        host.configure_link(name, &link_addresses(label, Side::A), LINK_TIMEOUT)
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    // Router solicitations wait up to a second (rtr_solicit_delay); MLD reports repeat.
+    thread::sleep(Duration::from_millis(2500));
+    let shown = status(None, daemon.pid());
+    for (name, label) in LINKS {
+        assert!(
+            link_packets(&shown, name, "egress") > 0,
+            "{name} sent nothing of its own: {shown:#}"
+        );
+        for device in [name.to_string(), hidden_name(EXT, label)] {
+            assert_eq!(rx_packets(host, &device), 0, "{device} received packets");
+        }
+    }
+}
 
 /// What is sent on one link reaches the other end of that link, and never the other link: no
 /// socket bound to the other link gets it, and no frame carrying it is received there (while
@@ -276,7 +421,10 @@ fn links_are_isolated(setup: Setup) {
             let foreign = Sniffer::open(r.host(to), other);
             let mut sent = Vec::new();
             for kind in AddressKind::ALL {
-                let target = link_address(label, kind, to);
+                let target = r
+                    .host(to)
+                    .link_address(name, label, kind)
+                    .unwrap_or_else(|e| panic!("{setup:?}: {e}"));
                 let right = UdpReceiver::bind(r.host(to).end(name), target, 0).expect("bind");
                 let wrong = UdpReceiver::bind(r.host(to).end(other), any_of(target), right.port())
                     .expect("bind on the other link");
@@ -401,7 +549,7 @@ fn full_size_packets_cross(setup: Setup) {
         for kind in [AddressKind::Ipv4, AddressKind::Ipv6] {
             for from in Side::BOTH {
                 let to = from.other();
-                let target = link_address(label, kind, to);
+                let target = planned(label, kind, to);
                 let headers = if target.is_ipv4() { 20 + 8 } else { 40 + 8 };
                 for size in [1400, ext_mtu] {
                     let receiver =

@@ -13,8 +13,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use crate::lab::{
-    ext_address, link_address, link_addresses, AddressKind, ExtKind, Host, Lab, Side, EXT,
-    LINK_TIMEOUT,
+    ext_address, link_addresses, AddressKind, ExtKind, Host, Lab, Side, EXT, LINK_TIMEOUT,
 };
 use crate::programs::Unknown;
 use crate::run::{Error, IngressChoice, Instance, LinkArg, RunOptions};
@@ -65,13 +64,13 @@ impl Way {
         }
     }
 
-    /// Host B's address that traffic from host A takes this way to.
-    fn destination(self, kind: AddressKind) -> IpAddr {
-        match self {
+    /// Host B's address (in `lab`, this way's) that traffic from host A takes this way to.
+    fn destination(self, kind: AddressKind, lab: &Lab) -> Result<IpAddr, Error> {
+        Ok(match self {
             Way::Plain | Way::PlainTxOff => ext_address(kind, Side::B),
-            Way::MuxTc | Way::MuxXdp => link_address(LINK.1, kind, Side::B),
+            Way::MuxTc | Way::MuxXdp => lab.host(Side::B).link_address(LINK.0, LINK.1, kind)?,
             Way::Vxlan => vxlan_address(kind, Side::B),
-        }
+        })
     }
 }
 
@@ -292,7 +291,7 @@ pub fn measure(settings: &Settings, report: &mut Report) -> Result<(), Error> {
             for way in ways {
                 let lab = labs.lab(way);
                 let (a, b) = (lab.host(Side::A), lab.host(Side::B));
-                let to = way.destination(traffic.kind());
+                let to = way.destination(traffic.kind(), lab)?;
                 let value = match traffic {
                     Traffic::Tcp(_) => traffic::tcp(a, b, to, settings.traffic_secs),
                     Traffic::Udp(_) => traffic::udp(a, b, to, settings.traffic_secs),
@@ -318,7 +317,7 @@ pub fn measure(settings: &Settings, report: &mut Report) -> Result<(), Error> {
     for way in [Way::MuxTc, Way::MuxXdp] {
         let kind = AddressKind::Ipv4;
         let lab = labs.lab(way);
-        let times = hook_times(lab, way.destination(kind), settings.traffic_secs)?;
+        let times = hook_times(lab, way.destination(kind, lab)?, settings.traffic_secs)?;
         let traffic = Traffic::Udp(kind);
         let per_packet = |w: Way| 1e3 / sample(w, traffic).median;
         let base = if way == Way::MuxXdp {

@@ -95,13 +95,16 @@ pub fn ext2_address(kind: AddressKind, side: Side) -> IpAddr {
     }
 }
 
-/// The address of `kind` on `side` of the link with `label`.
-pub fn link_address(label: u8, kind: AddressKind, side: Side) -> IpAddr {
+/// The planned address of `kind` on `side` of the link with `label`; `None` for a link-local
+/// one, which is the kernel's (see [`super::Host::link_address`]).
+pub fn link_address(label: u8, kind: AddressKind, side: Side) -> Option<IpAddr> {
     let n = side.number();
     match kind {
-        AddressKind::Ipv4 => Ipv4Addr::new(10, 1, label, n).into(),
-        AddressKind::Ipv6 => Ipv6Addr::new(0xfd00, 1, label.into(), 0, 0, 0, 0, n.into()).into(),
-        AddressKind::Ipv6LinkLocal => link_local(side),
+        AddressKind::Ipv4 => Some(Ipv4Addr::new(10, 1, label, n).into()),
+        AddressKind::Ipv6 => {
+            Some(Ipv6Addr::new(0xfd00, 1, label.into(), 0, 0, 0, 0, n.into()).into())
+        }
+        AddressKind::Ipv6LinkLocal => None,
     }
 }
 
@@ -121,11 +124,12 @@ pub fn ext2_addresses(side: Side) -> Vec<(IpAddr, u8)> {
         .collect()
 }
 
-/// Every address of the plan for the link with `label` on `side`, with its prefix length.
+/// Every address of the plan for the link with `label` on `side`, with its prefix length:
+/// IPv4 and IPv6, and no link-local one (the kernel generates that from l3mp's MAC).
 pub fn link_addresses(label: u8, side: Side) -> Vec<(IpAddr, u8)> {
     AddressKind::ALL
         .iter()
-        .map(|&kind| (link_address(label, kind, side), kind.prefix_len()))
+        .filter_map(|&kind| Some((link_address(label, kind, side)?, kind.prefix_len())))
         .collect()
 }
 
@@ -144,16 +148,17 @@ mod tests {
         assert_eq!(ext_address(AddressKind::Ipv6, Side::B), ip("fd00:99::2"));
         assert_eq!(ext2_address(AddressKind::Ipv4, Side::A), ip("10.98.0.1"));
         assert_eq!(ext2_addresses(Side::B)[1].0, ip("fd00:98::2"));
-        assert_eq!(link_address(2, AddressKind::Ipv4, Side::B), ip("10.1.2.2"));
+        assert_eq!(
+            link_address(2, AddressKind::Ipv4, Side::B),
+            Some(ip("10.1.2.2"))
+        );
         assert_eq!(
             link_address(1, AddressKind::Ipv6, Side::A),
-            ip("fd00:1:1::1")
+            Some(ip("fd00:1:1::1"))
         );
-        assert_eq!(
-            link_address(7, AddressKind::Ipv6LinkLocal, Side::B),
-            ip("fe80::2")
-        );
+        assert_eq!(link_address(7, AddressKind::Ipv6LinkLocal, Side::B), None);
         assert_eq!(Side::A.other(), Side::B);
-        assert_eq!(link_addresses(1, Side::A).len(), AddressKind::ALL.len());
+        let planned: Vec<IpAddr> = link_addresses(1, Side::A).iter().map(|a| a.0).collect();
+        assert_eq!(planned, [ip("10.1.1.1"), ip("fd00:1:1::1")]);
     }
 }

@@ -12,7 +12,7 @@ use crate::run::Error;
 use crate::sys::netlink::{LinkInfo, Netlink};
 use crate::sys::netns::NetNs;
 
-use super::addresses::Side;
+use super::addresses::{link_address, AddressKind, Side};
 use super::sys_error;
 use super::{offload, routes};
 
@@ -161,6 +161,51 @@ impl Host {
             if Instant::now() >= deadline {
                 return Err(Error::new(format!(
                     "host {}: the IPv6 addresses of {name} got no local route within {timeout:?}",
+                    self.side
+                )));
+            }
+            thread::sleep(POLL_INTERVAL);
+        }
+    }
+
+    /// The address of `kind` that the link `name` (label `label`) has on this host: the
+    /// plan's, or for link-local the one the kernel generated (see [`Host::link_local`]).
+    pub fn link_address(&self, name: &str, label: u8, kind: AddressKind) -> Result<IpAddr, Error> {
+        match link_address(label, kind, self.side) {
+            Some(planned) => Ok(planned),
+            None => Ok(self.link_local(name, super::LINK_TIMEOUT)?.into()),
+        }
+    }
+
+    /// The IPv6 link-local address the kernel gave the link `name` (the first, if it has
+    /// several), once it is usable; waits up to `timeout` for it.
+    pub fn link_local(&self, name: &str, timeout: Duration) -> Result<Ipv6Addr, Error> {
+        let link = self.wait_link(name, timeout)?;
+        let netlink = self.netlink()?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            let found = netlink
+                .addresses()
+                .map_err(sys_error)?
+                .into_iter()
+                .filter(|a| a.index == link.index)
+                .find_map(|a| match a.address {
+                    IpAddr::V6(v6) if v6.is_unicast_link_local() => Some(v6),
+                    _ => None,
+                });
+            if let Some(address) = found {
+                let usable = self
+                    .run(|| routes::local_routes_present(name, &[address]))?
+                    .map_err(|e| {
+                        Error::new(format!("host {}: reading IPv6 routes: {e}", self.side))
+                    })?;
+                if usable {
+                    return Ok(address);
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::new(format!(
+                    "host {}: {name} got no usable IPv6 link-local address within {timeout:?}",
                     self.side
                 )));
             }

@@ -9,13 +9,15 @@
 //! ```
 //!
 //! The address plan ([`ext_address`], [`link_address`]); host A ends its addresses in 1,
-//! host B in 2, and link-local addresses are the same on every link (the link is their scope):
+//! host B in 2. The links' link-local addresses are not planned: they are the ones the kernel
+//! generates from the MACs l3mp gives the links ([`Host::link_address`] finds them), as an
+//! operator's would be.
 //!
-//! | where          | IPv4           | IPv6            | IPv6 link-local |
-//! |----------------|----------------|-----------------|-----------------|
-//! | ext            | 10.99.0.n/24   | fd00:99::n/64   | fe80::n/64      |
-//! | second ext     | 10.98.0.n/24   | fd00:98::n/64   | fe80::n/64      |
-//! | link label L   | 10.1.L.n/24    | fd00:1:L::n/64  | fe80::n/64      |
+//! | where          | IPv4           | IPv6            | IPv6 link-local   |
+//! |----------------|----------------|-----------------|-------------------|
+//! | ext            | 10.99.0.n/24   | fd00:99::n/64   | fe80::n/64        |
+//! | second ext     | 10.98.0.n/24   | fd00:98::n/64   | fe80::n/64        |
+//! | link label L   | 10.1.L.n/24    | fd00:1:L::n/64  | the kernel's      |
 //!
 //! The ext is either a TUN device in each namespace carried by a userspace relay (an L3
 //! tunnel, as wg0 would be) or a veth pair with one end in each namespace (an Ethernet

@@ -12,8 +12,8 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use l3mp::lab::{
-    echo, ext_address, link_address, link_addresses, payload, send, transfer, AddressKind, ExtKind,
-    Host, SendOptions, Side, UdpReceiver, EXT, EXT2, LINK_TIMEOUT,
+    echo, ext_address, link_addresses, payload, send, transfer, AddressKind, ExtKind, Host,
+    SendOptions, Side, UdpReceiver, EXT, EXT2, LINK_TIMEOUT,
 };
 use l3mp::programs::{egress_name, ingress_name, Hook, GUARD};
 use l3mp::run::{ensure_bpffs, hidden_name, Mark, BPFFS};
@@ -21,7 +21,7 @@ use l3mp::run::{ensure_bpffs, hidden_name, Mark, BPFFS};
 use super::daemon::{link_status, run_confined_to_exit, run_to_exit, status, Daemon};
 use super::inspect::tool;
 use super::{
-    inspect, lab, link_names, privileged, run_args, run_on, start, Running, Setup, LINKS,
+    inspect, lab, link_names, planned, privileged, run_args, run_on, start, Running, Setup, LINKS,
     TCP_BYTES, WAIT,
 };
 
@@ -33,7 +33,7 @@ const TRAFFIC_INTERVAL: Duration = Duration::from_millis(20);
 /// UDP, TCP and ICMP echo over link `name` (label `label`) from `from`, IPv4.
 pub(crate) fn link_works(r: &Running, name: &str, label: u8, from: Side, what: &str) {
     let to = from.other();
-    let target = link_address(label, AddressKind::Ipv4, to);
+    let target = planned(label, AddressKind::Ipv4, to);
     let sender = r.host(from).end(name);
     let receiver = UdpReceiver::bind(r.host(to).end(name), target, 0).expect("bind");
     let datagram = payload(100);
@@ -71,7 +71,7 @@ struct Traffic {
 impl Traffic {
     /// Starts sending from `host`'s address on the link with `label` to `target:port`.
     fn start(host: &Host, label: u8, target: IpAddr, port: u16) -> Traffic {
-        let source = link_address(label, AddressKind::Ipv4, host.side());
+        let source = planned(label, AddressKind::Ipv4, host.side());
         let socket = host
             .run(|| UdpSocket::bind((source, 0)))
             .expect("enter the host")
@@ -148,7 +148,7 @@ fn ext_comes_back(setup: Setup) {
         .as_u64()
         .expect("a count");
 
-    let target = link_address(label, AddressKind::Ipv4, Side::B);
+    let target = planned(label, AddressKind::Ipv4, Side::B);
     let receiver = UdpReceiver::bind(r.host(Side::B).end(name), target, 0).expect("bind");
     let traffic = Traffic::start(r.host(Side::A), label, target, receiver.port());
     thread::sleep(10 * TRAFFIC_INTERVAL);
@@ -275,12 +275,12 @@ fn status_counts_what_was_sent() {
     }
     let ipv4_only = |label, side| {
         let kind = AddressKind::Ipv4;
-        vec![(link_address(label, kind, side), kind.prefix_len())]
+        vec![(planned(label, kind, side), kind.prefix_len())]
     };
     let r = run_on(lab, setup, ipv4_only, None);
     let (pid_a, pid_b) = (r.daemons[0].pid(), r.daemons[1].pid());
     let (name, label) = LINKS[0];
-    let target = link_address(label, AddressKind::Ipv4, Side::B);
+    let target = planned(label, AddressKind::Ipv4, Side::B);
     let receiver = UdpReceiver::bind(r.host(Side::B).end(name), target, 0).expect("bind");
     const DATAGRAMS: u64 = 7;
     const PAYLOAD: usize = 100;
@@ -440,7 +440,12 @@ fn link_macs_are_the_labels_and_a_changed_one_is_reported() {
         return;
     };
     let host = r.lab.host(Side::A);
-    let macs = l3mp::run::link_macs(EXT);
+    let identity = host
+        .run(|| l3mp::run::Identity::of_this_end(None, EXT))
+        .expect("enter the host")
+        .expect("host A's identity");
+    assert_eq!(identity.netns, host.name(), "{identity:?}");
+    let macs = identity.link_macs();
     let links = host.links().expect("links");
     let mac_of = |name: &str| {
         links
@@ -474,7 +479,7 @@ fn link_macs_are_the_labels_and_a_changed_one_is_reported() {
     ip_link([0x02, 0, 0, 0, 0x42, label]);
     let warned = r.daemons[0].wait_for_line("MAC changed to 02:00:00:00:42:01", WAIT);
     assert!(warned.is_some(), "{}", r.daemons[0].transcript());
-    let to = link_address(label, AddressKind::Ipv4, Side::A);
+    let to = planned(label, AddressKind::Ipv4, Side::A);
     let receiver = UdpReceiver::bind(r.host(Side::A).end(name), to, 0).expect("bind");
     let datagram = payload(64);
     send(
