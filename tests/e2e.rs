@@ -92,6 +92,8 @@ macro_rules! for_each_setup {
 mod ownership;
 #[path = "e2e/service.rs"]
 mod service;
+#[path = "e2e/wireguard.rs"]
+mod wireguard;
 
 /// Whether the test may run; prints why it is skipped when not.
 fn privileged(test: &str, kind: ExtKind) -> bool {

@@ -1,7 +1,7 @@
 //! UDP datagrams sent out of a device, and receivers bound to a device.
 
 use std::io;
-use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -94,14 +94,20 @@ fn send_here(
 
 /// `setsockopt(fd, level, name, &value)` for an `int` option nix has no wrapper for.
 fn set_int(fd: &impl AsRawFd, level: i32, name: i32, value: i32) -> io::Result<()> {
-    // SAFETY: the option value is one `int`, passed with its size; `fd` is an open socket.
+    set_option(fd, level, name, &value)
+}
+
+/// `setsockopt(fd, level, name, value)` for an option whose value is a plain C struct or
+/// integer of type `T`.
+fn set_option<T>(fd: &impl AsRawFd, level: i32, name: i32, value: &T) -> io::Result<()> {
+    // SAFETY: `value` points to a `T`, passed with its size; `fd` is an open socket.
     let result = unsafe {
         libc::setsockopt(
             fd.as_raw_fd(),
             level,
             name,
-            (&value as *const i32).cast(),
-            std::mem::size_of::<i32>() as libc::socklen_t,
+            (value as *const T).cast(),
+            std::mem::size_of::<T>() as libc::socklen_t,
         )
     };
     if result < 0 {
@@ -143,6 +149,47 @@ impl UdpReceiver {
             .map_err(|e| Error::new(format!("reading a UDP receiver's port: {e}")))?
             .port();
         Ok(UdpReceiver { socket, port })
+    }
+
+    /// A receiver at `at` for the link-scoped multicast `group` (e.g. 224.0.0.5 or ff02::1:6,
+    /// OSPF's): bound to `group`'s family's unspecified address and `port`, and a member of
+    /// `group` on `at`'s device, as a routing daemon makes itself.
+    pub fn join(at: End<'_>, group: IpAddr, port: u16) -> Result<Self, Error> {
+        let any: IpAddr = match group {
+            IpAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
+            IpAddr::V6(_) => Ipv6Addr::UNSPECIFIED.into(),
+        };
+        let receiver = UdpReceiver::bind(at, any, port)?;
+        let device = at.device;
+        at.host
+            .run(|| -> io::Result<()> {
+                let index = nix::net::if_::if_nametoindex(device)?;
+                match group {
+                    IpAddr::V4(v4) => {
+                        let request = libc::ip_mreqn {
+                            imr_multiaddr: libc::in_addr {
+                                s_addr: u32::from(v4).to_be(),
+                            },
+                            imr_address: libc::in_addr { s_addr: 0 },
+                            imr_ifindex: index as i32,
+                        };
+                        set_option(
+                            &receiver.socket,
+                            libc::IPPROTO_IP,
+                            libc::IP_ADD_MEMBERSHIP,
+                            &request,
+                        )
+                    }
+                    IpAddr::V6(v6) => receiver.socket.join_multicast_v6(&v6, index),
+                }
+            })?
+            .map_err(|e| {
+                Error::new(format!(
+                    "host {}: joining {group} on {device}: {e}",
+                    at.host.side()
+                ))
+            })?;
+        Ok(receiver)
     }
 
     /// The port the receiver listens on.

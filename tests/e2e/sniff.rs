@@ -49,10 +49,19 @@ impl Sniffer {
     /// For each of `markers`, whether a frame containing it arrived on the device since the
     /// sniffer was opened; reads for `window`.
     pub fn seen(&self, markers: &[&[u8]], window: Duration) -> Vec<bool> {
-        let mut seen = vec![false; markers.len()];
+        self.frames(markers, window)
+            .iter()
+            .map(Option::is_some)
+            .collect()
+    }
+
+    /// For each of `markers`, the first frame containing it that arrived on the device since
+    /// the sniffer was opened; reads for `window` (less once every marker was seen).
+    pub fn frames(&self, markers: &[&[u8]], window: Duration) -> Vec<Option<Vec<u8>>> {
+        let mut seen: Vec<Option<Vec<u8>>> = vec![None; markers.len()];
         let deadline = Instant::now() + window;
         let mut frame = [0u8; 65_536];
-        while Instant::now() < deadline {
+        while Instant::now() < deadline && seen.iter().any(Option::is_none) {
             let Ok((len, Some(from))) = recvfrom::<LinkAddr>(self.fd.as_raw_fd(), &mut frame)
             else {
                 continue;
@@ -62,8 +71,11 @@ impl Sniffer {
             if !incoming {
                 continue;
             }
+            let frame = &frame[..len];
             for (marker, seen) in markers.iter().zip(seen.iter_mut()) {
-                *seen |= frame[..len].windows(marker.len()).any(|w| w == *marker);
+                if seen.is_none() && frame.windows(marker.len()).any(|w| w == *marker) {
+                    *seen = Some(frame.to_vec());
+                }
             }
         }
         seen
