@@ -285,7 +285,8 @@ fn link_packets(instance: &serde_json::Value, name: &str, direction: &str) -> u6
 /// generates from l3mp's MACs, and `l3mp status` shows them. An echo to the far end's address
 /// is answered by the far end: the reply comes from that address, which is not the sender's
 /// own, and the far end's counters for the link move both ways. The hidden ends have no IPv6
-/// address at all.
+/// address at all. Then the addresses stay the same over restarts (see
+/// [`link_local_addresses_are_stable`]).
 fn link_local_addresses_are_distinct(setup: Setup) {
     let Some(r) = start("link_local_addresses_are_distinct", setup) else {
         return;
@@ -355,8 +356,40 @@ fn link_local_addresses_are_distinct(setup: Setup) {
             );
         }
     }
+    link_local_addresses_are_stable(r, setup);
 }
 for_each_setup!(link_local_addresses_are_distinct);
+
+/// Host A's links have the same link-local addresses after l3mp on A is stopped (SIGTERM) and
+/// started again, and after it is killed (SIGKILL) and started again.
+fn link_local_addresses_are_stable(mut r: Running, setup: Setup) {
+    let host = |r: &Running| -> Vec<Ipv6Addr> {
+        LINKS
+            .iter()
+            .map(|(name, _)| {
+                r.host(Side::A)
+                    .link_local(name, LINK_TIMEOUT)
+                    .unwrap_or_else(|e| panic!("{setup:?}: {e}"))
+            })
+            .collect()
+    };
+    let first = host(&r);
+    let names: Vec<&str> = LINKS.iter().map(|(name, _)| *name).collect();
+    let args = run_args(setup, Side::A);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    for how in ["SIGTERM", "SIGKILL"] {
+        let old = r.daemons.remove(0);
+        let finished = if how == "SIGTERM" {
+            old.stop()
+        } else {
+            old.kill()
+        };
+        assert_eq!(finished.status.success(), how == "SIGTERM", "{finished:?}");
+        let again = Daemon::start(r.host(Side::A), &args, &names, setup.ingress().1);
+        r.daemons.insert(0, again);
+        assert_eq!(host(&r), first, "{setup:?}: after {how} and a new start");
+    }
+}
 
 /// `ip -s` statistics of `device` on `host`: received packets.
 fn rx_packets(host: &Host, device: &str) -> u64 {
