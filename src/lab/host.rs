@@ -111,19 +111,12 @@ impl Host {
     /// The link called `name`, waiting up to `timeout` for it to appear.
     pub fn wait_link(&self, name: &str, timeout: Duration) -> Result<LinkInfo, Error> {
         let netlink = self.netlink()?;
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(link) = netlink.link(name).map_err(sys_error)? {
-                return Ok(link);
-            }
-            if Instant::now() >= deadline {
-                return Err(Error::new(format!(
-                    "host {}: no link {name} appeared within {timeout:?}",
-                    self.side
-                )));
-            }
-            thread::sleep(POLL_INTERVAL);
-        }
+        poll(timeout, || netlink.link(name).map_err(sys_error))?.ok_or_else(|| {
+            Error::new(format!(
+                "host {}: no link {name} appeared within {timeout:?}",
+                self.side
+            ))
+        })
     }
 
     /// Once the link `name` exists (waiting up to `timeout`), adds `addresses` (address,
@@ -150,22 +143,19 @@ impl Host {
                 IpAddr::V4(_) => None,
             })
             .collect();
-        let deadline = Instant::now() + timeout;
-        loop {
-            let present = self
-                .run(|| routes::local_routes_present(name, &v6))?
-                .map_err(|e| Error::new(format!("host {}: reading IPv6 routes: {e}", self.side)))?;
-            if present {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                return Err(Error::new(format!(
-                    "host {}: the IPv6 addresses of {name} got no local route within {timeout:?}",
-                    self.side
-                )));
-            }
-            thread::sleep(POLL_INTERVAL);
-        }
+        let present = poll(timeout, || Ok(self.usable(name, &v6)?.then_some(())))?;
+        present.ok_or_else(|| {
+            Error::new(format!(
+                "host {}: the IPv6 addresses of {name} got no local route within {timeout:?}",
+                self.side
+            ))
+        })
+    }
+
+    /// Whether every address of `v6` has its local route on `name`.
+    fn usable(&self, name: &str, v6: &[Ipv6Addr]) -> Result<bool, Error> {
+        self.run(|| routes::local_routes_present(name, v6))?
+            .map_err(|e| Error::new(format!("host {}: reading IPv6 routes: {e}", self.side)))
     }
 
     /// The address of `kind` that the link `name` (label `label`) has on this host: the
@@ -182,8 +172,7 @@ impl Host {
     pub fn link_local(&self, name: &str, timeout: Duration) -> Result<Ipv6Addr, Error> {
         let link = self.wait_link(name, timeout)?;
         let netlink = self.netlink()?;
-        let deadline = Instant::now() + timeout;
-        loop {
+        let found = poll(timeout, || {
             let found = netlink
                 .addresses()
                 .map_err(sys_error)?
@@ -193,24 +182,17 @@ impl Host {
                     IpAddr::V6(v6) if v6.is_unicast_link_local() => Some(v6),
                     _ => None,
                 });
-            if let Some(address) = found {
-                let usable = self
-                    .run(|| routes::local_routes_present(name, &[address]))?
-                    .map_err(|e| {
-                        Error::new(format!("host {}: reading IPv6 routes: {e}", self.side))
-                    })?;
-                if usable {
-                    return Ok(address);
-                }
-            }
-            if Instant::now() >= deadline {
-                return Err(Error::new(format!(
-                    "host {}: {name} got no usable IPv6 link-local address within {timeout:?}",
-                    self.side
-                )));
-            }
-            thread::sleep(POLL_INTERVAL);
-        }
+            Ok(match found {
+                Some(address) if self.usable(name, &[address])? => Some(address),
+                _ => None,
+            })
+        })?;
+        found.ok_or_else(|| {
+            Error::new(format!(
+                "host {}: {name} got no usable IPv6 link-local address within {timeout:?}",
+                self.side
+            ))
+        })
     }
 
     /// Sets the MTU of the link `name`.
@@ -237,5 +219,23 @@ impl Host {
     pub fn set_tx_checksum(&self, link: &str, on: bool) -> Result<(), Error> {
         self.run(|| offload::set_tx_checksum(link, on))?
             .map_err(|e| Error::new(format!("host {}: {e}", self.side)))
+    }
+}
+
+/// Calls `f` every [`POLL_INTERVAL`] until it gives something or `timeout` has passed (then
+/// `None`).
+fn poll<T>(
+    timeout: Duration,
+    mut f: impl FnMut() -> Result<Option<T>, Error>,
+) -> Result<Option<T>, Error> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(found) = f()? {
+            return Ok(Some(found));
+        }
+        if Instant::now() >= deadline {
+            return Ok(None);
+        }
+        thread::sleep(POLL_INTERVAL);
     }
 }

@@ -446,14 +446,17 @@ fn over_wireguard_go() {
     }
 
     // wg-quick down / up: wg0 goes, comes back with a new ifindex; l3mp follows.
-    let own_before: Vec<Ipv6Addr> = LINKS
-        .iter()
-        .map(|(n, _)| {
-            t.host(Side::A)
-                .link_local(n, LINK_TIMEOUT)
-                .expect("address")
-        })
-        .collect();
+    let own = |t: &Tunnel| -> Vec<Ipv6Addr> {
+        LINKS
+            .iter()
+            .map(|(n, _)| {
+                t.host(Side::A)
+                    .link_local(n, LINK_TIMEOUT)
+                    .expect("address")
+            })
+            .collect()
+    };
+    let own_before = own(&t);
     t.wireguard[0].stop();
     let gone = t.daemons[0].wait_for_line(&format!("{WG} (ifindex"), WAIT);
     assert!(
@@ -493,15 +496,7 @@ fn over_wireguard_go() {
             "nothing crossed {name} within {BACK:?} of wg0 coming back"
         );
     }
-    let own_after: Vec<Ipv6Addr> = LINKS
-        .iter()
-        .map(|(n, _)| {
-            t.host(Side::A)
-                .link_local(n, LINK_TIMEOUT)
-                .expect("address")
-        })
-        .collect();
-    assert_eq!(own_after, own_before, "the link-local addresses changed");
+    assert_eq!(own(&t), own_before, "the link-local addresses changed");
     unicast_crosses(&t, "wg0 back");
     wg_traffic_crosses(&t, "wg0 back");
     for daemon in t.daemons.drain(..) {
