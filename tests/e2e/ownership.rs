@@ -14,8 +14,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use l3mp::lab::{
-    ext_addresses, link_address, link_addresses, payload, AddressKind, Host, Side, EXT,
-    LINK_TIMEOUT,
+    ext_addresses, link_addresses, payload, AddressKind, Host, Side, EXT, LINK_TIMEOUT,
 };
 use l3mp::programs::{ingress_name, Hook, GUARD};
 use l3mp::run::{ensure_bpffs, hidden_name, BPFFS};
@@ -27,7 +26,7 @@ use super::daemon::{run_in, spawn_with, status, As, Daemon, Finished};
 use super::inspect::{self, tool};
 use super::service::{link_works, said_removals, PROMPTLY};
 use super::sniff::Sniffer;
-use super::{lab, link_names, privileged, refusal, run_args, start, Setup, LINKS};
+use super::{lab, link_names, planned, privileged, refusal, run_args, start, Setup, LINKS};
 
 /// How long to watch for traffic that must not arrive.
 const WATCH: Duration = Duration::from_millis(500);
@@ -385,10 +384,10 @@ fn moved_devices_redirect_nothing_elsewhere() {
     let said = r.daemons[0].wait_for_line(&format!("{EXT} (ifindex"), PROMPTLY);
     ip(away.name(), &["link", "set", "dev", EXT, "up"]);
     let caught = Sniffer::open_in(&away, "trap2");
-    let target = link_address(label, AddressKind::Ipv4, Side::A);
+    let target = planned(label, AddressKind::Ipv4, Side::A);
     let sender = r
         .host(Side::B)
-        .run(|| UdpSocket::bind((link_address(label, AddressKind::Ipv4, Side::B), 0)))
+        .run(|| UdpSocket::bind((planned(label, AddressKind::Ipv4, Side::B), 0)))
         .expect("enter B")
         .expect("bind");
     let marker = payload(48);
@@ -438,14 +437,14 @@ fn moved_devices_redirect_nothing_elsewhere() {
         inspect::attached(&away, moved).is_empty(),
         "its program went along"
     );
-    let source = link_address(moved_label, AddressKind::Ipv4, Side::A);
+    let source = planned(moved_label, AddressKind::Ipv4, Side::A);
     ip(
         away.name(),
         &["addr", "add", &format!("{source}/24"), "dev", moved],
     );
     ip(away.name(), &["link", "set", "dev", moved, "up"]);
     let caught = Sniffer::open_in(&away, "trap2");
-    let far: IpAddr = link_address(moved_label, AddressKind::Ipv4, Side::B);
+    let far: IpAddr = planned(moved_label, AddressKind::Ipv4, Side::B);
     let marker = payload(48);
     away.run(|| {
         let socket = UdpSocket::bind((source, 0)).expect("bind in the other namespace");
