@@ -127,7 +127,8 @@ impl Instance {
         let macs = identity.link_macs();
         let prefix: Vec<String> = macs.user.iter().map(|b| format!("{b:02x}")).collect();
         log::info!(
-            "links' MACs {}:<label> (their link-local addresses follow) from {identity}",
+            "links' Ethernet addresses {}:<label>, and the IPv6 link-local addresses made from \
+             them, derived from {identity}",
             prefix.join(":")
         );
         // No other instance can run on ext: whatever is marked for it is a dead one's.
