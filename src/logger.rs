@@ -1,5 +1,7 @@
-//! l3mp's log: one line per message on stderr (`LEVEL [module] message`), written by a thread
-//! of its own. A stderr that is closed, or a pipe that no one reads (journald stalled), never
+//! l3mp's log: one line per message on stderr, written by a thread of its own. Under
+//! journald (`JOURNAL_STREAM` names stderr) each line starts with its syslog priority (`<4>`),
+//! which journald reads as the level; elsewhere it reads `LEVEL message`, with the Rust module
+//! that logged it only at `-v` and more. A stderr that is closed, or a pipe that no one reads (journald stalled), never
 //! stops l3mp or ends it: a failed write is let go, a write that waits holds up that thread
 //! alone, the lines that do not fit in the queue meanwhile are dropped, and how many is said
 //! as soon as lines go out again.
@@ -11,13 +13,58 @@ use std::sync::OnceLock;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use log::{LevelFilter, Log, Metadata, Record};
+use log::{Level, LevelFilter, Log, Metadata, Record};
 use nix::sys::signal::{SigSet, SigmaskHow};
 
 /// Lines waiting for stderr at most; more are dropped.
 const QUEUE: usize = 4096;
 
+/// How a line is laid out for whoever reads stderr.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Style {
+    /// journald: the level as a `<N>` syslog priority prefix.
+    Journal,
+    /// A terminal or a file: `LEVEL message`, with the module when `modules`.
+    Plain { modules: bool },
+}
+
+impl Style {
+    /// journald's when `JOURNAL_STREAM` (`device:inode`) is stderr; else plain, with modules
+    /// when l3mp's own messages go down to debug.
+    fn detect(own: LevelFilter) -> Style {
+        use std::os::unix::fs::MetadataExt;
+        let stderr =
+            std::fs::metadata("/proc/self/fd/2").map(|m| format!("{}:{}", m.dev(), m.ino()));
+        match (std::env::var("JOURNAL_STREAM"), stderr) {
+            (Ok(journal), Ok(stderr)) if journal == stderr => Style::Journal,
+            _ => Style::Plain {
+                modules: own >= LevelFilter::Debug,
+            },
+        }
+    }
+
+    /// `text` as a line of `level` from `module`, with its newline.
+    fn line(self, level: Level, module: &str, text: &str) -> String {
+        match self {
+            Style::Journal => format!("<{}>{text}\n", priority(level)),
+            Style::Plain { modules: true } => format!("{level:<5} [{module}] {text}\n"),
+            Style::Plain { modules: false } => format!("{level:<5} {text}\n"),
+        }
+    }
+}
+
+/// The syslog priority of a level (sd-daemon(3)).
+fn priority(level: Level) -> u8 {
+    match level {
+        Level::Error => 3,
+        Level::Warn => 4,
+        Level::Info => 6,
+        Level::Debug | Level::Trace => 7,
+    }
+}
+
 struct Logger {
+    style: Style,
     /// For l3mp's own messages.
     own: LevelFilter,
     /// For the crates'.
@@ -35,6 +82,7 @@ static LOGGER: OnceLock<Logger> = OnceLock::new();
 pub fn init(own: LevelFilter, crates: LevelFilter) {
     let (queue, lines) = sync_channel(QUEUE);
     let logger = LOGGER.get_or_init(|| Logger {
+        style: Style::detect(own),
         own,
         crates,
         queue,
@@ -56,10 +104,15 @@ pub fn init(own: LevelFilter, crates: LevelFilter) {
     }
 }
 
-/// Puts `line` (a whole line, without its newline) on stderr after what is queued.
-pub fn say(line: &str) {
+/// Puts the error `line` (a whole line, without its newline) on stderr after what is queued:
+/// as it is on a terminal, with the error priority under journald.
+pub fn say_error(line: &str) {
     if let Some(logger) = LOGGER.get() {
-        logger.queue(format!("{line}\n"));
+        let line = match logger.style {
+            Style::Journal => format!("<{}>{line}\n", priority(Level::Error)),
+            Style::Plain { .. } => format!("{line}\n"),
+        };
+        logger.queue(line);
     }
 }
 
@@ -99,12 +152,8 @@ impl Log for Logger {
 
     fn log(&self, record: &Record<'_>) {
         if self.enabled(record.metadata()) {
-            self.queue(format!(
-                "{:<5} [{}] {}\n",
-                record.level(),
-                record.target(),
-                record.args()
-            ));
+            let text = record.args().to_string();
+            self.queue(self.style.line(record.level(), record.target(), &text));
         }
     }
 
@@ -118,12 +167,31 @@ fn write_lines(logger: &Logger, lines: Receiver<String>) {
     for line in lines {
         let dropped = logger.dropped.swap(0, Ordering::Relaxed);
         if dropped > 0 {
-            let _ = writeln!(
-                stderr,
-                "WARN  [l3mp] {dropped} log lines were dropped: stderr was not being read"
-            );
+            let text = format!("{dropped} log lines were dropped: stderr was not being read");
+            let _ = stderr.write_all(logger.style.line(Level::Warn, "l3mp", &text).as_bytes());
         }
         let _ = stderr.write_all(line.as_bytes());
         logger.pending.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn journald_reads_the_level_from_the_priority_prefix() {
+        let line = |style: Style, level| style.line(level, "l3mp::run::watch", "ext0 is gone");
+        assert_eq!(line(Style::Journal, Level::Warn), "<4>ext0 is gone\n");
+        assert_eq!(line(Style::Journal, Level::Error), "<3>ext0 is gone\n");
+        assert_eq!(line(Style::Journal, Level::Info), "<6>ext0 is gone\n");
+        assert_eq!(line(Style::Journal, Level::Debug), "<7>ext0 is gone\n");
+        let short = Style::Plain { modules: false };
+        assert_eq!(line(short, Level::Info), "INFO  ext0 is gone\n");
+        let long = Style::Plain { modules: true };
+        assert_eq!(
+            line(long, Level::Info),
+            "INFO  [l3mp::run::watch] ext0 is gone\n"
+        );
     }
 }

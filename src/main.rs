@@ -53,7 +53,7 @@ fn main() -> ExitCode {
     let code = match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            logger::say(&format!("l3mp: {e}"));
+            logger::say_error(&format!("l3mp: {e}"));
             ExitCode::FAILURE
         }
     };

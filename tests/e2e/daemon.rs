@@ -254,7 +254,7 @@ impl Daemon {
         let deadline = Instant::now() + START_TIMEOUT;
         let ready = |seen: &[(Stream, String)], link: &str| {
             seen.iter().any(|(_, l)| {
-                l.contains(&format!("] {link} label ")) && l.contains(&format!("({mode} ingress)"))
+                l.contains(&format!(" {link} label ")) && l.contains(&format!("({mode} ingress)"))
             })
         };
         while !links.iter().all(|link| ready(&self.seen, link)) {

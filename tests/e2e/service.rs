@@ -347,7 +347,9 @@ fn status_counts_what_was_sent() {
     }
 
     let table = run_to_exit(r.host(Side::A), &["status", "--ext", EXT]);
-    assert!(table.status.success(), "{table:?}");
+    // 3 when some instance shown is not attached: other tests' instances on an ext0 of their
+    // own may be between a removed and a restored ext.
+    assert!(matches!(table.status.code(), Some(0 | 3)), "{table:?}");
     let heading = format!("l3mp {pid_a} on {EXT} ");
     let ours: Vec<&String> = table
         .stdout
