@@ -188,6 +188,7 @@ const NOT_ATTACHED: u8 = 3;
 /// `l3mp status`: every running instance, as a table or as JSON; an error when `--ext` names
 /// an interface no instance runs on. Whether every instance shown has its programs on its ext.
 fn status(args: &cli::StatusArgs) -> Result<bool, Error> {
+    l3mp::status::check_privileges()?;
     let registry = l3mp::run::Registry::system();
     let instances = l3mp::status::collect(&registry, args.ext.as_deref())?;
     let readable = |e: &&l3mp::status::Entry| matches!(e, l3mp::status::Entry::Instance(_));

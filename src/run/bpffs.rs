@@ -43,10 +43,25 @@ pub fn ensure_bpffs(dir: &Path) -> Result<(), Error> {
             dir.display()
         ))
     })?;
+    // Under `ip netns exec` (or any private mount namespace) the mount is seen there alone
+    // and goes with the namespace; in the system's, it outlives l3mp.
+    let shared = same_mount_namespace_as_init();
     log::info!(
-        "mounted the BPF filesystem at {} (nothing was mounted there) for the pinned counters; \
-         it stays mounted",
-        dir.display()
+        "mounted the BPF filesystem at {} (nothing was mounted there) for the pinned counters, {}",
+        dir.display(),
+        if shared {
+            "in the system's mount namespace, where it stays mounted"
+        } else {
+            "in a mount namespace of this process's own (as under ip netns exec), which alone \
+             sees it"
+        }
     );
     Ok(())
+}
+
+/// Whether this process shares the mount namespace of pid 1 (the system's).
+fn same_mount_namespace_as_init() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let ns = |pid: &str| std::fs::metadata(format!("/proc/{pid}/ns/mnt")).map(|m| m.ino());
+    matches!((ns("self"), ns("1")), (Ok(a), Ok(b)) if a == b)
 }

@@ -16,14 +16,14 @@ use std::time::Duration;
 use aya::programs::TcAttachType;
 
 use crate::programs::{self, Config, Ext, ExtKind, Link, LinkMacs};
-use crate::sys::netlink::{LinkEvent, LinkInfo, Netlink, VethEnd};
+use crate::sys::netlink::{format_mac, LinkEvent, LinkInfo, Netlink, VethEnd};
 use crate::sys::netns::NetNs;
 
 use super::bpffs::{ensure_bpffs, BPFFS};
 use super::counters::Counters;
 use super::datapath::{serving, Datapath, IngressMode};
 use super::lock::Lock;
-use super::naming::{hidden_name, Identity, Mark};
+use super::naming::{hidden_name, is_hidden_name, Identity, Mark};
 use super::options::{IngressChoice, RunOptions};
 use super::registry::{Claim, Published, Registry};
 use super::state::{InstanceId, State, StateLink};
@@ -695,6 +695,12 @@ fn ext_kind(
             let peer_mac = netlink
                 .resolve_neighbour(ext.index, &ext.name, peer, timeout)
                 .map_err(|e| Error::new(format!("--peer {peer}: {e}")))?;
+            log::info!(
+                "--peer {peer} is {} on {}: only its frames to {} enter the links",
+                format_mac(&peer_mac),
+                ext.name,
+                format_mac(&mac)
+            );
             Ok(ExtKind::Ethernet { mac, peer_mac })
         }
     }
@@ -734,7 +740,7 @@ fn remove_leftovers(netlink: &Netlink, ext: &str) -> Result<(), Error> {
     let half_made = |link: &LinkInfo| {
         link.alias.is_none()
             && link.kind.as_deref() == Some("veth")
-            && (1..=63).any(|label| hidden_name(ext, label) == link.name)
+            && is_hidden_name(ext, &link.name)
     };
     let mut found: Vec<(LinkInfo, Option<Mark>)> = links
         .into_iter()

@@ -54,10 +54,22 @@ impl Mark {
     }
 }
 
-/// The hidden end's name: `l3mp` + 24 bits of a hash of ext's name + `.` + label (at most 13
-/// bytes), the same for every start with the same ext and label.
+/// The hidden end's name: `l3mp` + 24 bits of a hash of ext's name + `_` + label (at most 13
+/// bytes), the same for every start with the same ext and label. (No dot: a dotted name reads
+/// as a VLAN subinterface and breaks sysctl's dotted keys.)
 pub fn hidden_name(ext: &str, label: u8) -> String {
-    format!("l3mp{:06x}.{label}", ext_hash(ext))
+    format!("l3mp{:06x}_{label}", ext_hash(ext))
+}
+
+/// Whether `name` is the hidden end's name for `ext` and some label, as l3mp names it now or
+/// named it before 2026-11 (`l3mp<hash>.<label>`), so that what an older l3mp left is found.
+pub fn is_hidden_name(ext: &str, name: &str) -> bool {
+    let prefix = format!("l3mp{:06x}", ext_hash(ext));
+    let label = name
+        .strip_prefix(&prefix)
+        .and_then(|rest| rest.strip_prefix('_').or_else(|| rest.strip_prefix('.')));
+    // The label as l3mp writes it: 1 to 63, no leading zero.
+    label.is_some_and(|text| (1..=63u8).any(|l| l.to_string() == text))
 }
 
 /// 24 bits of the FNV-1a hash of ext's name: stable across builds and platforms.
@@ -226,7 +238,23 @@ mod tests {
     }
 
     #[test]
+    fn old_and_new_hidden_names_are_recognised() {
+        assert!(is_hidden_name("wg0", &hidden_name("wg0", 7)));
+        let old = hidden_name("wg0", 7).replace('_', ".");
+        assert!(is_hidden_name("wg0", &old), "{old}");
+        assert!(!is_hidden_name("wg1", &hidden_name("wg0", 7)));
+        for other in ["l3mp", "wg0", "l3mpzzzzzz_1"] {
+            assert!(!is_hidden_name("wg0", other), "{other}");
+        }
+        let stem = &hidden_name("wg0", 1)[..10];
+        for bad in ["_0", "_64", "_x", "_01", "-1", ""] {
+            assert!(!is_hidden_name("wg0", &format!("{stem}{bad}")), "{bad}");
+        }
+    }
+
+    #[test]
     fn hidden_names_are_short_stable_and_distinct() {
+        assert!(!hidden_name("wg0", 5).contains('.'));
         let a = hidden_name("wg0", 63);
         assert!(a.len() <= 15, "{a}");
         assert_eq!(a, hidden_name("wg0", 63));

@@ -131,6 +131,16 @@ fn seen_by(state: &State, own_netns: u64) -> Option<Seen> {
         .ok()
 }
 
+/// The name `ip netns` gives the network namespace with inode `netns`, if any (the first in
+/// order when it has several).
+fn netns_name(netns: u64) -> Option<String> {
+    let mut names = NetNs::names().unwrap_or_default();
+    names.sort();
+    names
+        .into_iter()
+        .find(|name| NetNs::open(name).and_then(|n| n.inode()).ok() == Some(netns))
+}
+
 /// The instance's network namespace: its process's (the usual case), or a named one (an
 /// instance started by a thread that entered it, as `l3mp demo` does).
 fn find_netns(state: &State) -> Option<NetNs> {
@@ -167,6 +177,7 @@ pub(super) fn status_of(state: &State, seen: Option<&Seen>, counters: &Counters)
         id: state.id,
         pid: state.pid,
         netns: state.netns,
+        netns_name: netns_name(state.netns),
         ext: ExtStatus {
             name: state.ext.clone(),
             attached_ifindex: state.ext_ifindex,

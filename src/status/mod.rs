@@ -41,6 +41,8 @@ pub struct InstanceStatus {
     pub pid: u32,
     /// The inode of its network namespace.
     pub netns: u64,
+    /// The name `ip netns` gives that namespace, where it has one.
+    pub netns_name: Option<String>,
     pub ext: ExtStatus,
     pub ingress: IngressMode,
     pub label_bits: u8,
@@ -113,4 +115,19 @@ pub struct ExtCounters {
 pub fn json(instances: &[Entry]) -> String {
     // Strings, numbers, booleans and lists always serialise.
     serde_json::to_string_pretty(instances).unwrap_or_default() + "\n"
+}
+
+/// `l3mp status` reads pinned maps (`CAP_BPF`) and enters other network namespaces
+/// (`CAP_SYS_ADMIN`): one line saying so when either is missing.
+pub fn check_privileges() -> Result<(), crate::run::Error> {
+    use crate::sys::caps::{missing_capabilities, Cap};
+    let missing = missing_capabilities(&[Cap::Bpf, Cap::SysAdmin]);
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(crate::run::Error::new(format!(
+        "status needs root: missing {} (CAP_BPF reads the instances' pinned counters, \
+         CAP_SYS_ADMIN enters their network namespaces)",
+        missing.join(" and ")
+    )))
 }

@@ -42,7 +42,7 @@ fn render(out: &mut String, s: &InstanceStatus) {
         "l3mp {} on {} (netns {}): {} ingress, {} label bits, unknown labels {}",
         s.id,
         ext.name,
-        s.netns,
+        s.netns_name.clone().unwrap_or_else(|| s.netns.to_string()),
         s.ingress,
         s.label_bits,
         match s.unknown {
@@ -103,7 +103,7 @@ fn render(out: &mut String, s: &InstanceStatus) {
     let c = &s.counters;
     let _ = writeln!(
         out,
-        "  not a link's: pass {}, unknown {}, drop {}, guard {}, foreign {}, guard not IP {}",
+        "  other traffic: pass {}, unknown {}, drop {}, guard {}, foreign {}, guard not IP {}",
         traffic(c.pass),
         traffic(c.unknown),
         traffic(c.drop),
@@ -181,6 +181,7 @@ mod tests {
             },
             pid: 4242,
             netns: 4_026_531_840,
+            netns_name: None,
             ext: ExtStatus {
                 name: "wg0".into(),
                 attached_ifindex: 7,
@@ -193,7 +194,7 @@ mod tests {
             links: vec![LinkStatus {
                 name: "bgp1".into(),
                 label: 1,
-                hidden: "l3mp000000.1".into(),
+                hidden: "l3mp000000_1".into(),
                 device: known(attached.map(|_| true)),
                 link_local: attached
                     .map(|_| vec!["fe80::1c:aff:fe5e:5701".parse().expect("literal")]),
@@ -225,7 +226,7 @@ l3mp 4242 on wg0 (netns 4026531840): TC ingress, 4 label bits, unknown labels pa
   wg0: attached, ifindex 7, up, MTU 1420
   link  label  state   mtu  egress pkts  bytes  ingress pkts  bytes  link-local
   bgp1      1  up     1420            7   1274             0      0  fe80::1c:aff:fe5e:5701
-  not a link's: pass 0 pkts 0 B, unknown 0 pkts 0 B, drop 0 pkts 0 B, guard 2 pkts 168 B, \
+  other traffic: pass 0 pkts 0 B, unknown 0 pkts 0 B, drop 0 pkts 0 B, guard 2 pkts 168 B, \
 foreign 3 pkts 300 B, guard not IP 0 pkts 0 B
 ";
         assert_eq!(text, expected);
