@@ -2,6 +2,8 @@
 //! like. VLAN-tagged frames from the peer on an Ethernet ext (TC and XDP ingress) never enter
 //! a link; MPLS on a TUN ext is neither delivered into a link nor rewritten by the guard.
 
+mod common;
+
 #[path = "e2e/daemon.rs"]
 #[allow(dead_code)] // shared with the e2e tests, which use more of it
 mod daemon;
@@ -18,7 +20,6 @@ use std::process::Command;
 use std::time::Duration;
 
 use l3mp::lab::{ext_address, AddressKind, ExtKind, Host, Lab, Side, EXT};
-use l3mp::sys::caps::{missing_capabilities, Cap};
 
 use daemon::Daemon;
 use sniff::Sniffer;
@@ -28,18 +29,6 @@ use tos::TosReceiver;
 const LABELLED_TOS: u8 = 0x04;
 const WAIT: Duration = Duration::from_secs(3);
 const SILENCE: Duration = Duration::from_millis(300);
-
-fn privileged(test: &str) -> bool {
-    let missing = missing_capabilities(&[Cap::NetAdmin, Cap::Bpf, Cap::SysAdmin]);
-    if missing.is_empty() {
-        return true;
-    }
-    eprintln!(
-        "skipped {test}: needs root (missing {}) to create namespaces and load BPF programs",
-        missing.join(", ")
-    );
-    false
-}
 
 /// A labelled IPv4 UDP datagram from `from` to `to:port` carrying `payload`, header
 /// checksum valid, no UDP checksum.
@@ -107,7 +96,7 @@ fn send_on(fd: &OwnedFd, bytes: &[u8]) {
 /// A priority tag (VLAN 0) reaches the stack as an untagged frame would: A's own socket gets
 /// it with its DSCP. VLAN 100 (A has no such VLAN) reaches no link either.
 fn tagged_frames_from_the_peer_stay_out_of_the_link(ingress: &str, mode: &str) {
-    if !privileged("tagged_frames_from_the_peer_stay_out_of_the_link") {
+    if !common::can_build_hosts("tagged_frames_from_the_peer_stay_out_of_the_link") {
         return;
     }
     let lab = Lab::new("l3mp-vlan", ExtKind::Veth).expect("the lab");
@@ -226,7 +215,7 @@ const ETH_P_MPLS_UC: u16 = 0x8847;
 /// guard does not clear its "label".
 #[test]
 fn mpls_on_a_tun_ext_is_left_alone_both_ways() {
-    if !privileged("mpls_on_a_tun_ext_is_left_alone_both_ways") {
+    if !common::can_build_hosts("mpls_on_a_tun_ext_is_left_alone_both_ways") {
         return;
     }
     let name = format!("l3mp-mpls-{}", std::process::id());

@@ -4,6 +4,8 @@
 //! included, and never the link, with TC and with XDP ingress; what B sends over the link
 //! still arrives.
 
+mod common;
+
 #[path = "e2e/daemon.rs"]
 #[allow(dead_code)] // shared with the e2e tests, which use more of it
 mod daemon;
@@ -18,7 +20,6 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use l3mp::lab::{payload, send, Host, SendOptions, Side, UdpReceiver, LINK_TIMEOUT};
-use l3mp::sys::caps::{missing_capabilities, Cap};
 
 use daemon::Daemon;
 use sniff::Sniffer;
@@ -99,21 +100,9 @@ impl Drop for Segment {
     }
 }
 
-fn privileged(test: &str) -> bool {
-    let missing = missing_capabilities(&[Cap::NetAdmin, Cap::Bpf, Cap::SysAdmin]);
-    if missing.is_empty() {
-        return true;
-    }
-    eprintln!(
-        "skipped {test}: needs root (missing {}) to create namespaces and load BPF programs",
-        missing.join(", ")
-    );
-    false
-}
-
 /// The case, with `--ingress tc` or `xdp`.
 fn a_third_host_cannot_send_into_a_link(ingress: &str, mode: &str) {
-    if !privileged("a_third_host_cannot_send_into_a_link") {
+    if !common::can_build_hosts("a_third_host_cannot_send_into_a_link") {
         return;
     }
     let segment = Segment::new();

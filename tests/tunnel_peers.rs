@@ -2,6 +2,8 @@
 //! WireGuard interface warns when it has more than one peer (a labelled packet from any of
 //! them would enter a link), and does not when it has one.
 
+mod common;
+
 #[path = "e2e/daemon.rs"]
 #[allow(dead_code)] // shared with the e2e tests, which use more of it
 mod daemon;
@@ -11,7 +13,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use l3mp::lab::{Host, Side};
-use l3mp::sys::caps::{missing_capabilities, Cap};
 
 use daemon::Daemon;
 
@@ -64,12 +65,7 @@ fn keypair(host: &Host) -> (String, String) {
 }
 
 fn usable(test: &str) -> bool {
-    let missing = missing_capabilities(&[Cap::NetAdmin, Cap::Bpf, Cap::SysAdmin]);
-    if !missing.is_empty() {
-        eprintln!(
-            "skipped {test}: needs root (missing {})",
-            missing.join(", ")
-        );
+    if !common::can_build_hosts(test) {
         return false;
     }
     for tool in ["wireguard-go", "wg"] {

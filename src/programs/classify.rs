@@ -65,26 +65,12 @@ pub fn branch_on_family(p: &mut Program, how: Classify, hook: Hook, other: &str)
                 jump_if(Cond::Gt, Reg::R2, Reg::R8, other),
                 load(Size::H, Reg::R2, Reg::R7, ETH_PROTO),
             ]);
-            for family in Family::ALL {
-                p.push(jump_if(
-                    Cond::Eq,
-                    Reg::R2,
-                    family.ethertype(),
-                    family.block(),
-                ));
-            }
+            to_family_blocks(p, Family::ethertype);
         }
         Classify::SkbProtocol => {
             p.comment("The protocol the tunnel driver gave the packet chooses the family");
             p.push(load(Size::W, Reg::R2, Reg::R6, SKB_PROTOCOL));
-            for family in Family::ALL {
-                p.push(jump_if(
-                    Cond::Eq,
-                    Reg::R2,
-                    family.ethertype(),
-                    family.block(),
-                ));
-            }
+            to_family_blocks(p, Family::ethertype);
         }
         Classify::Version => {
             p.comment("No protocol in the XDP context: the version nibble chooses the family");
@@ -95,12 +81,17 @@ pub fn branch_on_family(p: &mut Program, how: Classify, hook: Hook, other: &str)
                 load(Size::B, Reg::R2, Reg::R7, 0),
                 alu64(AluOp::Rsh, Reg::R2, 4),
             ]);
-            for family in Family::ALL {
-                p.push(jump_if(Cond::Eq, Reg::R2, family.version(), family.block()));
-            }
+            to_family_blocks(p, Family::version);
         }
     }
     p.push(jump(other));
+}
+
+/// Jumps to the block of the family whose `value` (EtherType or version) r2 holds.
+fn to_family_blocks(p: &mut Program, value: fn(Family) -> i32) {
+    for family in Family::ALL {
+        p.push(jump_if(Cond::Eq, Reg::R2, value(family), family.block()));
+    }
 }
 
 /// Checks the `family` header at `how.ip_offset()` from r7 is whole and well-formed, its version

@@ -104,6 +104,21 @@ pub fn can_bpf(test: &str) -> bool {
     false
 }
 
+/// Whether the process may build hosts in network namespaces and run l3mp there (root); prints
+/// why a test skips when not.
+pub fn can_build_hosts(test: &str) -> bool {
+    use l3mp::sys::caps::{missing_capabilities, Cap};
+    let missing = missing_capabilities(&[Cap::NetAdmin, Cap::Bpf, Cap::SysAdmin]);
+    if missing.is_empty() {
+        return true;
+    }
+    eprintln!(
+        "skipped {test}: needs root (missing {}) to create namespaces and load BPF programs",
+        missing.join(", ")
+    );
+    false
+}
+
 /// An ELF holding one classifier, `bad`, that reads a packet byte it never bounds-checked:
 /// every verifier must reject it (proof that a verifier check can fail).
 pub fn unchecked_read_elf() -> Vec<u8> {
