@@ -54,31 +54,31 @@ pub fn branch_on_family(p: &mut Program, how: Classify, hook: Hook, other: &str)
             if hook == Hook::Tc {
                 p.comment("A VLAN tag the kernel took off (or will insert): not ours");
                 p.extend([
-                    load(Size::W, Reg::R2, Reg::R6, SKB_VLAN_PRESENT),
+                    load(Size::W, Reg::R2, CTX, SKB_VLAN_PRESENT),
                     jump_if(Cond::Ne, Reg::R2, 0, other),
                 ]);
             }
             p.comment("The EtherType chooses the family (a tag still in the frame is neither)");
             p.extend([
-                mov(Reg::R2, Reg::R7),
+                mov(Reg::R2, DATA),
                 alu64(AluOp::Add, Reg::R2, i32::from(ETH_HLEN)),
-                jump_if(Cond::Gt, Reg::R2, Reg::R8, other),
-                load(Size::H, Reg::R2, Reg::R7, ETH_PROTO),
+                jump_if(Cond::Gt, Reg::R2, DATA_END, other),
+                load(Size::H, Reg::R2, DATA, ETH_PROTO),
             ]);
             to_family_blocks(p, Family::ethertype);
         }
         Classify::SkbProtocol => {
             p.comment("The protocol the tunnel driver gave the packet chooses the family");
-            p.push(load(Size::W, Reg::R2, Reg::R6, SKB_PROTOCOL));
+            p.push(load(Size::W, Reg::R2, CTX, SKB_PROTOCOL));
             to_family_blocks(p, Family::ethertype);
         }
         Classify::Version => {
             p.comment("No protocol in the XDP context: the version nibble chooses the family");
             p.extend([
-                mov(Reg::R2, Reg::R7),
+                mov(Reg::R2, DATA),
                 alu64(AluOp::Add, Reg::R2, 1),
-                jump_if(Cond::Gt, Reg::R2, Reg::R8, other),
-                load(Size::B, Reg::R2, Reg::R7, 0),
+                jump_if(Cond::Gt, Reg::R2, DATA_END, other),
+                load(Size::B, Reg::R2, DATA, 0),
                 alu64(AluOp::Rsh, Reg::R2, 4),
             ]);
             to_family_blocks(p, Family::version);
@@ -104,10 +104,10 @@ pub fn check_header(p: &mut Program, family: Family, how: Classify, fail: &str) 
         Family::V6 => IPV6_HLEN,
     };
     p.extend([
-        mov(Reg::R2, Reg::R7),
+        mov(Reg::R2, DATA),
         alu64(AluOp::Add, Reg::R2, i32::from(ip + hlen)),
-        jump_if(Cond::Gt, Reg::R2, Reg::R8, fail),
-        load(Size::B, Reg::R3, Reg::R7, ip),
+        jump_if(Cond::Gt, Reg::R2, DATA_END, fail),
+        load(Size::B, Reg::R3, DATA, ip),
     ]);
     if how != Classify::Version {
         p.extend([
@@ -122,13 +122,13 @@ pub fn check_header(p: &mut Program, family: Family, how: Classify, fail: &str) 
             alu64(AluOp::And, Reg::R3, 15),
             jump_if(Cond::Lt, Reg::R3, 5, fail),
             alu64(AluOp::Lsh, Reg::R3, 2),
-            mov(Reg::R2, Reg::R7),
+            mov(Reg::R2, DATA),
             alu64(AluOp::Add, Reg::R2, Reg::R3),
         ]);
         if ip != 0 {
             p.push(alu64(AluOp::Add, Reg::R2, i32::from(ip)));
         }
-        p.push(jump_if(Cond::Gt, Reg::R2, Reg::R8, fail));
+        p.push(jump_if(Cond::Gt, Reg::R2, DATA_END, fail));
     }
 }
 
@@ -139,13 +139,13 @@ pub fn check_from_peer(p: &mut Program, mac: [u8; 6], peer_mac: [u8; 6], fail: &
     let [d0, d1, d2, d3, d4, d5] = mac;
     let [s0, s1, s2, s3, s4, s5] = peer_mac;
     p.extend([
-        load(Size::DW, Reg::R2, Reg::R7, 0),
+        load(Size::DW, Reg::R2, DATA, 0),
         load_imm64(
             Reg::R3,
             i64::from_ne_bytes([d0, d1, d2, d3, d4, d5, s0, s1]),
         ),
         jump_if(Cond::Ne, Reg::R2, Reg::R3, fail),
-        load(Size::W, Reg::R2, Reg::R7, 8),
+        load(Size::W, Reg::R2, DATA, 8),
         jump32_if(
             Cond::Ne,
             Reg::R2,

@@ -21,7 +21,7 @@ pub fn count(p: &mut Program, key: impl Into<Src>, skip: &str) {
         alu64(AluOp::Add, Reg::R1, 1),
         store(Size::DW, Reg::R0, 0, Reg::R1),
         load(Size::DW, Reg::R1, Reg::R0, 8),
-        alu64(AluOp::Add, Reg::R1, Reg::R9),
+        alu64(AluOp::Add, Reg::R1, LEN),
         store(Size::DW, Reg::R0, 8, Reg::R1),
     ]);
     p.label(skip);

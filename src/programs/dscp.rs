@@ -59,12 +59,12 @@ pub fn read_label(p: &mut Program, family: Family, ip: i16, bits: u8, dst: Reg) 
     let mask = (1i32 << bits) - 1;
     match family {
         Family::V4 => p.extend([
-            load(Size::B, dst, Reg::R7, ip + IPV4_TOS),
+            load(Size::B, dst, DATA, ip + IPV4_TOS),
             alu64(AluOp::Rsh, dst, 2),
             alu64(AluOp::And, dst, mask),
         ]),
         Family::V6 => p.extend([
-            load(Size::H, dst, Reg::R7, ip),
+            load(Size::H, dst, DATA, ip),
             swap(Endian::Be, 16, dst),
             alu64(AluOp::Rsh, dst, 6),
             alu64(AluOp::And, dst, mask),
@@ -80,20 +80,20 @@ pub fn write_label(p: &mut Program, family: Family, ip: i16, bits: u8, label: u8
         Family::V4 => {
             let keep = !(i32::from(mask) << 2) & 0xff;
             p.extend([
-                load(Size::B, Reg::R3, Reg::R7, ip + IPV4_TOS),
+                load(Size::B, Reg::R3, DATA, ip + IPV4_TOS),
                 mov(Reg::R4, Reg::R3),
                 alu64(AluOp::And, Reg::R4, keep),
             ]);
             if label != 0 {
                 p.push(alu64(AluOp::Or, Reg::R4, i32::from(label) << 2));
             }
-            p.push(store(Size::B, Reg::R7, ip + IPV4_TOS, Reg::R4));
+            p.push(store(Size::B, DATA, ip + IPV4_TOS, Reg::R4));
             p.comment("RFC 1624: HC' = ~(~HC + ~m + m'), m = the 16-bit word holding TOS");
             p.extend([
                 alu64(AluOp::Lsh, Reg::R3, TOS_SHIFT),
                 alu64(AluOp::Xor, Reg::R3, 0xffff),
                 alu64(AluOp::Lsh, Reg::R4, TOS_SHIFT),
-                load(Size::H, Reg::R2, Reg::R7, ip + IPV4_CSUM),
+                load(Size::H, Reg::R2, DATA, ip + IPV4_CSUM),
                 alu64(AluOp::Xor, Reg::R2, 0xffff),
                 alu64(AluOp::Add, Reg::R2, Reg::R3),
                 alu64(AluOp::Add, Reg::R2, Reg::R4),
@@ -108,18 +108,18 @@ pub fn write_label(p: &mut Program, family: Family, ip: i16, bits: u8, label: u8
             }
             p.extend([
                 alu64(AluOp::Xor, Reg::R2, 0xffff),
-                store(Size::H, Reg::R7, ip + IPV4_CSUM, Reg::R2),
+                store(Size::H, DATA, ip + IPV4_CSUM, Reg::R2),
             ]);
         }
         Family::V6 => {
             p.extend([
-                load(Size::H, Reg::R3, Reg::R7, ip),
+                load(Size::H, Reg::R3, DATA, ip),
                 alu64(AluOp::And, Reg::R3, !ipv6_word(mask) & 0xffff),
             ]);
             if label != 0 {
                 p.push(alu64(AluOp::Or, Reg::R3, ipv6_word(u16::from(label))));
             }
-            p.push(store(Size::H, Reg::R7, ip, Reg::R3));
+            p.push(store(Size::H, DATA, ip, Reg::R3));
         }
     }
 }
@@ -129,13 +129,13 @@ pub fn store_mac(p: &mut Program, off: i16, mac: [u8; 6]) {
     p.extend([
         store(
             Size::W,
-            Reg::R7,
+            DATA,
             off,
             i32::from_ne_bytes([mac[0], mac[1], mac[2], mac[3]]),
         ),
         store(
             Size::H,
-            Reg::R7,
+            DATA,
             off + 4,
             i32::from(u16::from_ne_bytes([mac[4], mac[5]])),
         ),
@@ -148,11 +148,11 @@ pub fn store_link_mac(p: &mut Program, off: i16, prefix: [u8; 5], label: Reg) {
     p.extend([
         store(
             Size::W,
-            Reg::R7,
+            DATA,
             off,
             i32::from_ne_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]),
         ),
-        store(Size::B, Reg::R7, off + 4, i32::from(prefix[4])),
-        store(Size::B, Reg::R7, off + 5, label),
+        store(Size::B, DATA, off + 4, i32::from(prefix[4])),
+        store(Size::B, DATA, off + 5, label),
     ]);
 }

@@ -51,7 +51,7 @@ pub fn egress(cfg: &Config, link: &Link) -> Program {
     count(&mut p, (EGRESS + u32::from(link.label)) as i32, "counted");
     p.extend([
         mov(Reg::R1, FROM_LINK),
-        store(Size::W, Reg::R6, SKB_TC_INDEX, Reg::R1),
+        store(Size::W, CTX, SKB_TC_INDEX, Reg::R1),
     ]);
     p.extend([
         mov(Reg::R1, cfg.ext.ifindex as i32),

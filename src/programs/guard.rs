@@ -25,10 +25,10 @@ pub fn guard(cfg: &Config) -> Program {
 
     p.comment("From a managed link: keeps its label; the marker is spent");
     p.extend([
-        load(Size::W, Reg::R2, Reg::R6, SKB_TC_INDEX),
+        load(Size::W, Reg::R2, CTX, SKB_TC_INDEX),
         jump_if(Cond::Ne, Reg::R2, FROM_LINK, "not_from_link"),
         mov(Reg::R2, 0),
-        store(Size::W, Reg::R6, SKB_TC_INDEX, Reg::R2),
+        store(Size::W, CTX, SKB_TC_INDEX, Reg::R2),
         mov(Reg::R0, hook.pass()),
         exit(),
     ]);

@@ -56,11 +56,12 @@ impl Hook {
         }
     }
 
-    /// Every program's first block: the context kept in r6, r7 = data, r8 = data_end, and r9 =
+    /// Every program's first block: the context kept in CTX (r6), DATA (r7) = data, DATA_END
+    /// (r8) = data_end, and LEN (r9) =
     /// the packet's length for the byte counters.
     pub fn prologue(self, p: &mut Program) {
         p.comment("Keep the context in r6; r7 = data, r8 = data_end, r9 = bytes for the counters");
-        p.push(mov(Reg::R6, Reg::R1));
+        p.push(mov(CTX, Reg::R1));
         self.load_bounds(p);
         self.load_len(p);
     }
@@ -71,22 +72,22 @@ impl Hook {
             Hook::Tc => (SKB_DATA, SKB_DATA_END),
             Hook::Xdp => (XDP_DATA, XDP_DATA_END),
         };
-        p.push(load(Size::W, Reg::R7, Reg::R6, data));
-        p.push(load(Size::W, Reg::R8, Reg::R6, end));
+        p.push(load(Size::W, DATA, CTX, data));
+        p.push(load(Size::W, DATA_END, CTX, end));
     }
 
     /// `r9 = length of the packet as the hook sees it`, for the byte counters.
     fn load_len(self, p: &mut Program) {
         match self {
-            Hook::Tc => p.push(load(Size::W, Reg::R9, Reg::R6, SKB_LEN)),
-            Hook::Xdp => p.extend([mov(Reg::R9, Reg::R8), alu64(AluOp::Sub, Reg::R9, Reg::R7)]),
+            Hook::Tc => p.push(load(Size::W, LEN, CTX, SKB_LEN)),
+            Hook::Xdp => p.extend([mov(LEN, DATA_END), alu64(AluOp::Sub, LEN, DATA)]),
         };
     }
 
     /// Grows the packet by an Ethernet header at its front: `r0 = 0` on success. Packet
     /// pointers are invalid afterwards.
     pub fn push_ethernet(self, p: &mut Program) {
-        p.push(mov(Reg::R1, Reg::R6));
+        p.push(mov(Reg::R1, CTX));
         match self {
             Hook::Tc => p.extend([
                 mov(Reg::R2, i32::from(ETH_HLEN)),

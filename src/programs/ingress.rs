@@ -76,7 +76,7 @@ pub fn ingress(cfg: &Config, hook: Hook) -> Program {
     } else {
         p.comment("Count on the link's ingress slot, as the link receives it: with the");
         p.comment("Ethernet header about to be pushed, as its egress counted what it sent");
-        p.push(alu64(AluOp::Add, Reg::R9, i32::from(ETH_HLEN)));
+        p.push(alu64(AluOp::Add, LEN, i32::from(ETH_HLEN)));
     }
     p.extend([
         load(Size::W, Reg::R5, Reg::R10, STACK_LABEL),
@@ -89,11 +89,11 @@ pub fn ingress(cfg: &Config, hook: Hook) -> Program {
         p.push(jump_if(Cond::Ne, Reg::R0, 0, "drop"));
         hook.load_bounds(&mut p);
         p.extend([
-            mov(Reg::R2, Reg::R7),
+            mov(Reg::R2, DATA),
             alu64(AluOp::Add, Reg::R2, i32::from(ETH_HLEN)),
-            jump_if(Cond::Gt, Reg::R2, Reg::R8, "drop"),
+            jump_if(Cond::Gt, Reg::R2, DATA_END, "drop"),
             load(Size::H, Reg::R2, Reg::R10, STACK_ETHERTYPE),
-            store(Size::H, Reg::R7, ETH_PROTO, Reg::R2),
+            store(Size::H, DATA, ETH_PROTO, Reg::R2),
         ]);
     }
     p.comment("The link's MACs, from the label: to its user end, from its hidden end");

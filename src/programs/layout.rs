@@ -72,6 +72,16 @@ pub const COUNTER_SLOTS: u32 = 134;
 /// Size of one counter slot.
 pub const COUNTER_SIZE: u32 = 16;
 
+/// Registers every program keeps for its whole run, named by role (the prologue loads them;
+/// helpers leave r6..r9 alone).
+pub const CTX: l3mp_asm::Reg = l3mp_asm::Reg::R6;
+/// The packet's first byte (`data`).
+pub const DATA: l3mp_asm::Reg = l3mp_asm::Reg::R7;
+/// One past the packet's last byte (`data_end`).
+pub const DATA_END: l3mp_asm::Reg = l3mp_asm::Reg::R8;
+/// The packet's length as the hook sees it, which the byte counters add.
+pub const LEN: l3mp_asm::Reg = l3mp_asm::Reg::R9;
+
 /// Stack slots (offsets from r10).
 pub const STACK_KEY: i16 = -4;
 pub const STACK_LABEL: i16 = -8;

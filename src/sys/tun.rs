@@ -381,10 +381,13 @@ mod tests {
         assert_eq!(from.ip(), left_ip);
         assert!(relay.stats().a_to_b >= 1, "{:?}", relay.stats());
 
+        // Stopping does not wait for traffic that will never come: it returns (a relay stuck
+        // in a blocking read would hang here). The bound is loose on purpose: this is no
+        // timing test, and a loaded machine may take a while to schedule the threads.
         let started = Instant::now();
         relay.stop().expect("the relay ran without error");
         assert!(
-            started.elapsed() < Duration::from_millis(100),
+            started.elapsed() < Duration::from_secs(5),
             "stop took {:?}",
             started.elapsed()
         );
