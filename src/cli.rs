@@ -180,6 +180,29 @@ pub struct ReplayArgs {
     /// The kind of ext the packets cross.
     #[arg(long, value_enum, default_value_t = ExtKindArg::L3)]
     pub ext_kind: ExtKindArg,
+    /// The engine that runs the programs.
+    #[arg(long, value_enum, default_value_t = EngineArg::Interp)]
+    pub engine: EngineArg,
+    /// Print only every violation and the totals.
+    #[arg(long, conflicts_with = "violations")]
+    pub summary: bool,
+    /// Print only the violations (nothing when there is none).
+    #[arg(long)]
+    pub violations: bool,
+    /// Print one JSON document (the options, the packets shown, the totals) instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The engine `l3mp replay` runs the programs on.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EngineArg {
+    /// rbpf's interpreter: checks every memory access, so a program reaching outside the
+    /// packet is reported as a violation. The reference.
+    Interp,
+    /// rbpf's JIT (x86_64): several times faster, but checks no memory access; for captures
+    /// whose programs already passed with the interpreter.
+    Jit,
 }
 
 #[derive(Args, Debug)]

@@ -12,8 +12,8 @@ use nix::sys::signal::{SigSet, Signal};
 use sd_notify::NotifyState;
 
 use cli::{
-    AsmArgs, BenchArgs, Cli, Command, ExtKindArg, Ingress, LabelArgs, ReplayArgs, RunArgs,
-    UnknownLabel,
+    AsmArgs, BenchArgs, Cli, Command, EngineArg, ExtKindArg, Ingress, LabelArgs, ReplayArgs,
+    RunArgs, UnknownLabel,
 };
 use l3mp::programs::{self, Config, Unknown};
 use l3mp::run::{parse_link, Error, IngressChoice, Instance, LinkArg, RunOptions};
@@ -261,16 +261,30 @@ fn asm(args: &AsmArgs) -> Result<(), Error> {
     Ok(())
 }
 
-/// `l3mp replay`: the per-packet report; an error when any packet violates the wire format.
+/// `l3mp replay`: the report on stdout; an error when any packet violates the wire format.
 fn replay(args: &ReplayArgs) -> Result<(), Error> {
+    use l3mp::replay::Show;
     let opts = l3mp::replay::ReplayOptions {
         label: args.label,
         label_bits: args.label_bits,
         ethernet: args.ext_kind == ExtKindArg::Ether,
+        engine: match args.engine {
+            EngineArg::Interp => l3mp::vm::Engine::Interp,
+            EngineArg::Jit => l3mp::vm::Engine::Jit,
+        },
+        show: if args.summary {
+            Show::Summary
+        } else if args.violations {
+            Show::Violations
+        } else {
+            Show::Packets
+        },
+        json: args.json,
+        progress: true,
     };
-    let report = l3mp::replay::replay(&args.file, &opts)?;
-    print!("{}", report.text);
-    match report.violations {
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let totals = l3mp::replay::replay_to(&args.file, &opts, &mut out)?;
+    match totals.violations {
         0 => Ok(()),
         n => Err(Error::new(format!(
             "{}: {n} packets violate the wire format",

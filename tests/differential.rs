@@ -123,7 +123,7 @@ fn compare(
         t.skipped += 1;
         return Some(vm);
     }
-    for (sum, add) in t.vm_counters.iter_mut().zip(&vm.counters) {
+    for (sum, add) in t.vm_counters.iter_mut().zip(&vm.counters()) {
         sum[0] += add[0];
         sum[1] += add[1];
     }

@@ -9,6 +9,7 @@ mod common;
 
 use l3mp::programs::{build, ExtKind, Hook, Unknown};
 use l3mp::roundtrip;
+use l3mp::vm::{Engine, Machine};
 use proptest::prelude::*;
 
 /// An arbitrary configuration: label width, the label under test plus one other, ext kind,
@@ -75,13 +76,13 @@ proptest! {
     #[test]
     fn arbitrary_bytes_follow_the_spec((cfg, label) in configs(), bytes in proptest::collection::vec(any::<u8>(), 0..128)) {
         let bundle = build(&cfg).expect("programs build");
-        roundtrip::check(&bundle, &cfg, label, &bytes).map_err(|v| TestCaseError::fail(v.0))?;
+        roundtrip::check(&machine(&bundle, &cfg), label, &bytes).map_err(|v| TestCaseError::fail(v.0))?;
     }
 
     #[test]
     fn ip_frames_round_trip((cfg, label) in configs(), frame in ip_frames()) {
         let bundle = build(&cfg).expect("programs build");
-        let trip = roundtrip::check(&bundle, &cfg, label, &frame).map_err(|v| TestCaseError::fail(v.0))?;
+        let trip = roundtrip::check(&machine(&bundle, &cfg), label, &frame).map_err(|v| TestCaseError::fail(v.0))?;
         prop_assert!(trip.restored, "a well-formed IP frame is marked, sent and restored");
         for step in &trip.steps {
             let hook = if step.program.contains("xdp") { Hook::Xdp } else { Hook::Tc };
@@ -109,8 +110,13 @@ fn a_wrong_program_is_caught() {
         f.extend([0u8; 39]);
         f
     };
-    let err = roundtrip::check(&bundle, &cfg, 1, &frame).expect_err("must be caught");
+    let err = roundtrip::check(&machine(&bundle, &cfg), 1, &frame).expect_err("must be caught");
     assert!(err.0.contains("l3mp_eg_1"), "{err}");
+}
+
+/// The programs on the interpreter, the engine of every test.
+fn machine(bundle: &l3mp::programs::Bundle, cfg: &l3mp::programs::Config) -> Machine {
+    Machine::new(bundle, cfg, Engine::Interp).expect("the VM takes the programs")
 }
 
 fn bundle_relocs(cfg: &l3mp::programs::Config) -> Vec<l3mp_asm::MapReloc> {

@@ -48,14 +48,14 @@ fn every_seed_passes_its_target_checks() {
     for target in ["egress", "ingress_tc", "ingress_xdp"] {
         let mut cases = 0;
         for (name, data) in seeds(target) {
-            let Some((case, bundle)) = target_input::case(&data) else {
+            let Some((case, machine)) = target_input::case(&data) else {
                 continue;
             };
             let result = match target {
-                "egress" => roundtrip::egress(&bundle, &case.cfg, case.label, &case.packet),
-                "ingress_tc" => roundtrip::ingress(&bundle, &case.cfg, Hook::Tc, &case.packet)
-                    .and_then(|_| roundtrip::guard(&bundle, &case.cfg, &case.packet, 0)),
-                _ => roundtrip::ingress(&bundle, &case.cfg, Hook::Xdp, &case.packet),
+                "egress" => roundtrip::egress(&machine, case.label, &case.packet),
+                "ingress_tc" => roundtrip::ingress(&machine, Hook::Tc, &case.packet)
+                    .and_then(|_| roundtrip::guard(&machine, &case.packet, 0)),
+                _ => roundtrip::ingress(&machine, Hook::Xdp, &case.packet),
             };
             result.unwrap_or_else(|v| panic!("fuzz/seeds/{target}/{name}: {v}"));
             cases += 1;

@@ -255,7 +255,7 @@ fn check(case: &Case) -> Vec<String> {
     } else {
         case.input.len()
     };
-    for (slot, &counter) in out.counters.iter().enumerate() {
+    for (slot, &counter) in out.counters().iter().enumerate() {
         let want = if slot as u32 == case.slot {
             [1, bytes as u64]
         } else {

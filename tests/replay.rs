@@ -41,11 +41,7 @@ fn check(opts: &ReplayOptions, suffix: &str) {
 #[test]
 fn corpus_replays_over_an_l3_ext() {
     check(
-        &ReplayOptions {
-            label: 1,
-            label_bits: 4,
-            ethernet: false,
-        },
+        &ReplayOptions::lines(1, 4, false),
         "l3.expected",
     );
 }
@@ -53,11 +49,7 @@ fn corpus_replays_over_an_l3_ext() {
 #[test]
 fn corpus_replays_over_an_ethernet_ext() {
     check(
-        &ReplayOptions {
-            label: 6,
-            label_bits: 3,
-            ethernet: true,
-        },
+        &ReplayOptions::lines(6, 3, true),
         "ether.expected",
     );
 }
@@ -129,11 +121,7 @@ fn a_file_that_is_not_a_capture_is_named_with_its_first_bytes() {
 #[test]
 fn vlan_tagged_captures_replay_and_never_enter_a_link() {
     use pcap_file::pcap::{PcapPacket, PcapWriter};
-    let opts = ReplayOptions {
-        label: 6,
-        label_bits: 3,
-        ethernet: true,
-    };
+    let opts = ReplayOptions::lines(6, 3, true);
     let cfg = l3mp::programs::Config::offline(
         3,
         true,

@@ -10,10 +10,10 @@ mod common;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Some((case, bundle)) = common::case(data) else {
+    let Some((case, machine)) = common::case(data) else {
         return;
     };
-    if let Err(v) = l3mp::roundtrip::egress(&bundle, &case.cfg, case.label, &case.packet) {
+    if let Err(v) = l3mp::roundtrip::egress(&machine, case.label, &case.packet) {
         panic!("{v}");
     }
 });

@@ -11,13 +11,13 @@ use l3mp::programs::Hook;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Some((case, bundle)) = common::case(data) else {
+    let Some((case, machine)) = common::case(data) else {
         return;
     };
-    if let Err(v) = l3mp::roundtrip::ingress(&bundle, &case.cfg, Hook::Tc, &case.packet) {
+    if let Err(v) = l3mp::roundtrip::ingress(&machine, Hook::Tc, &case.packet) {
         panic!("{v}");
     }
-    if let Err(v) = l3mp::roundtrip::guard(&bundle, &case.cfg, &case.packet, 0) {
+    if let Err(v) = l3mp::roundtrip::guard(&machine, &case.packet, 0) {
         panic!("{v}");
     }
 });

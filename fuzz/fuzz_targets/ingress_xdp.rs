@@ -10,10 +10,10 @@ use l3mp::programs::Hook;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Some((case, bundle)) = common::case(data) else {
+    let Some((case, machine)) = common::case(data) else {
         return;
     };
-    if let Err(v) = l3mp::roundtrip::ingress(&bundle, &case.cfg, Hook::Xdp, &case.packet) {
+    if let Err(v) = l3mp::roundtrip::ingress(&machine, Hook::Xdp, &case.packet) {
         panic!("{v}");
     }
 });

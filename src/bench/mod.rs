@@ -9,6 +9,7 @@
 //!
 //! Needs root (namespaces, BPF, runtime statistics).
 
+pub mod capture;
 mod cpu;
 mod figure;
 mod floor;

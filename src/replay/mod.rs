@@ -1,16 +1,32 @@
 //! `l3mp replay`: every packet of a capture through mark and demux in the offline VM, checked
-//! against the wire-format spec, one line per packet.
+//! against the wire-format spec: one line per packet (or only the violations, or the totals),
+//! as text or as one JSON document.
 
 mod capture;
+mod output;
 
-use std::fmt::Write as _;
+use std::io::{IsTerminal, Write};
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use crate::programs::{build, Config, Hook, Unknown};
 use crate::roundtrip::{self, Step};
 use crate::run::Error;
+use crate::vm::{Engine, Machine};
 
 pub use capture::frames;
+use output::Output;
+
+/// What a replay prints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Show {
+    /// A line per packet, then the totals.
+    Packets,
+    /// Every violation, then the totals.
+    Summary,
+    /// Every violation and nothing else.
+    Violations,
+}
 
 /// What to replay a capture with.
 #[derive(Clone, Debug)]
@@ -18,16 +34,67 @@ pub struct ReplayOptions {
     pub label: u8,
     pub label_bits: u8,
     pub ethernet: bool,
+    /// The engine the programs run on.
+    pub engine: Engine,
+    pub show: Show,
+    /// One JSON document instead of text.
+    pub json: bool,
+    /// A progress bar on stderr when it is a terminal and the replay takes more than a second.
+    pub progress: bool,
 }
 
-/// The report of a replay: one line per packet, a summary, and how many violations there were.
+impl ReplayOptions {
+    /// The per-packet text report on the interpreter, without a progress bar.
+    pub fn lines(label: u8, label_bits: u8, ethernet: bool) -> ReplayOptions {
+        ReplayOptions {
+            label,
+            label_bits,
+            ethernet,
+            engine: Engine::Interp,
+            show: Show::Packets,
+            json: false,
+            progress: false,
+        }
+    }
+}
+
+/// How many packets a replay saw, and what became of them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub packets: usize,
+    /// Marked by egress and restored by both ingress flavours.
+    pub restored: usize,
+    pub violations: usize,
+}
+
+impl Totals {
+    /// Packets egress rightly left unmarked: not IP, or malformed.
+    pub fn not_marked(&self) -> usize {
+        self.packets - self.restored - self.violations
+    }
+}
+
+/// The report of a replay as text, and how many violations there were.
 pub struct Report {
     pub text: String,
     pub violations: usize,
 }
 
-/// Replays the capture at `path`.
+/// Replays the capture at `path` into a string.
 pub fn replay(path: &Path, opts: &ReplayOptions) -> Result<Report, Error> {
+    let mut out = Vec::new();
+    let totals = replay_to(path, opts, &mut out)?;
+    Ok(Report {
+        text: String::from_utf8(out).expect("the report is UTF-8"),
+        violations: totals.violations,
+    })
+}
+
+/// How long a replay runs before it shows a progress bar.
+const PROGRESS_AFTER: Duration = Duration::from_secs(1);
+
+/// Replays the capture at `path`, writing the report to `out`.
+pub fn replay_to(path: &Path, opts: &ReplayOptions, out: &mut dyn Write) -> Result<Totals, Error> {
     let cfg = Config::offline(
         opts.label_bits,
         opts.ethernet,
@@ -35,44 +102,37 @@ pub fn replay(path: &Path, opts: &ReplayOptions) -> Result<Report, Error> {
         Unknown::Pass,
     );
     let bundle = build(&cfg).map_err(|e| Error::new(format!("--label {}: {e}", opts.label)))?;
-    let mut text = String::new();
-    let (mut restored, mut violations) = (0, 0);
+    let machine = Machine::new(&bundle, &cfg, opts.engine).map_err(|e| Error::new(e.to_string()))?;
     let frames = frames(path)?;
+    let started = Instant::now();
+    let bar = indicatif::ProgressBar::hidden();
+    bar.set_length(frames.len() as u64);
+    let mut show_bar = opts.progress && std::io::stderr().is_terminal();
+    let mut report = Output::new(out, &cfg, path, opts)?;
+    let mut totals = Totals {
+        packets: frames.len(),
+        ..Totals::default()
+    };
     for (n, frame) in frames.iter().enumerate() {
-        let result = roundtrip::check(&bundle, &cfg, opts.label, frame);
-        let line = match &result {
-            Ok(trip) => {
-                restored += usize::from(trip.restored);
-                let steps: Vec<String> = trip.steps.iter().map(|s| step(&cfg, s)).collect();
-                let fate = if trip.restored {
-                    "restored"
-                } else {
-                    "not marked"
-                };
-                format!("{}  {fate}", steps.join("  "))
+        if n % 4096 == 0 && n > 0 {
+            if show_bar && started.elapsed() > PROGRESS_AFTER {
+                bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+                show_bar = false;
             }
-            Err(v) => {
-                violations += 1;
-                format!("VIOLATION {v}")
-            }
-        };
-        writeln!(
-            text,
-            "#{:<4} {:>5} B  {:<28} {line}",
-            n + 1,
-            frame.len(),
-            describe(frame)
-        )
-        .expect("write to String");
+            bar.set_position(n as u64);
+        }
+        let result = roundtrip::check(&machine, opts.label, frame);
+        match &result {
+            Ok(trip) => totals.restored += usize::from(trip.restored),
+            Err(_) => totals.violations += 1,
+        }
+        if opts.show == Show::Packets || result.is_err() {
+            report.packet(n + 1, frame, &result)?;
+        }
     }
-    writeln!(
-        text,
-        "{} packets: {restored} marked and restored, {} not IP or malformed, {violations} violations",
-        frames.len(),
-        frames.len() - restored - violations
-    )
-    .expect("write to String");
-    Ok(Report { text, violations })
+    bar.finish_and_clear();
+    report.finish(&totals)?;
+    Ok(totals)
 }
 
 /// `program=verdict[>target]` with the program and target named for a reader.

@@ -6,8 +6,8 @@
 pub mod spec;
 
 use crate::programs::layout::*;
-use crate::programs::{self, Bundle, Config, ExtKind, Family, Hook, Unknown};
-use crate::vm::{self, Outcome, Skb};
+use crate::programs::{self, Config, ExtKind, Family, Hook, Unknown};
+use crate::vm::{Machine, Outcome, Skb};
 
 /// What one program did, for the report.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -51,23 +51,25 @@ struct Expected {
 /// Runs `frame` (an Ethernet frame as the link with `label` sends it) through egress, both
 /// ingress flavours on what egress sent, and both ingress flavours on the frame as if it came
 /// from elsewhere.
-pub fn check(bundle: &Bundle, cfg: &Config, label: u8, frame: &[u8]) -> Result<Trip, Violation> {
-    let mut trip = egress(bundle, cfg, label, frame)?;
+pub fn check(m: &Machine, label: u8, frame: &[u8]) -> Result<Trip, Violation> {
+    let cfg = m.cfg();
+    let mut trip = egress(m, label, frame)?;
     let foreign = match cfg.ext.kind {
         ExtKind::L3 => frame.get(ETH_HLEN as usize..).unwrap_or_default(),
         ExtKind::Ethernet { .. } => frame,
     };
-    trip.steps.extend(guard(bundle, cfg, foreign, 0)?.steps);
+    trip.steps.extend(guard(m, foreign, 0)?.steps);
     for hook in [Hook::Tc, Hook::Xdp] {
         trip.steps
-            .extend(ingress(bundle, cfg, hook, foreign)?.steps);
+            .extend(ingress(m, hook, foreign)?.steps);
     }
     Ok(trip)
 }
 
 /// Egress on the link with `label`, then, when egress redirected the frame, both ingress
 /// flavours on what arrives at the far ext: they must restore it with the label cleared.
-pub fn egress(bundle: &Bundle, cfg: &Config, label: u8, frame: &[u8]) -> Result<Trip, Violation> {
+pub fn egress(m: &Machine, label: u8, frame: &[u8]) -> Result<Trip, Violation> {
+    let cfg = m.cfg();
     let link = cfg
         .link(label)
         .ok_or_else(|| Violation(format!("no link has label {label}")))?;
@@ -75,7 +77,7 @@ pub fn egress(bundle: &Bundle, cfg: &Config, label: u8, frame: &[u8]) -> Result<
         steps: Vec::new(),
         restored: false,
     };
-    let out = run(&mut trip, bundle, cfg, &programs::egress_name(label), frame)?;
+    let out = run(&mut trip, m, &programs::egress_name(label), frame)?;
     compare(&trip, &expect_egress(cfg, label, frame), &out)?;
     if out.verdict != TC_ACT_REDIRECT {
         return Ok(trip);
@@ -91,7 +93,7 @@ pub fn egress(bundle: &Bundle, cfg: &Config, label: u8, frame: &[u8]) -> Result<
         ExtKind::Ethernet { .. } => (out.packet.clone(), at_the_mirror(&out.packet)),
     };
     trip.steps
-        .extend(guard(bundle, cfg, &wire, out.tc_index)?.steps);
+        .extend(guard(m, &wire, out.tc_index)?.steps);
     let ip = &frame[ETH_HLEN as usize..];
     let family = spec::family(ip).expect("egress redirects only well-formed IP");
     let restored = [
@@ -104,8 +106,7 @@ pub fn egress(bundle: &Bundle, cfg: &Config, label: u8, frame: &[u8]) -> Result<
     for hook in [Hook::Tc, Hook::Xdp] {
         let out = run(
             &mut trip,
-            bundle,
-            cfg,
+            m,
             programs::ingress_name(hook),
             &arriving,
         )?;
@@ -136,26 +137,22 @@ pub fn at_the_mirror(frame: &[u8]) -> Vec<u8> {
 /// `skb->tc_index` is `tc_index`: from a managed link it keeps its label and the marker is
 /// reset; otherwise its label bits are cleared. On an L3 ext the same bytes are also sent as
 /// MPLS, which the guard must leave alone.
-pub fn guard(bundle: &Bundle, cfg: &Config, wire: &[u8], tc_index: u32) -> Result<Trip, Violation> {
+pub fn guard(m: &Machine, wire: &[u8], tc_index: u32) -> Result<Trip, Violation> {
+    let cfg = m.cfg();
     let mut trip = Trip {
         steps: Vec::new(),
         restored: false,
     };
     for skb in kernel_and_other(cfg, Hook::Tc, wire) {
         let skb = Skb { tc_index, ..skb };
-        guard_with(&mut trip, bundle, cfg, wire, skb)?;
+        guard_with(&mut trip, m, wire, skb)?;
     }
     Ok(trip)
 }
 
-fn guard_with(
-    trip: &mut Trip,
-    bundle: &Bundle,
-    cfg: &Config,
-    wire: &[u8],
-    skb: Skb,
-) -> Result<(), Violation> {
-    let out = run_skb(trip, bundle, cfg, programs::GUARD, wire, skb)?;
+fn guard_with(trip: &mut Trip, m: &Machine, wire: &[u8], skb: Skb) -> Result<(), Violation> {
+    let cfg = m.cfg();
+    let out = run_skb(trip, m, programs::GUARD, wire, skb)?;
     let mut expected = Expected {
         verdict: TC_ACT_UNSPEC,
         redirect: None,
@@ -178,7 +175,8 @@ fn guard_with(
 /// L3 ext, at the Ethernet header otherwise), with the `__sk_buff` the kernel gives it: at TC
 /// on an Ethernet ext a VLAN tag is taken off first. On an L3 ext at TC, the same bytes are
 /// also received as MPLS, which the demux must leave alone.
-pub fn ingress(bundle: &Bundle, cfg: &Config, hook: Hook, wire: &[u8]) -> Result<Trip, Violation> {
+pub fn ingress(m: &Machine, hook: Hook, wire: &[u8]) -> Result<Trip, Violation> {
+    let cfg = m.cfg();
     let mut trip = Trip {
         steps: Vec::new(),
         restored: false,
@@ -190,8 +188,7 @@ pub fn ingress(bundle: &Bundle, cfg: &Config, hook: Hook, wire: &[u8]) -> Result
     for skb in kernel_and_other(cfg, hook, wire) {
         let out = run_skb(
             &mut trip,
-            bundle,
-            cfg,
+            m,
             programs::ingress_name(hook),
             &data,
             skb,
@@ -230,26 +227,20 @@ fn kernel_and_other(cfg: &Config, hook: Hook, wire: &[u8]) -> Vec<Skb> {
 /// The MPLS unicast EtherType.
 pub const ETH_P_MPLS: [u8; 2] = [0x88, 0x47];
 
-fn run(
-    trip: &mut Trip,
-    bundle: &Bundle,
-    cfg: &Config,
-    program: &str,
-    packet: &[u8],
-) -> Result<Outcome, Violation> {
-    let skb = Skb::of(packet, programs::sees_frames(cfg, program));
-    run_skb(trip, bundle, cfg, program, packet, skb)
+fn run(trip: &mut Trip, m: &Machine, program: &str, packet: &[u8]) -> Result<Outcome, Violation> {
+    let skb = Skb::of(packet, programs::sees_frames(m.cfg(), program));
+    run_skb(trip, m, program, packet, skb)
 }
 
 fn run_skb(
     trip: &mut Trip,
-    bundle: &Bundle,
-    cfg: &Config,
+    m: &Machine,
     program: &str,
     packet: &[u8],
     skb: Skb,
 ) -> Result<Outcome, Violation> {
-    let outcome = vm::run_skb(bundle, cfg, program, packet, skb)
+    let outcome = m
+        .run_skb(program, packet, skb)
         .map_err(|e| Violation(format!("{program}: VM error: {e}")))?;
     trip.steps.push(Step {
         program: program.to_string(),

@@ -2,7 +2,6 @@
 //! DEVMAP contents, the redirect they record) lives in a thread-local set up for each run.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 
 use crate::programs::layout::*;
 use crate::programs::Hook;
@@ -23,13 +22,32 @@ pub struct Redirect {
     pub flags: u64,
 }
 
+/// DEVMAP contents: label → ifindex (labels are at most 6 bits).
+#[derive(Clone, Copy, Debug)]
+pub struct Devmap([Option<u32>; 64]);
+
+impl Default for Devmap {
+    fn default() -> Devmap {
+        Devmap([None; 64])
+    }
+}
+
+impl Devmap {
+    pub fn insert(&mut self, label: u32, ifindex: u32) {
+        self.0[label as usize] = Some(ifindex);
+    }
+
+    fn get(&self, key: u32) -> Option<u32> {
+        self.0.get(key as usize).copied().flatten()
+    }
+}
+
 /// What the helpers of one run see and record.
 pub struct RunState {
     pub hook: Hook,
     /// Address of the arena's first byte.
     pub arena: u64,
-    /// DEVMAP contents: label → ifindex.
-    pub devmap: HashMap<u32, u32>,
+    pub devmap: Devmap,
     /// Entries of the `peers` array, which lives in the arena at `PEERS_AT`.
     pub peers: u32,
     pub redirect: Option<Redirect>,
@@ -80,8 +98,8 @@ pub fn redirect(ifindex: u64, flags: u64, _: u64, _: u64, _: u64) -> u64 {
 /// `bpf_redirect_map(devmap, key, flags)` from XDP: the low bits of flags are the verdict when
 /// the key has no entry.
 pub fn redirect_map(map: u64, key: u64, flags: u64, _: u64, _: u64) -> u64 {
-    with(|s| match s.devmap.get(&(key as u32)) {
-        Some(&ifindex) if map as i64 == LINKS_ID => {
+    with(|s| match s.devmap.get(key as u32) {
+        Some(ifindex) if map as i64 == LINKS_ID => {
             s.redirect = Some(Redirect { ifindex, flags: 0 });
             XDP_REDIRECT as u64
         }

@@ -1,6 +1,6 @@
 //! Memory the VM runs in. The kernel's contexts hold 32-bit `data`/`data_end` fields, so the
 //! packet must sit below 4 GiB for a pointer loaded from them to be the real address: the arena
-//! is one `mmap(MAP_32BIT)` per thread, holding the context, the counters and the packet, and the
+//! is one `mmap(MAP_32BIT)` per machine, holding the context, the counters and the packet, and the
 //! programs run on their exact bytes (no rewrite of the context loads).
 
 use std::ptr::NonNull;

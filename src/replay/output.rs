@@ -1,0 +1,141 @@
+//! How a replay's report is written: text lines (today's format) or one JSON document, streamed
+//! packet by packet.
+
+use std::io::Write;
+use std::path::Path;
+
+use serde_json::json;
+
+use super::{describe, step, ReplayOptions, Show, Totals};
+use crate::programs::Config;
+use crate::roundtrip::{Trip, Violation};
+use crate::run::Error;
+use crate::vm::Engine;
+
+/// The report being written.
+pub struct Output<'o> {
+    out: &'o mut dyn Write,
+    cfg: &'o Config,
+    show: Show,
+    json: bool,
+    /// Packets written so far (JSON needs commas between them).
+    written: usize,
+}
+
+fn io(e: std::io::Error) -> Error {
+    Error::new(format!("writing the report: {e}"))
+}
+
+impl<'o> Output<'o> {
+    /// Starts the report (the JSON document's head: the capture and the options).
+    pub fn new(
+        out: &'o mut dyn Write,
+        cfg: &'o Config,
+        path: &Path,
+        opts: &ReplayOptions,
+    ) -> Result<Output<'o>, Error> {
+        if opts.json {
+            let head = json!({
+                "file": path.display().to_string(),
+                "label": opts.label,
+                "label_bits": opts.label_bits,
+                "ext_kind": if opts.ethernet { "ether" } else { "l3" },
+                "engine": match opts.engine {
+                    Engine::Interp => "interp",
+                    Engine::Jit => "jit",
+                },
+                "show": match opts.show {
+                    Show::Packets => "packets",
+                    Show::Summary => "summary",
+                    Show::Violations => "violations",
+                },
+            })
+            .to_string();
+            // The head's fields, then the packets array the document goes on with.
+            write!(out, "{}, \"packets\": [", &head[..head.len() - 1]).map_err(io)?;
+        }
+        Ok(Output {
+            out,
+            cfg,
+            show: opts.show,
+            json: opts.json,
+            written: 0,
+        })
+    }
+
+    /// One packet: `n` (from 1), the frame and what became of it.
+    pub fn packet(
+        &mut self,
+        n: usize,
+        frame: &[u8],
+        result: &Result<Trip, Violation>,
+    ) -> Result<(), Error> {
+        if self.json {
+            let mut entry = json!({
+                "packet": n,
+                "bytes": frame.len(),
+                "what": describe(frame),
+            });
+            match result {
+                Ok(trip) => {
+                    let steps: Vec<String> = trip.steps.iter().map(|s| step(self.cfg, s)).collect();
+                    entry["steps"] = json!(steps);
+                    entry["fate"] = json!(if trip.restored { "restored" } else { "not marked" });
+                }
+                Err(v) => {
+                    entry["fate"] = json!("violation");
+                    entry["violation"] = json!(v.0);
+                }
+            }
+            let comma = if self.written == 0 { "" } else { "," };
+            write!(self.out, "{comma}\n  {entry}").map_err(io)?;
+        } else {
+            let line = match result {
+                Ok(trip) => {
+                    let steps: Vec<String> = trip.steps.iter().map(|s| step(self.cfg, s)).collect();
+                    let fate = if trip.restored {
+                        "restored"
+                    } else {
+                        "not marked"
+                    };
+                    format!("{}  {fate}", steps.join("  "))
+                }
+                Err(v) => format!("VIOLATION {v}"),
+            };
+            writeln!(
+                self.out,
+                "#{:<4} {:>5} B  {:<28} {line}",
+                n,
+                frame.len(),
+                describe(frame)
+            )
+            .map_err(io)?;
+        }
+        self.written += 1;
+        Ok(())
+    }
+
+    /// Ends the report with the totals (text: unless only violations are shown).
+    pub fn finish(self, t: &Totals) -> Result<(), Error> {
+        if self.json {
+            let totals = json!({
+                "packets": t.packets,
+                "restored": t.restored,
+                "not_marked": t.not_marked(),
+                "violations": t.violations,
+            });
+            writeln!(self.out, "\n], \"totals\": {totals}}}").map_err(io)?;
+        } else if self.show != Show::Violations {
+            writeln!(
+                self.out,
+                "{} packets: {} marked and restored, {} not IP or malformed, {} violations",
+                t.packets,
+                t.restored,
+                t.not_marked(),
+                t.violations
+            )
+            .map_err(io)?;
+        }
+        self.out.flush().map_err(io)
+    }
+}

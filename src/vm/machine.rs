@@ -1,0 +1,303 @@
+//! A bundle made ready to run many packets: each program's patched bytes, checked by rbpf's
+//! loader (and, for the JIT, compiled) once, in an arena of its own whose maps stay where the
+//! programs were told they are. Per packet only the context, the counters and the packet are
+//! written.
+
+use std::cell::{OnceCell, RefCell};
+
+use l3mp_asm::{Assembled, Helper as AsmHelper, Insn};
+
+use super::helpers::{self, Devmap, RunState, STATE};
+use super::memory::*;
+use super::{hook_of, patched_bytes, Outcome, Skb, VmError};
+use crate::programs::layout::*;
+use crate::programs::{self, Bundle, Config, Hook};
+
+/// Which rbpf engine runs the programs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Engine {
+    /// The interpreter: every packet, context, stack and map access is checked against its
+    /// bounds, and one outside them is an error. The reference engine.
+    Interp,
+    /// rbpf's x86_64 JIT: native code, many times faster, which checks no memory access. A
+    /// program that reads or writes outside the packet reads whatever lies there or corrupts
+    /// this process, where the interpreter (and the kernel's verifier) would refuse it.
+    Jit,
+}
+
+/// A program ready to run.
+struct Loaded {
+    name: String,
+    hook: Hook,
+    /// Whether it calls a helper that grows the packet at its head (then it may reach an
+    /// Ethernet header in front of the packet).
+    grows_head: bool,
+    /// Whether `vm` holds JIT-compiled code to run instead of interpreting.
+    jit: bool,
+    /// Borrows `bytes` (see [`Loaded::new`]); declared first, so dropped first.
+    vm: rbpf::EbpfVmMbuff<'static>,
+    #[allow(dead_code, reason = "owns the bytes `vm` runs; only read through `vm`")]
+    bytes: Box<[u8]>,
+}
+
+impl Loaded {
+    fn new(prog: &Assembled, hook: Hook, engine: Engine, arena: &Arena, peers: u32) -> Result<Loaded, VmError> {
+        let bytes: Box<[u8]> = patched_bytes(prog)?.into_boxed_slice();
+        // SAFETY: the VM borrows the boxed bytes, which never move (moving the Box moves only
+        // its pointer) and are dropped after it (field order); the VM never leaves `Loaded`.
+        let code: &'static [u8] = unsafe { &*std::ptr::from_ref::<[u8]>(&bytes) };
+        let err = |e: std::io::Error| VmError(format!("{}: {e}", prog.name));
+        let mut vm = rbpf::EbpfVmMbuff::new(Some(code)).map_err(err)?;
+        let helpers: [(AsmHelper, rbpf::ebpf::Helper); 5] = [
+            (AsmHelper::MapLookupElem, helpers::map_lookup_elem),
+            (AsmHelper::Redirect, helpers::redirect),
+            (AsmHelper::RedirectMap, helpers::redirect_map),
+            (AsmHelper::SkbChangeHead, helpers::skb_change_head),
+            (AsmHelper::XdpAdjustHead, helpers::xdp_adjust_head),
+        ];
+        for (h, f) in helpers {
+            vm.register_helper(h.id() as u32, f).map_err(err)?;
+        }
+        let counters = arena.addr(COUNTERS_AT);
+        vm.register_allowed_memory(counters..counters + u64::from(COUNTER_SLOTS * COUNTER_SIZE));
+        let peers_addr = arena.addr(PEERS_AT);
+        vm.register_allowed_memory(peers_addr..peers_addr + u64::from(4 * peers));
+        if engine == Engine::Jit {
+            vm.jit_compile().map_err(err)?;
+        }
+        Ok(Loaded {
+            name: prog.name.clone(),
+            hook,
+            grows_head: grows_head(prog),
+            jit: engine == Engine::Jit,
+            vm,
+            bytes,
+        })
+    }
+}
+
+/// The programs of one bundle and configuration, prepared on first use, and the memory they
+/// run in.
+pub struct Machine {
+    cfg: Config,
+    engine: Engine,
+    programs: Vec<(Hook, Assembled)>,
+    loaded: Vec<OnceCell<Loaded>>,
+    /// The `peers` array: one entry per label, the unused ones 0.
+    peers: Vec<u32>,
+    devmap: Devmap,
+    arena: RefCell<Arena>,
+}
+
+impl Machine {
+    /// A machine for `bundle`, generated from `cfg`, on `engine`.
+    pub fn new(bundle: &Bundle, cfg: &Config, engine: Engine) -> Result<Machine, VmError> {
+        if engine == Engine::Jit && !cfg!(target_arch = "x86_64") {
+            return Err(VmError("rbpf's JIT compiles for x86_64 only".into()));
+        }
+        let mut peers = vec![0u32; usize::from(cfg.max_label()) + 1];
+        let mut devmap = Devmap::default();
+        for link in &cfg.links {
+            peers[usize::from(link.label)] = link.peer_ifindex;
+            devmap.insert(u32::from(link.label), link.peer_ifindex);
+        }
+        Ok(Machine {
+            cfg: cfg.clone(),
+            engine,
+            programs: bundle
+                .programs
+                .iter()
+                .map(|(section, prog)| (hook_of(*section), prog.clone()))
+                .collect(),
+            loaded: bundle.programs.iter().map(|_| OnceCell::new()).collect(),
+            peers,
+            devmap,
+            arena: RefCell::new(Arena::new().map_err(|e| VmError(format!("mmap: {e}")))?),
+        })
+    }
+
+    /// The configuration the programs were generated from.
+    pub fn cfg(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// The engine the programs run on.
+    pub fn engine(&self) -> Engine {
+        self.engine
+    }
+
+    /// Runs the program `name` on `packet` with the `__sk_buff` fields a TC program reads as
+    /// the kernel sets them for it ([`Skb::of`]).
+    pub fn run(&self, name: &str, packet: &[u8]) -> Result<Outcome, VmError> {
+        let skb = Skb::of(packet, programs::sees_frames(&self.cfg, name));
+        self.run_skb(name, packet, skb)
+    }
+
+    /// Runs the program `name` on `packet`, whose `__sk_buff` holds `skb` (ignored for XDP).
+    pub fn run_skb(&self, name: &str, packet: &[u8], skb: Skb) -> Result<Outcome, VmError> {
+        let at = self
+            .programs
+            .iter()
+            .position(|(_, p)| p.name == name)
+            .ok_or_else(|| VmError(format!("no program '{name}'")))?;
+        if packet.len() > MAX_PACKET {
+            return Err(VmError(format!(
+                "packet of {} bytes is too long",
+                packet.len()
+            )));
+        }
+        let mut arena = self.arena.borrow_mut();
+        let prog = match self.loaded[at].get() {
+            Some(prog) => prog,
+            None => {
+                let (hook, prog) = &self.programs[at];
+                let peers = self.peers.len() as u32;
+                let loaded = Loaded::new(prog, *hook, self.engine, &arena, peers)?;
+                self.loaded[at].get_or_init(|| loaded)
+            }
+        };
+        execute(&mut arena, prog, &self.peers, &self.devmap, packet, skb)
+    }
+}
+
+fn execute(
+    arena: &mut Arena,
+    prog: &Loaded,
+    peers: &[u32],
+    devmap: &Devmap,
+    packet: &[u8],
+    skb: Skb,
+) -> Result<Outcome, VmError> {
+    let hook = prog.hook;
+    let start = PACKET_AT + HEADROOM;
+    let end = start + packet.len();
+    let (data, data_end) = (arena.addr(start) as u32, arena.addr(end) as u32);
+    let mem = arena.bytes();
+    // What a run may see besides the packet starts as the kernel would give it: the context
+    // zeroed but for its fields, the headroom zeroed, the `peers` array as configured. (The
+    // counters are zero: every run's are read and cleared after it.)
+    mem[CTX_AT..CTX_AT + CTX_LEN].fill(0);
+    mem[PACKET_AT..start].fill(0);
+    mem[start..end].copy_from_slice(packet);
+    for (i, ifindex) in peers.iter().enumerate() {
+        mem[PEERS_AT + 4 * i..PEERS_AT + 4 * i + 4].copy_from_slice(&ifindex.to_ne_bytes());
+    }
+    let mut put = |off: i16, v: u32| {
+        let at = CTX_AT + off as usize;
+        mem[at..at + 4].copy_from_slice(&v.to_ne_bytes());
+    };
+    match hook {
+        Hook::Tc => {
+            put(SKB_LEN, packet.len() as u32);
+            put(SKB_DATA, data);
+            put(SKB_DATA_END, data_end);
+            put(SKB_TC_INDEX, skb.tc_index);
+            put(SKB_PROTOCOL, u32::from(u16::from_ne_bytes(skb.protocol)));
+            put(SKB_VLAN_PRESENT, u32::from(skb.vlan_tci.is_some()));
+        }
+        Hook::Xdp => {
+            put(XDP_DATA, data);
+            put(XDP_DATA_END, data_end);
+        }
+    }
+    STATE.with(|s| {
+        *s.borrow_mut() = Some(RunState {
+            hook,
+            arena: arena.addr(0),
+            devmap: devmap.clone(),
+            peers: peers.len() as u32,
+            redirect: None,
+        })
+    });
+    // Only a program that grows the packet at its head may reach in front of it, and only by
+    // an Ethernet header; every other access outside the packet is an error.
+    let mem_start = if prog.grows_head {
+        start - ETH_HLEN as usize
+    } else {
+        start
+    };
+    let all = arena.bytes();
+    let (ctx, rest) = all.split_at_mut(CTX_AT + CTX_LEN);
+    let packet_mem = &mut rest[mem_start - CTX_LEN..end - CTX_LEN];
+    let result = if prog.jit {
+        // SAFETY: rbpf wants the context borrowed for as long as the VM lives; it only uses it
+        // during this call, while the arena lives. The compiled program is the loaded one and
+        // reaches the context and packet through the pointers written above (checking nothing:
+        // see `Engine::Jit`).
+        unsafe {
+            let ctx: &'static mut [u8] = &mut *std::ptr::from_mut::<[u8]>(ctx);
+            prog.vm.execute_program_jit(packet_mem, ctx)
+        }
+    } else {
+        prog.vm.execute_program(packet_mem, ctx)
+    };
+    let state = STATE
+        .with(|s| s.borrow_mut().take())
+        .expect("state set above");
+    let counters = take_counters(arena);
+    let verdict = result.map_err(|e| VmError(format!("{}: {e}", prog.name)))? as i32;
+    Ok(Outcome {
+        verdict,
+        redirect: state.redirect,
+        packet: read_packet(arena, hook),
+        counted: counters,
+        tc_index: match hook {
+            Hook::Tc => ctx_u32(arena, SKB_TC_INDEX),
+            Hook::Xdp => 0,
+        },
+    })
+}
+
+/// Whether the program calls a helper that grows the packet at its head.
+fn grows_head(prog: &Assembled) -> bool {
+    l3mp_asm::disassemble(&prog.slots).is_ok_and(|insns| {
+        insns.iter().any(|(_, i)| {
+            matches!(
+                i,
+                Insn::Call(AsmHelper::SkbChangeHead) | Insn::Call(AsmHelper::XdpAdjustHead)
+            )
+        })
+    })
+}
+
+/// A 32-bit field of the context.
+fn ctx_u32(arena: &mut Arena, off: i16) -> u32 {
+    let at = CTX_AT + off as usize;
+    u32::from_ne_bytes(arena.bytes()[at..at + 4].try_into().expect("4 bytes"))
+}
+
+fn read_packet(arena: &mut Arena, hook: Hook) -> Vec<u8> {
+    let (data_off, end_off) = match hook {
+        Hook::Tc => (SKB_DATA, SKB_DATA_END),
+        Hook::Xdp => (XDP_DATA, XDP_DATA_END),
+    };
+    let (data, end) = (ctx_u32(arena, data_off), ctx_u32(arena, end_off));
+    let base = arena.addr(0);
+    arena.bytes()[(u64::from(data) - base) as usize..(u64::from(end) - base) as usize].to_vec()
+}
+
+/// The counter slots the run changed, with what it added to each, zeroed again for the next
+/// run.
+fn take_counters(arena: &mut Arena) -> Vec<(u32, [u64; 2])> {
+    /// Slots looked at together: an OR over a block compiles to vector instructions, and most
+    /// blocks are zero (a run changes one or two slots).
+    const BLOCK: usize = 4;
+    let size = COUNTER_SIZE as usize;
+    let mem = arena.bytes();
+    let all = &mut mem[COUNTERS_AT..COUNTERS_AT + COUNTER_SLOTS as usize * size];
+    let mut out = Vec::new();
+    for (b, block) in all.chunks_mut(BLOCK * size).enumerate() {
+        if block.iter().fold(0, |acc, byte| acc | byte) == 0 {
+            continue;
+        }
+        for (i, bytes) in block.chunks_exact_mut(size).enumerate() {
+            let word = |i: usize| u64::from_ne_bytes(bytes[i..i + 8].try_into().expect("8"));
+            let counter = [word(0), word(8)];
+            if counter != [0, 0] {
+                out.push(((b * BLOCK + i) as u32, counter));
+                bytes.fill(0);
+            }
+        }
+    }
+    out
+}
