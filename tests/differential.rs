@@ -1,7 +1,9 @@
 //! With CAP_BPF and CAP_NET_ADMIN: the offline VM agrees with the kernel. Every corpus packet
 //! (the captures, the fuzz seed corpus, and what egress makes of each) runs through the same
-//! program in rbpf and in the kernel (BPF_PROG_TEST_RUN through aya); return code and output
-//! bytes must be equal, and so must the counters summed over the whole run.
+//! program in rbpf's interpreter, in rbpf's JIT and in the kernel (BPF_PROG_TEST_RUN through
+//! aya); return code and output bytes must be equal, and so must the counters summed over the
+//! whole run. The interpreter and the JIT must agree on everything a run reports (verdict,
+//! redirect, bytes, counters, tc_index), on every packet.
 //!
 //! Compared: egress (TC), the guard and both ingress flavours on an Ethernet ext; egress and XDP
 //! ingress on an L3 ext. Not compared: TC ingress and the guard on an L3 ext, because a TC test
@@ -17,15 +19,13 @@
 
 mod common;
 
-use std::path::Path;
-
 use aya::maps::PerCpuArray;
 use aya::programs::{SchedClassifier, TestRun, TestRunOptions, Xdp};
 use aya::{EbpfLoader, Pod};
 use l3mp::programs::layout::{COUNTERS_MAP, COUNTER_SLOTS, TC_ACT_REDIRECT};
 use l3mp::programs::{build, egress_name, ingress_name, Config, ExtKind, Hook, Unknown, GUARD};
-use l3mp::roundtrip::Case;
 use l3mp::run::point_links;
+use l3mp::vm::{Engine, Machine};
 
 /// The largest input a test run takes comfortably (a page less head- and tailroom).
 const MAX_TEST_RUN: usize = 3000;
@@ -35,28 +35,6 @@ const MAX_TEST_RUN: usize = 3000;
 struct Counter([u64; 2]);
 // SAFETY: two u64s, no padding, every bit pattern valid.
 unsafe impl Pod for Counter {}
-
-/// Packets from the capture corpus and the fuzz seed corpus.
-fn corpus() -> Vec<Vec<u8>> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut packets = Vec::new();
-    for entry in std::fs::read_dir(root.join("tests/captures")).expect("captures") {
-        let path = entry.expect("entry").path();
-        if path.extension().is_some_and(|e| e == "pcap") {
-            packets.extend(l3mp::replay::frames(&path).expect("capture reads"));
-        }
-    }
-    // The packet targets' seeds, without the configuration bytes in front; a seed too short
-    // to hold a case has no packet (the targets skip it too).
-    for target in ["egress", "ingress_tc", "ingress_xdp"] {
-        let dir = root.join("fuzz/seeds").join(target);
-        for file in std::fs::read_dir(&dir).expect("seeds").flatten() {
-            let data = std::fs::read(file.path()).expect("seed");
-            packets.extend(Case::from_bytes(&data).map(|case| case.packet));
-        }
-    }
-    packets
-}
 
 /// Configurations for the comparison; hidden ends are `lo` so that the DEVMAP takes them.
 fn configs() -> Vec<Config> {
@@ -110,15 +88,31 @@ fn kernel_run(ebpf: &aya::Ebpf, name: &str, input: &[u8]) -> (i32, Vec<u8>) {
     (result.return_value as i32, out)
 }
 
+/// The bundle on the interpreter and on the JIT.
+struct Machines {
+    interp: Machine,
+    jit: Machine,
+}
+
 fn compare(
     t: &mut Tally,
     ebpf: &aya::Ebpf,
-    bundle: &l3mp::programs::Bundle,
+    m: &Machines,
     cfg: &Config,
     name: &str,
     input: &[u8],
 ) -> Option<l3mp::vm::Outcome> {
-    let vm = l3mp::vm::run(bundle, cfg, name, input).expect("the VM runs it");
+    let vm = m.interp.run(name, input).expect("the VM runs it");
+    // Only where the interpreter found no fault: the JIT checks no memory access.
+    let jit = m.jit.run(name, input).expect("the JIT runs it");
+    if jit != vm {
+        t.mismatches.push(format!(
+            "N={} {:?} {name} on {} bytes: interpreter {vm:?}, JIT {jit:?}",
+            cfg.label_bits,
+            cfg.ext.kind,
+            input.len()
+        ));
+    }
     if input.len() < 14 || input.len() > MAX_TEST_RUN {
         t.skipped += 1;
         return Some(vm);
@@ -148,11 +142,15 @@ fn vm_and_kernel_agree_on_every_corpus_packet() {
     if !common::can_bpf("vm_and_kernel_agree_on_every_corpus_packet") {
         return;
     }
-    let packets = corpus();
+    let packets = common::corpus::packets();
     assert!(packets.len() > 50, "corpus has {} packets", packets.len());
     let mut grand = (0, 0);
     for cfg in configs() {
         let bundle = build(&cfg).expect("builds");
+        let machines = Machines {
+            interp: Machine::new(&bundle, &cfg, Engine::Interp).expect("VM"),
+            jit: Machine::new(&bundle, &cfg, Engine::Jit).expect("JIT"),
+        };
         let mut ebpf = EbpfLoader::new()
             .load(&bundle.elf().expect("ELF"))
             .expect("aya loads");
@@ -194,7 +192,7 @@ fn vm_and_kernel_agree_on_every_corpus_packet() {
                 let out = compare(
                     &mut t,
                     &ebpf,
-                    &bundle,
+                    &machines,
                     &cfg,
                     &egress_name(link.label),
                     packet,
@@ -206,7 +204,7 @@ fn vm_and_kernel_agree_on_every_corpus_packet() {
             }
             for wire in &wires {
                 for name in &ingress {
-                    compare(&mut t, &ebpf, &bundle, &cfg, name, wire);
+                    compare(&mut t, &ebpf, &machines, &cfg, name, wire);
                 }
             }
         }

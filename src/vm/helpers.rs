@@ -8,6 +8,15 @@ use crate::programs::Hook;
 
 use super::memory::{COUNTERS_AT, CTX_AT, PACKET_AT, PEERS_AT};
 
+/// Every mocked helper, by the helper it stands for.
+pub const ALL: [(l3mp_asm::Helper, rbpf::ebpf::Helper); 5] = [
+    (l3mp_asm::Helper::MapLookupElem, map_lookup_elem),
+    (l3mp_asm::Helper::Redirect, redirect),
+    (l3mp_asm::Helper::RedirectMap, redirect_map),
+    (l3mp_asm::Helper::SkbChangeHead, skb_change_head),
+    (l3mp_asm::Helper::XdpAdjustHead, xdp_adjust_head),
+];
+
 /// Map "addresses" patched into the programs' map loads; the helpers recognise them.
 pub const COUNTERS_ID: i64 = 1;
 pub const LINKS_ID: i64 = 2;

@@ -48,14 +48,12 @@ impl Loaded {
         let code: &'static [u8] = unsafe { &*std::ptr::from_ref::<[u8]>(&bytes) };
         let err = |e: std::io::Error| VmError(format!("{}: {e}", prog.name));
         let mut vm = rbpf::EbpfVmMbuff::new(Some(code)).map_err(err)?;
-        let helpers: [(AsmHelper, rbpf::ebpf::Helper); 5] = [
-            (AsmHelper::MapLookupElem, helpers::map_lookup_elem),
-            (AsmHelper::Redirect, helpers::redirect),
-            (AsmHelper::RedirectMap, helpers::redirect_map),
-            (AsmHelper::SkbChangeHead, helpers::skb_change_head),
-            (AsmHelper::XdpAdjustHead, helpers::xdp_adjust_head),
-        ];
-        for (h, f) in helpers {
+        let mut functions = helpers::ALL.map(|(_, f)| f);
+        #[cfg(target_arch = "x86_64")]
+        if engine == Engine::Jit {
+            functions = super::jit::trampolines();
+        }
+        for ((h, _), f) in helpers::ALL.iter().zip(functions) {
             vm.register_helper(h.id() as u32, f).map_err(err)?;
         }
         let counters = arena.addr(COUNTERS_AT);

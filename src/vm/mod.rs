@@ -7,6 +7,8 @@
 //! every packet, context and stack access against its bounds.
 
 mod helpers;
+#[cfg(target_arch = "x86_64")]
+mod jit;
 mod machine;
 mod memory;
 mod skb;

@@ -2,6 +2,7 @@
 //! packet builders, and privilege checks.
 #![allow(dead_code)] // each test binary uses its own part of this module
 
+pub mod corpus;
 pub mod packets;
 
 use l3mp::programs::{Config, Ext, ExtKind, Link, LinkMacs, Unknown};
