@@ -213,4 +213,8 @@ pub struct BenchArgs {
     /// Print the results as JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Only the offline part, without root: `l3mp replay` on a generated capture (200,000
+    /// frames; 20,000 with --quick) on each engine against `tcpdump -nr` on the same file.
+    #[arg(long)]
+    pub offline: bool,
 }

@@ -48,6 +48,7 @@ fn main() -> ExitCode {
         }
         Command::Asm(args) => asm(&args),
         Command::Replay(args) => replay(&args),
+        Command::Bench(args) if args.offline => bench(&args),
         Command::Bench(args) => with_signals_held(|| bench(&args)),
     };
     let code = match result {
@@ -122,7 +123,11 @@ fn bench(args: &BenchArgs) -> Result<(), Error> {
     } else {
         l3mp::bench::Settings::FULL
     };
-    let report = l3mp::bench::bench(&settings)?;
+    let report = if args.offline {
+        l3mp::bench::offline(&settings)?
+    } else {
+        l3mp::bench::bench(&settings)?
+    };
     if args.json {
         print!("{}", report.json());
     } else {

@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 
 /// The parts of the bench, in the order the table shows them.
-pub const PARTS: [&str; 3] = ["program", "end-to-end", "scale"];
+pub const PARTS: [&str; 4] = ["program", "end-to-end", "scale", "offline"];
 
 /// How a figure is judged against its baseline: by the median over rounds of the difference
 /// (`AtMostAbove`) or of the ratio of value to baseline.

@@ -8,11 +8,14 @@
 //! 3. Scale ([`scale`]): per-packet demux cost with 1 and 63 links, and start-up time.
 //!
 //! Needs root (namespaces, BPF, runtime statistics).
+//!
+//! Apart, without root ([`offline`]): `l3mp replay` on a generated capture against `tcpdump -nr`.
 
-pub mod capture;
+mod capture;
 mod cpu;
 mod figure;
 mod floor;
+mod offline;
 mod packets;
 mod primed;
 mod program_cost;
@@ -22,6 +25,7 @@ mod throughput;
 mod traffic;
 
 pub use figure::{Check, Figure, ProgramFacts, Report, Sample, Target};
+pub use offline::bench as offline;
 
 use crate::run::Error;
 use crate::sys::caps::{missing_capabilities, Cap};
@@ -41,6 +45,8 @@ pub struct Settings {
     pub traffic_rounds: usize,
     /// Start-ups per link count.
     pub starts: usize,
+    /// Frames in the capture the offline part replays.
+    pub capture_packets: usize,
 }
 
 impl Settings {
@@ -52,6 +58,7 @@ impl Settings {
         traffic_secs: 1.5,
         traffic_rounds: 9,
         starts: 5,
+        capture_packets: 200_000,
     };
 
     /// A short run that exercises everything (for the smoke test); its figures are rough.
@@ -62,6 +69,7 @@ impl Settings {
         traffic_secs: 0.2,
         traffic_rounds: 1,
         starts: 1,
+        capture_packets: 20_000,
     };
 }
 

@@ -93,7 +93,19 @@ pub fn replay(path: &Path, opts: &ReplayOptions) -> Result<Report, Error> {
 /// How long a replay runs before it shows a progress bar.
 const PROGRESS_AFTER: Duration = Duration::from_secs(1);
 
-/// Replays the capture at `path`, writing the report to `out`.
+/// Packets a thread checks at a time (and between progress bar updates).
+const BATCH: usize = 8192;
+
+/// What became of one packet, and its entry in the report if it is shown.
+struct Done {
+    restored: bool,
+    violation: bool,
+    entry: Option<String>,
+}
+
+/// Replays the capture at `path`, writing the report to `out`. Batches of packets go round
+/// to as many threads as there are CPUs, each with its own machine; the report keeps the
+/// packets' order.
 pub fn replay_to(path: &Path, opts: &ReplayOptions, out: &mut dyn Write) -> Result<Totals, Error> {
     let cfg = Config::offline(
         opts.label_bits,
@@ -102,37 +114,88 @@ pub fn replay_to(path: &Path, opts: &ReplayOptions, out: &mut dyn Write) -> Resu
         Unknown::Pass,
     );
     let bundle = build(&cfg).map_err(|e| Error::new(format!("--label {}: {e}", opts.label)))?;
-    let machine = Machine::new(&bundle, &cfg, opts.engine).map_err(|e| Error::new(e.to_string()))?;
     let frames = frames(path)?;
+    let batches: Vec<&[Vec<u8>]> = frames.chunks(BATCH).collect();
+    let threads = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(batches.len())
+        .max(1);
     let started = Instant::now();
     let bar = indicatif::ProgressBar::hidden();
     bar.set_length(frames.len() as u64);
     let mut show_bar = opts.progress && std::io::stderr().is_terminal();
-    let mut report = Output::new(out, &cfg, path, opts)?;
+    let mut report = Output::new(out, path, opts)?;
     let mut totals = Totals {
         packets: frames.len(),
         ..Totals::default()
     };
-    for (n, frame) in frames.iter().enumerate() {
-        if n % 4096 == 0 && n > 0 {
-            if show_bar && started.elapsed() > PROGRESS_AFTER {
-                bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
-                show_bar = false;
+    let (tx, rx) = std::sync::mpsc::channel::<(usize, Result<Vec<Done>, Error>)>();
+    std::thread::scope(|s| {
+        for first in 0..threads {
+            let (tx, bundle, cfg, batches) = (tx.clone(), &bundle, &cfg, &batches);
+            s.spawn(move || {
+                let machine = match Machine::new(bundle, cfg, opts.engine) {
+                    Ok(m) => m,
+                    Err(e) => return drop(tx.send((first, Err(Error::new(e.to_string()))))),
+                };
+                for b in (first..batches.len()).step_by(threads) {
+                    let done = check_all(&machine, cfg, opts, b * BATCH + 1, batches[b]);
+                    if tx.send((b, Ok(done))).is_err() {
+                        return; // the report stopped
+                    }
+                }
+            });
+        }
+        drop(tx);
+        // Batches arrive in any order; each is written once those before it are.
+        let mut waiting = std::collections::BTreeMap::new();
+        let mut next = 0;
+        for (b, done) in rx {
+            waiting.insert(b, done?);
+            while let Some(done) = waiting.remove(&next) {
+                for d in &done {
+                    totals.restored += usize::from(d.restored);
+                    totals.violations += usize::from(d.violation);
+                    if let Some(entry) = &d.entry {
+                        report.packet(entry)?;
+                    }
+                }
+                next += 1;
+                if show_bar && started.elapsed() > PROGRESS_AFTER {
+                    bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+                    show_bar = false;
+                }
+                bar.inc(done.len() as u64);
             }
-            bar.set_position(n as u64);
         }
-        let result = roundtrip::check(&machine, opts.label, frame);
-        match &result {
-            Ok(trip) => totals.restored += usize::from(trip.restored),
-            Err(_) => totals.violations += 1,
-        }
-        if opts.show == Show::Packets || result.is_err() {
-            report.packet(n + 1, frame, &result)?;
-        }
-    }
+        Ok::<(), Error>(())
+    })?;
     bar.finish_and_clear();
     report.finish(&totals)?;
     Ok(totals)
+}
+
+/// Checks `frames`, the first of which is packet number `first`.
+fn check_all(
+    machine: &Machine,
+    cfg: &Config,
+    opts: &ReplayOptions,
+    first: usize,
+    frames: &[Vec<u8>],
+) -> Vec<Done> {
+    frames
+        .iter()
+        .enumerate()
+        .map(|(i, frame)| {
+            let result = roundtrip::check(machine, opts.label, frame);
+            let shown = opts.show == Show::Packets || result.is_err();
+            Done {
+                restored: result.as_ref().is_ok_and(|t| t.restored),
+                violation: result.is_err(),
+                entry: shown.then(|| output::entry(cfg, opts.json, first + i, frame, &result)),
+            }
+        })
+        .collect()
 }
 
 /// `program=verdict[>target]` with the program and target named for a reader.

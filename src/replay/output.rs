@@ -15,7 +15,6 @@ use crate::vm::Engine;
 /// The report being written.
 pub struct Output<'o> {
     out: &'o mut dyn Write,
-    cfg: &'o Config,
     show: Show,
     json: bool,
     /// Packets written so far (JSON needs commas between them).
@@ -30,7 +29,6 @@ impl<'o> Output<'o> {
     /// Starts the report (the JSON document's head: the capture and the options).
     pub fn new(
         out: &'o mut dyn Write,
-        cfg: &'o Config,
         path: &Path,
         opts: &ReplayOptions,
     ) -> Result<Output<'o>, Error> {
@@ -56,60 +54,19 @@ impl<'o> Output<'o> {
         }
         Ok(Output {
             out,
-            cfg,
             show: opts.show,
             json: opts.json,
             written: 0,
         })
     }
 
-    /// One packet: `n` (from 1), the frame and what became of it.
-    pub fn packet(
-        &mut self,
-        n: usize,
-        frame: &[u8],
-        result: &Result<Trip, Violation>,
-    ) -> Result<(), Error> {
+    /// One packet's entry, made by [`entry`].
+    pub fn packet(&mut self, entry: &str) -> Result<(), Error> {
         if self.json {
-            let mut entry = json!({
-                "packet": n,
-                "bytes": frame.len(),
-                "what": describe(frame),
-            });
-            match result {
-                Ok(trip) => {
-                    let steps: Vec<String> = trip.steps.iter().map(|s| step(self.cfg, s)).collect();
-                    entry["steps"] = json!(steps);
-                    entry["fate"] = json!(if trip.restored { "restored" } else { "not marked" });
-                }
-                Err(v) => {
-                    entry["fate"] = json!("violation");
-                    entry["violation"] = json!(v.0);
-                }
-            }
             let comma = if self.written == 0 { "" } else { "," };
             write!(self.out, "{comma}\n  {entry}").map_err(io)?;
         } else {
-            let line = match result {
-                Ok(trip) => {
-                    let steps: Vec<String> = trip.steps.iter().map(|s| step(self.cfg, s)).collect();
-                    let fate = if trip.restored {
-                        "restored"
-                    } else {
-                        "not marked"
-                    };
-                    format!("{}  {fate}", steps.join("  "))
-                }
-                Err(v) => format!("VIOLATION {v}"),
-            };
-            writeln!(
-                self.out,
-                "#{:<4} {:>5} B  {:<28} {line}",
-                n,
-                frame.len(),
-                describe(frame)
-            )
-            .map_err(io)?;
+            writeln!(self.out, "{entry}").map_err(io)?;
         }
         self.written += 1;
         Ok(())
@@ -137,5 +94,35 @@ impl<'o> Output<'o> {
             .map_err(io)?;
         }
         self.out.flush().map_err(io)
+    }
+}
+
+/// The entry of packet `n` (from 1) in the report: a text line, or a JSON object.
+pub fn entry(cfg: &Config, json: bool, n: usize, frame: &[u8], result: &Result<Trip, Violation>) -> String {
+    let steps = |trip: &Trip| -> Vec<String> { trip.steps.iter().map(|s| step(cfg, s)).collect() };
+    let fate = |trip: &Trip| if trip.restored { "restored" } else { "not marked" };
+    if json {
+        let mut entry = json!({
+            "packet": n,
+            "bytes": frame.len(),
+            "what": describe(frame),
+        });
+        match result {
+            Ok(trip) => {
+                entry["steps"] = json!(steps(trip));
+                entry["fate"] = json!(fate(trip));
+            }
+            Err(v) => {
+                entry["fate"] = json!("violation");
+                entry["violation"] = json!(v.0);
+            }
+        }
+        entry.to_string()
+    } else {
+        let line = match result {
+            Ok(trip) => format!("{}  {}", steps(trip).join("  "), fate(trip)),
+            Err(v) => format!("VIOLATION {v}"),
+        };
+        format!("#{:<4} {:>5} B  {:<28} {line}", n, frame.len(), describe(frame))
     }
 }

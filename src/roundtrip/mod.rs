@@ -77,8 +77,9 @@ pub fn egress(m: &Machine, label: u8, frame: &[u8]) -> Result<Trip, Violation> {
         steps: Vec::new(),
         restored: false,
     };
-    let out = run(&mut trip, m, &programs::egress_name(label), frame)?;
-    compare(&trip, &expect_egress(cfg, label, frame), &out)?;
+    run(&mut trip, m, &programs::egress_name(label), frame)?;
+    compare(&trip, &expect_egress(cfg, label, frame))?;
+    let out = last(&trip);
     if out.verdict != TC_ACT_REDIRECT {
         return Ok(trip);
     }
@@ -92,8 +93,8 @@ pub fn egress(m: &Machine, label: u8, frame: &[u8]) -> Result<Trip, Violation> {
         }
         ExtKind::Ethernet { .. } => (out.packet.clone(), at_the_mirror(&out.packet)),
     };
-    trip.steps
-        .extend(guard(m, &wire, out.tc_index)?.steps);
+    let tc_index = out.tc_index;
+    trip.steps.extend(guard(m, &wire, tc_index)?.steps);
     let ip = &frame[ETH_HLEN as usize..];
     let family = spec::family(ip).expect("egress redirects only well-formed IP");
     let restored = [
@@ -104,12 +105,7 @@ pub fn egress(m: &Machine, label: u8, frame: &[u8]) -> Result<Trip, Violation> {
     ]
     .concat();
     for hook in [Hook::Tc, Hook::Xdp] {
-        let out = run(
-            &mut trip,
-            m,
-            programs::ingress_name(hook),
-            &arriving,
-        )?;
+        run(&mut trip, m, programs::ingress_name(hook), &arriving)?;
         let expected = Expected {
             verdict: hook.redirected(),
             redirect: Some(link.peer_ifindex),
@@ -117,7 +113,7 @@ pub fn egress(m: &Machine, label: u8, frame: &[u8]) -> Result<Trip, Violation> {
             tc_index: 0,
             csum_at: FRAMED_IPV4_CSUM,
         };
-        compare(&trip, &expected, &out)?;
+        compare(&trip, &expected)?;
     }
     trip.restored = true;
     Ok(trip)
@@ -152,7 +148,7 @@ pub fn guard(m: &Machine, wire: &[u8], tc_index: u32) -> Result<Trip, Violation>
 
 fn guard_with(trip: &mut Trip, m: &Machine, wire: &[u8], skb: Skb) -> Result<(), Violation> {
     let cfg = m.cfg();
-    let out = run_skb(trip, m, programs::GUARD, wire, skb)?;
+    run_skb(trip, m, programs::GUARD, wire, skb)?;
     let mut expected = Expected {
         verdict: TC_ACT_UNSPEC,
         redirect: None,
@@ -168,7 +164,7 @@ fn guard_with(trip: &mut Trip, m: &Machine, wire: &[u8], skb: Skb) -> Result<(),
             expected.csum_at = at + IPV4_CSUM as usize;
         }
     }
-    compare(trip, &expected, &out)
+    compare(trip, &expected)
 }
 
 /// The ingress flavour of `hook` on a packet arriving on ext (starting at the IP header on an
@@ -186,15 +182,11 @@ pub fn ingress(m: &Machine, hook: Hook, wire: &[u8]) -> Result<Trip, Violation> 
         _ => wire.to_vec(),
     };
     for skb in kernel_and_other(cfg, hook, wire) {
-        let out = run_skb(
-            &mut trip,
-            m,
-            programs::ingress_name(hook),
-            &data,
-            skb,
-        )?;
-        compare(&trip, &expect_ingress(cfg, hook, &data, &skb), &out)?;
-        if let (ExtKind::Ethernet { mac, peer_mac }, Some(_)) = (cfg.ext.kind, out.redirect) {
+        run_skb(&mut trip, m, programs::ingress_name(hook), &data, skb)?;
+        compare(&trip, &expect_ingress(cfg, hook, &data, &skb))?;
+        if let (ExtKind::Ethernet { mac, peer_mac }, Some(_)) =
+            (cfg.ext.kind, last(&trip).redirect)
+        {
             if data[..6] != mac || data[6..12] != peer_mac {
                 return Err(Violation(format!(
                     "{}: redirected a frame from {:02x?} to {:02x?}, not from the peer to ext",
@@ -210,24 +202,25 @@ pub fn ingress(m: &Machine, hook: Hook, wire: &[u8]) -> Result<Trip, Violation> 
 
 /// The `__sk_buff` the kernel gives `wire` at ext's `hook`, and on an L3 ext at TC also one
 /// where the tunnel says the packet is MPLS (whatever its first byte reads as).
-fn kernel_and_other(cfg: &Config, hook: Hook, wire: &[u8]) -> Vec<Skb> {
-    match (hook, cfg.ext.kind) {
-        (Hook::Tc, ExtKind::Ethernet { .. }) => vec![Skb::received(wire).1],
-        (Hook::Tc, ExtKind::L3) => vec![
+fn kernel_and_other(cfg: &Config, hook: Hook, wire: &[u8]) -> impl Iterator<Item = Skb> {
+    let (kernel, other) = match (hook, cfg.ext.kind) {
+        (Hook::Tc, ExtKind::Ethernet { .. }) => (Skb::received(wire).1, None),
+        (Hook::Tc, ExtKind::L3) => (
             Skb::of(wire, false),
-            Skb {
+            Some(Skb {
                 protocol: ETH_P_MPLS,
                 ..Skb::default()
-            },
-        ],
-        (Hook::Xdp, _) => vec![Skb::default()],
-    }
+            }),
+        ),
+        (Hook::Xdp, _) => (Skb::default(), None),
+    };
+    std::iter::once(kernel).chain(other)
 }
 
 /// The MPLS unicast EtherType.
 pub const ETH_P_MPLS: [u8; 2] = [0x88, 0x47];
 
-fn run(trip: &mut Trip, m: &Machine, program: &str, packet: &[u8]) -> Result<Outcome, Violation> {
+fn run(trip: &mut Trip, m: &Machine, program: &str, packet: &[u8]) -> Result<(), Violation> {
     let skb = Skb::of(packet, programs::sees_frames(m.cfg(), program));
     run_skb(trip, m, program, packet, skb)
 }
@@ -238,16 +231,21 @@ fn run_skb(
     program: &str,
     packet: &[u8],
     skb: Skb,
-) -> Result<Outcome, Violation> {
+) -> Result<(), Violation> {
     let outcome = m
         .run_skb(program, packet, skb)
         .map_err(|e| Violation(format!("{program}: VM error: {e}")))?;
     trip.steps.push(Step {
         program: program.to_string(),
         skb,
-        outcome: outcome.clone(),
+        outcome,
     });
-    Ok(outcome)
+    Ok(())
+}
+
+/// What the last program run did.
+fn last(trip: &Trip) -> &Outcome {
+    &trip.steps.last().expect("a step ran").outcome
 }
 
 /// The IP header inside an Ethernet frame, if the EtherType and the header agree.
@@ -352,8 +350,12 @@ const FRAMED_IPV4_CSUM: usize = (ETH_HLEN + IPV4_CSUM) as usize;
 /// Compares an outcome with the spec; the IPv4 checksum field may differ only between the two
 /// ones'-complement zeros (0x0000 and 0xffff), which incremental updates (RFC 1624) and a
 /// computation from scratch may choose differently for a header whose checksum was 0xffff.
-fn compare(trip: &Trip, expected: &Expected, got: &Outcome) -> Result<(), Violation> {
-    let program = &trip.steps.last().expect("a step ran").program;
+fn compare(trip: &Trip, expected: &Expected) -> Result<(), Violation> {
+    let Step {
+        program,
+        outcome: got,
+        ..
+    } = trip.steps.last().expect("a step ran");
     if got.verdict != expected.verdict {
         return Err(Violation(format!(
             "{program}: verdict {} where the spec says {}",

@@ -27,19 +27,19 @@ c_abi! {
 core::arch::global_asm!(
     ".pushsection .text.l3mp_jit_helpers,\"ax\",@progbits",
     ".p2align 4",
-    "l3mp_jit_map_lookup_elem:",
+    ".globl l3mp_jit_map_lookup_elem", ".hidden l3mp_jit_map_lookup_elem", "l3mp_jit_map_lookup_elem:",
     "push rbp", "mov rbp, rsp", "and rsp, -16", "call {0}", "mov rsp, rbp", "pop rbp", "ret",
     ".p2align 4",
-    "l3mp_jit_redirect:",
+    ".globl l3mp_jit_redirect", ".hidden l3mp_jit_redirect", "l3mp_jit_redirect:",
     "push rbp", "mov rbp, rsp", "and rsp, -16", "call {1}", "mov rsp, rbp", "pop rbp", "ret",
     ".p2align 4",
-    "l3mp_jit_redirect_map:",
+    ".globl l3mp_jit_redirect_map", ".hidden l3mp_jit_redirect_map", "l3mp_jit_redirect_map:",
     "push rbp", "mov rbp, rsp", "and rsp, -16", "call {2}", "mov rsp, rbp", "pop rbp", "ret",
     ".p2align 4",
-    "l3mp_jit_skb_change_head:",
+    ".globl l3mp_jit_skb_change_head", ".hidden l3mp_jit_skb_change_head", "l3mp_jit_skb_change_head:",
     "push rbp", "mov rbp, rsp", "and rsp, -16", "call {3}", "mov rsp, rbp", "pop rbp", "ret",
     ".p2align 4",
-    "l3mp_jit_xdp_adjust_head:",
+    ".globl l3mp_jit_xdp_adjust_head", ".hidden l3mp_jit_xdp_adjust_head", "l3mp_jit_xdp_adjust_head:",
     "push rbp", "mov rbp, rsp", "and rsp, -16", "call {4}", "mov rsp, rbp", "pop rbp", "ret",
     ".popsection",
     sym c_map_lookup_elem,
@@ -49,7 +49,8 @@ core::arch::global_asm!(
     sym c_xdp_adjust_head,
 );
 
-/// The address of a trampoline above.
+/// The address of a trampoline above (global, hidden symbols: the code taking their address
+/// may sit in another codegen unit).
 fn address(which: usize) -> usize {
     let addr: usize;
     // SAFETY: only takes the address of a label defined above (RIP-relative, no memory access).

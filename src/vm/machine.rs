@@ -81,8 +81,8 @@ pub struct Machine {
     engine: Engine,
     programs: Vec<(Hook, Assembled)>,
     loaded: Vec<OnceCell<Loaded>>,
-    /// The `peers` array: one entry per label, the unused ones 0.
-    peers: Vec<u32>,
+    /// The `peers` array as it sits in memory: one entry per label, the unused ones 0.
+    peers: Vec<u8>,
     devmap: Devmap,
     arena: RefCell<Arena>,
 }
@@ -93,10 +93,11 @@ impl Machine {
         if engine == Engine::Jit && !cfg!(target_arch = "x86_64") {
             return Err(VmError("rbpf's JIT compiles for x86_64 only".into()));
         }
-        let mut peers = vec![0u32; usize::from(cfg.max_label()) + 1];
+        let mut peers = vec![0u8; 4 * (usize::from(cfg.max_label()) + 1)];
         let mut devmap = Devmap::default();
         for link in &cfg.links {
-            peers[usize::from(link.label)] = link.peer_ifindex;
+            let at = 4 * usize::from(link.label);
+            peers[at..at + 4].copy_from_slice(&link.peer_ifindex.to_ne_bytes());
             devmap.insert(u32::from(link.label), link.peer_ifindex);
         }
         Ok(Machine {
@@ -149,7 +150,7 @@ impl Machine {
             Some(prog) => prog,
             None => {
                 let (hook, prog) = &self.programs[at];
-                let peers = self.peers.len() as u32;
+                let peers = self.peers.len() as u32 / 4;
                 let loaded = Loaded::new(prog, *hook, self.engine, &arena, peers)?;
                 self.loaded[at].get_or_init(|| loaded)
             }
@@ -161,7 +162,7 @@ impl Machine {
 fn execute(
     arena: &mut Arena,
     prog: &Loaded,
-    peers: &[u32],
+    peers: &[u8],
     devmap: &Devmap,
     packet: &[u8],
     skb: Skb,
@@ -177,9 +178,7 @@ fn execute(
     mem[CTX_AT..CTX_AT + CTX_LEN].fill(0);
     mem[PACKET_AT..start].fill(0);
     mem[start..end].copy_from_slice(packet);
-    for (i, ifindex) in peers.iter().enumerate() {
-        mem[PEERS_AT + 4 * i..PEERS_AT + 4 * i + 4].copy_from_slice(&ifindex.to_ne_bytes());
-    }
+    mem[PEERS_AT..PEERS_AT + peers.len()].copy_from_slice(peers);
     let mut put = |off: i16, v: u32| {
         let at = CTX_AT + off as usize;
         mem[at..at + 4].copy_from_slice(&v.to_ne_bytes());
@@ -203,7 +202,7 @@ fn execute(
             hook,
             arena: arena.addr(0),
             devmap: devmap.clone(),
-            peers: peers.len() as u32,
+            peers: peers.len() as u32 / 4,
             redirect: None,
         })
     });
@@ -279,13 +278,16 @@ fn read_packet(arena: &mut Arena, hook: Hook) -> Vec<u8> {
 fn take_counters(arena: &mut Arena) -> Vec<(u32, [u64; 2])> {
     /// Slots looked at together: an OR over a block compiles to vector instructions, and most
     /// blocks are zero (a run changes one or two slots).
-    const BLOCK: usize = 4;
+    const BLOCK: usize = 8;
     let size = COUNTER_SIZE as usize;
     let mem = arena.bytes();
     let all = &mut mem[COUNTERS_AT..COUNTERS_AT + COUNTER_SLOTS as usize * size];
     let mut out = Vec::new();
     for (b, block) in all.chunks_mut(BLOCK * size).enumerate() {
-        if block.iter().fold(0, |acc, byte| acc | byte) == 0 {
+        let any = block
+            .chunks_exact(8)
+            .fold(0, |acc, w| acc | u64::from_ne_bytes(w.try_into().expect("8 bytes")));
+        if any == 0 {
             continue;
         }
         for (i, bytes) in block.chunks_exact_mut(size).enumerate() {

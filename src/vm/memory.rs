@@ -27,6 +27,10 @@ pub struct Arena {
     base: NonNull<u8>,
 }
 
+// SAFETY: the arena is a private mapping owned by one `Arena`; moving it to another thread moves
+// that ownership (nothing else points into it between runs).
+unsafe impl Send for Arena {}
+
 impl Arena {
     /// Maps a fresh arena.
     pub fn new() -> std::io::Result<Arena> {
