@@ -54,55 +54,93 @@ fn measure(settings: &Settings, file: &Path) -> Result<Vec<Figure>, Error> {
     for round in 0..settings.rounds {
         // In turns: tcpdump first in even rounds, last in odd ones.
         if round % 2 == 0 {
-            base.push(seconds(&mut tcpdump())?);
+            base.push(time(&mut tcpdump())?);
         }
         for (e, engine) in engines.iter().enumerate() {
-            times[e].push(seconds(&mut replay(engine))?);
+            times[e].push(time(&mut replay(engine))?);
         }
         if round % 2 == 1 {
-            base.push(seconds(&mut tcpdump())?);
+            base.push(time(&mut tcpdump())?);
         }
     }
     let packets = settings.capture_packets as f64;
-    let rate = |s: &[f64]| s.iter().map(|t| packets / t).collect::<Vec<f64>>();
+    let wall = |t: &[Time]| t.iter().map(|t| t.wall).collect::<Vec<f64>>();
+    let cpu = |t: &[Time]| t.iter().map(|t| t.cpu).collect::<Vec<f64>>();
+    let rate = |t: &[Time]| t.iter().map(|t| packets / t.wall).collect::<Vec<f64>>();
     let mut figures = Vec::new();
     for (e, engine) in engines.iter().enumerate() {
         let method = format!(
             "`l3mp replay {} --engine {engine}` (a line per packet, to /dev/null) and \
              `tcpdump -nr` on the same generated capture of {} UDP frames (IPv4 and IPv6, 64 to \
-             1500 bytes, every traffic class), in turns, {} rounds, wall time",
+             1500 bytes, every traffic class), in turns, {} rounds",
             REPLAY.join(" "),
             settings.capture_packets,
             settings.rounds
         );
-        figures.push(Figure {
+        let figure = |name: String, unit, value: Vec<f64>, baseline_name: &str, baseline: Vec<f64>, target| Figure {
             part: "offline",
-            name: format!("replay --engine {engine}"),
-            unit: "s",
-            value: Sample::of(&times[e]),
-            baseline_name: "tcpdump -nr".into(),
-            baseline: Sample::of(&base),
-            target: (*engine == "jit").then_some(Target::RatioAtMost(JIT_TARGET)),
+            name,
+            unit,
+            value: Sample::of(&value),
+            baseline_name: baseline_name.into(),
+            baseline: Sample::of(&baseline),
+            target,
             method: method.clone(),
-        });
-        figures.push(Figure {
-            part: "offline",
-            name: format!("replay --engine {engine}, rate"),
-            unit: "pkt/s",
-            value: Sample::of(&rate(&times[e])),
-            baseline_name: "tcpdump -nr, rate".into(),
-            baseline: Sample::of(&rate(&base)),
-            target: None,
-            method,
-        });
+        };
+        let jit_target = (*engine == "jit").then_some(Target::RatioAtMost(JIT_TARGET));
+        figures.push(figure(
+            format!("replay --engine {engine}, wall time"),
+            "s",
+            wall(&times[e]),
+            "tcpdump -nr, wall time",
+            wall(&base),
+            jit_target,
+        ));
+        figures.push(figure(
+            format!("replay --engine {engine}, CPU time"),
+            "s",
+            cpu(&times[e]),
+            "tcpdump -nr, CPU time",
+            cpu(&base),
+            None,
+        ));
+        figures.push(figure(
+            format!("replay --engine {engine}, rate"),
+            "pkt/s",
+            rate(&times[e]),
+            "tcpdump -nr, rate",
+            rate(&base),
+            None,
+        ));
     }
     Ok(figures)
 }
 
-/// Wall time of a command run to completion with its output discarded; an error unless it
+/// What a command took: wall time, and the CPU time (user and system) of the process and its
+/// threads.
+#[derive(Clone, Copy, Debug)]
+struct Time {
+    wall: f64,
+    cpu: f64,
+}
+
+/// The CPU time of every child waited for so far.
+fn children_cpu() -> f64 {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage fills the struct it is given.
+    let usage = unsafe {
+        libc::getrusage(libc::RUSAGE_CHILDREN, usage.as_mut_ptr());
+        usage.assume_init()
+    };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
+}
+
+/// The time a command run to completion with its output discarded took; an error unless it
 /// succeeds.
-fn seconds(command: &mut Command) -> Result<f64, Error> {
+fn time(command: &mut Command) -> Result<Time, Error> {
     let what = format!("{:?}", command.get_program());
+    let cpu = children_cpu();
     let start = Instant::now();
     let status = command
         .stdin(Stdio::null())
@@ -114,9 +152,12 @@ fn seconds(command: &mut Command) -> Result<f64, Error> {
                 "running {what}: {e} (the offline bench needs tcpdump: apt-get install tcpdump)"
             ))
         })?;
-    let elapsed = start.elapsed().as_secs_f64();
+    let wall = start.elapsed().as_secs_f64();
     if !status.success() {
         return Err(Error::new(format!("{what} failed: {status}")));
     }
-    Ok(elapsed)
+    Ok(Time {
+        wall,
+        cpu: children_cpu() - cpu,
+    })
 }

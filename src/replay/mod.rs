@@ -198,8 +198,8 @@ fn check_all(
         .collect()
 }
 
-/// `program=verdict[>target]` with the program and target named for a reader.
-fn step(cfg: &Config, s: &Step) -> String {
+/// Writes `program=verdict[>target]` with the program and target named for a reader.
+fn step(out: &mut String, cfg: &Config, s: &Step) {
     let hook = if s.program.contains("xdp") {
         Hook::Xdp
     } else {
@@ -214,13 +214,13 @@ fn step(cfg: &Config, s: &Step) -> String {
     } else {
         "tc"
     };
+    out.push_str(program);
     // The same bytes as a tunnel would give them as MPLS (L3 ext, TC).
-    let short = if hook == Hook::Tc && s.skb.protocol == roundtrip::ETH_P_MPLS {
-        format!("{program}[mpls]")
-    } else {
-        program.to_string()
-    };
-    let verdict = if s.outcome.verdict == hook.redirected() {
+    if hook == Hook::Tc && s.skb.protocol == roundtrip::ETH_P_MPLS {
+        out.push_str("[mpls]");
+    }
+    out.push('=');
+    out.push_str(if s.outcome.verdict == hook.redirected() {
         "redirect"
     } else if s.outcome.verdict == hook.pass() {
         "pass"
@@ -228,16 +228,15 @@ fn step(cfg: &Config, s: &Step) -> String {
         "drop"
     } else {
         "aborted"
-    };
-    let target = s.outcome.redirect.map(|r| {
-        cfg.links
-            .iter()
-            .find(|l| l.peer_ifindex == r.ifindex)
-            .map_or("ext".to_string(), |l| l.name.clone())
     });
-    match target {
-        Some(t) => format!("{short}={verdict}>{t}"),
-        None => format!("{short}={verdict}"),
+    if let Some(r) = s.outcome.redirect {
+        out.push('>');
+        out.push_str(
+            cfg.links
+                .iter()
+                .find(|l| l.peer_ifindex == r.ifindex)
+                .map_or("ext", |l| &l.name),
+        );
     }
 }
 

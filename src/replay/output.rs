@@ -98,9 +98,25 @@ impl<'o> Output<'o> {
 }
 
 /// The entry of packet `n` (from 1) in the report: a text line, or a JSON object.
-pub fn entry(cfg: &Config, json: bool, n: usize, frame: &[u8], result: &Result<Trip, Violation>) -> String {
-    let steps = |trip: &Trip| -> Vec<String> { trip.steps.iter().map(|s| step(cfg, s)).collect() };
-    let fate = |trip: &Trip| if trip.restored { "restored" } else { "not marked" };
+pub fn entry(
+    cfg: &Config,
+    json: bool,
+    n: usize,
+    frame: &[u8],
+    result: &Result<Trip, Violation>,
+) -> String {
+    let named = |s| {
+        let mut text = String::new();
+        step(&mut text, cfg, s);
+        text
+    };
+    let fate = |trip: &Trip| {
+        if trip.restored {
+            "restored"
+        } else {
+            "not marked"
+        }
+    };
     if json {
         let mut entry = json!({
             "packet": n,
@@ -109,7 +125,7 @@ pub fn entry(cfg: &Config, json: bool, n: usize, frame: &[u8], result: &Result<T
         });
         match result {
             Ok(trip) => {
-                entry["steps"] = json!(steps(trip));
+                entry["steps"] = json!(trip.steps.iter().map(named).collect::<Vec<_>>());
                 entry["fate"] = json!(fate(trip));
             }
             Err(v) => {
@@ -117,12 +133,21 @@ pub fn entry(cfg: &Config, json: bool, n: usize, frame: &[u8], result: &Result<T
                 entry["violation"] = json!(v.0);
             }
         }
-        entry.to_string()
-    } else {
-        let line = match result {
-            Ok(trip) => format!("{}  {}", steps(trip).join("  "), fate(trip)),
-            Err(v) => format!("VIOLATION {v}"),
-        };
-        format!("#{:<4} {:>5} B  {:<28} {line}", n, frame.len(), describe(frame))
+        return entry.to_string();
     }
+    let mut line = format!("#{:<4} {:>5} B  {:<28} ", n, frame.len(), describe(frame));
+    match result {
+        Ok(trip) => {
+            for s in &trip.steps {
+                step(&mut line, cfg, s);
+                line.push_str("  ");
+            }
+            line.push_str(fate(trip));
+        }
+        Err(v) => {
+            line.push_str("VIOLATION ");
+            line.push_str(&v.0);
+        }
+    }
+    line
 }
