@@ -1,7 +1,7 @@
 //! As root: `l3mp bench --quick --json` runs to the end and prints a well-formed JSON document
 //! in which every figure has its value, unit, baseline, ratio, target and `meets_target`, and
 //! every check passed. No timed assertion: the quick figures are rough, and whether they meet
-//! their targets is not tested.
+//! their targets is not tested. Also, without root, the offline part (`--offline`).
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -291,5 +291,59 @@ fn quick_bench_prints_every_field() {
     }
     for check in doc.get("checks").expect("checks").items() {
         assert_eq!(check.get("passed"), Some(&Json::Bool(true)), "{check:?}");
+    }
+}
+
+/// Without root: `l3mp bench --offline --quick --json` replays a generated capture on both
+/// engines against `tcpdump -nr` (which CI installs) and reports each engine's wall time, CPU
+/// time and rate with tcpdump's as the baseline; the fast engine's wall time has the target.
+#[test]
+fn offline_bench_reports_both_engines_against_tcpdump() {
+    let out = Command::new(env!("CARGO_BIN_EXE_l3mp"))
+        .args(["-q", "bench", "--offline", "--quick", "--json"])
+        .output()
+        .expect("l3mp runs");
+    let stdout = String::from_utf8(out.stdout).expect("UTF-8");
+    assert!(
+        out.status.success(),
+        "l3mp bench --offline failed (is tcpdump installed?): {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc = Parser::parse(&stdout).unwrap_or_else(|e| panic!("{e}:\n{stdout}"));
+    let figures = doc.get("figures").expect("figures").items();
+    let names: Vec<String> = figures
+        .iter()
+        .map(|f| match f.get("name") {
+            Some(Json::String(s)) => s.clone(),
+            other => panic!("name: {other:?}"),
+        })
+        .collect();
+    let mut want = Vec::new();
+    for engine in ["interp", "jit"] {
+        for what in ["wall time", "CPU time", "rate"] {
+            want.push(format!("replay --engine {engine}, {what}"));
+        }
+    }
+    assert_eq!(names, want);
+    for f in figures {
+        assert_eq!(f.get("part"), Some(&Json::String("offline".into())), "{f:?}");
+        let name = match f.get("name") {
+            Some(Json::String(s)) => s.as_str(),
+            _ => unreachable!("checked above"),
+        };
+        assert!(
+            matches!(f.get("baseline_name"), Some(Json::String(b)) if b.starts_with("tcpdump -nr")),
+            "{f:?}"
+        );
+        assert!(
+            matches!(f.get("value"), Some(Json::Number(v)) if *v > 0.0),
+            "{f:?}"
+        );
+        let targeted = name == "replay --engine jit, wall time";
+        assert_eq!(
+            matches!(f.get("target"), Some(Json::Object(_))),
+            targeted,
+            "{f:?}"
+        );
     }
 }

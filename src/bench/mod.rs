@@ -16,7 +16,7 @@ mod cpu;
 mod figure;
 mod floor;
 mod offline;
-mod packets;
+pub(crate) mod packets;
 mod primed;
 mod program_cost;
 mod scale;

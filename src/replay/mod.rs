@@ -9,7 +9,7 @@ use std::io::{IsTerminal, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::programs::{build, Config, Hook, Unknown};
+use crate::programs::{build, Bundle, Config, Hook, Unknown};
 use crate::roundtrip::{self, Step};
 use crate::run::Error;
 use crate::vm::{Engine, Machine};
@@ -115,6 +115,19 @@ pub fn replay_to(path: &Path, opts: &ReplayOptions, out: &mut dyn Write) -> Resu
     );
     let bundle = build(&cfg).map_err(|e| Error::new(format!("--label {}: {e}", opts.label)))?;
     let frames = frames(path)?;
+    report(&bundle, &cfg, &frames, path, opts, out)
+}
+
+/// Checks `frames` (of the capture at `path`) with `bundle`, generated from `cfg`, and writes
+/// the report to `out`.
+fn report(
+    bundle: &Bundle,
+    cfg: &Config,
+    frames: &[Vec<u8>],
+    path: &Path,
+    opts: &ReplayOptions,
+    out: &mut dyn Write,
+) -> Result<Totals, Error> {
     let batches: Vec<&[Vec<u8>]> = frames.chunks(BATCH).collect();
     let threads = std::thread::available_parallelism()
         .map_or(1, usize::from)
@@ -132,7 +145,7 @@ pub fn replay_to(path: &Path, opts: &ReplayOptions, out: &mut dyn Write) -> Resu
     let (tx, rx) = std::sync::mpsc::channel::<(usize, Result<Vec<Done>, Error>)>();
     std::thread::scope(|s| {
         for first in 0..threads {
-            let (tx, bundle, cfg, batches) = (tx.clone(), &bundle, &cfg, &batches);
+            let (tx, batches) = (tx.clone(), &batches);
             s.spawn(move || {
                 let machine = match Machine::new(bundle, cfg, opts.engine) {
                     Ok(m) => m,
@@ -283,4 +296,113 @@ fn describe(frame: &[u8]) -> String {
         None => "",
     };
     format!("{net} {transport}").trim_end().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::programs::Family;
+
+    /// UDP over IPv4 frames, numbered in their payload.
+    fn frames(n: usize) -> Vec<Vec<u8>> {
+        (0..n)
+            .map(|i| {
+                let mut f = crate::bench::packets::udp_frame(Family::V4, 64);
+                f[60..64].copy_from_slice(&(i as u32).to_be_bytes());
+                f
+            })
+            .collect()
+    }
+
+    fn cfg() -> Config {
+        Config::offline(4, false, &[("link".to_string(), 1)], Unknown::Pass)
+    }
+
+    /// The programs with egress replaced by the TC demux: egress then passes instead of
+    /// marking, a violation on every IP frame.
+    fn broken() -> Bundle {
+        let mut bundle = build(&cfg()).expect("builds");
+        let demux = bundle.program("l3mp_in_tc").expect("exists").clone();
+        let egress = bundle
+            .programs
+            .iter_mut()
+            .find(|(_, p)| p.name == "l3mp_eg_1")
+            .expect("exists");
+        egress.1.slots = demux.slots;
+        egress.1.relocs = demux.relocs;
+        bundle
+    }
+
+    fn text(bundle: &Bundle, frames: &[Vec<u8>], show: Show, json: bool) -> String {
+        let opts = ReplayOptions {
+            show,
+            json,
+            ..ReplayOptions::lines(1, 4, false)
+        };
+        let mut out = Vec::new();
+        report(bundle, &cfg(), frames, Path::new("x.pcap"), &opts, &mut out).expect("replays");
+        String::from_utf8(out).expect("UTF-8")
+    }
+
+    #[test]
+    fn every_packet_is_reported_in_order_across_threads() {
+        let n = 3 * BATCH + 5;
+        let report = text(&build(&cfg()).expect("builds"), &frames(n), Show::Packets, false);
+        let lines: Vec<&str> = report.lines().collect();
+        assert_eq!(lines.len(), n + 1);
+        for (i, line) in lines[..n].iter().enumerate() {
+            assert!(line.starts_with(&format!("#{:<4} ", i + 1)), "{line}");
+            assert!(line.ends_with("restored"), "{line}");
+        }
+        assert_eq!(
+            lines[n],
+            format!("{n} packets: {n} marked and restored, 0 not IP or malformed, 0 violations")
+        );
+    }
+
+    #[test]
+    fn the_summary_and_violations_show_every_violation_and_nothing_else() {
+        let good = build(&cfg()).expect("builds");
+        let totals = "3 packets: 3 marked and restored, 0 not IP or malformed, 0 violations\n";
+        assert_eq!(text(&good, &frames(3), Show::Summary, false), totals);
+        assert_eq!(text(&good, &frames(3), Show::Violations, false), "");
+        let summary = text(&broken(), &frames(3), Show::Summary, false);
+        let lines: Vec<&str> = summary.lines().collect();
+        assert_eq!(lines.len(), 4, "{summary}");
+        for (i, line) in lines[..3].iter().enumerate() {
+            assert!(line.starts_with(&format!("#{:<4} ", i + 1)), "{line}");
+            assert!(line.contains("VIOLATION l3mp_eg_1: verdict"), "{line}");
+        }
+        assert_eq!(
+            lines[3],
+            "3 packets: 0 marked and restored, 0 not IP or malformed, 3 violations"
+        );
+        let violations = text(&broken(), &frames(3), Show::Violations, false);
+        assert_eq!(violations, summary.lines().take(3).map(|l| format!("{l}\n")).collect::<String>());
+    }
+
+    #[test]
+    fn json_is_one_document_with_the_packets_shown_and_the_totals() {
+        let good = build(&cfg()).expect("builds");
+        let doc: serde_json::Value =
+            serde_json::from_str(&text(&good, &frames(2), Show::Packets, true)).expect("JSON");
+        assert_eq!(doc["engine"], "interp");
+        assert_eq!(doc["totals"]["packets"], 2);
+        assert_eq!(doc["totals"]["restored"], 2);
+        let packets = doc["packets"].as_array().expect("array");
+        assert_eq!(packets.len(), 2);
+        assert_eq!(packets[1]["packet"], 2);
+        assert_eq!(packets[1]["fate"], "restored");
+        assert_eq!(packets[1]["steps"][0], "egress=redirect>ext");
+        let doc: serde_json::Value =
+            serde_json::from_str(&text(&broken(), &frames(2), Show::Summary, true)).expect("JSON");
+        assert_eq!(doc["totals"]["violations"], 2);
+        let packets = doc["packets"].as_array().expect("array");
+        assert_eq!(packets.len(), 2);
+        assert_eq!(packets[0]["fate"], "violation");
+        assert!(packets[0]["violation"].as_str().is_some_and(|v| v.contains("l3mp_eg_1")));
+        let doc: serde_json::Value =
+            serde_json::from_str(&text(&good, &frames(2), Show::Summary, true)).expect("JSON");
+        assert_eq!(doc["packets"].as_array().map(Vec::len), Some(0));
+    }
 }
