@@ -1,9 +1,9 @@
 //! A bundle made ready to run many packets: each program's patched bytes, checked by rbpf's
-//! loader (and, for the JIT, compiled) once, in an arena of its own whose maps stay where the
+//! loader (and, for the JIT, compiled) once, for the arena of the thread that made it, whose maps stay where the
 //! programs were told they are. Per packet only the context, the counters and the packet are
 //! written.
 
-use std::cell::{OnceCell, RefCell};
+use std::cell::OnceCell;
 
 use l3mp_asm::{Assembled, Helper as AsmHelper, Insn};
 
@@ -84,7 +84,9 @@ pub struct Machine {
     /// The `peers` array as it sits in memory: one entry per label, the unused ones 0.
     peers: Vec<u8>,
     devmap: Devmap,
-    arena: RefCell<Arena>,
+    /// The address of the arena of the thread that made the machine, which the programs'
+    /// maps were registered in (rbpf's VM is not `Send`, so neither is a machine).
+    arena: u64,
 }
 
 impl Machine {
@@ -111,7 +113,7 @@ impl Machine {
             loaded: bundle.programs.iter().map(|_| OnceCell::new()).collect(),
             peers,
             devmap,
-            arena: RefCell::new(Arena::new().map_err(|e| VmError(format!("mmap: {e}")))?),
+            arena: with_arena(|arena| Ok(arena.addr(0)))?,
         })
     }
 
@@ -145,17 +147,19 @@ impl Machine {
                 packet.len()
             )));
         }
-        let mut arena = self.arena.borrow_mut();
-        let prog = match self.loaded[at].get() {
-            Some(prog) => prog,
-            None => {
-                let (hook, prog) = &self.programs[at];
-                let peers = self.peers.len() as u32 / 4;
-                let loaded = Loaded::new(prog, *hook, self.engine, &arena, peers)?;
-                self.loaded[at].get_or_init(|| loaded)
-            }
-        };
-        execute(&mut arena, prog, &self.peers, &self.devmap, packet, skb)
+        with_arena(|arena| {
+            assert_eq!(arena.addr(0), self.arena, "a machine runs on the thread that made it");
+            let prog = match self.loaded[at].get() {
+                Some(prog) => prog,
+                None => {
+                    let (hook, prog) = &self.programs[at];
+                    let peers = self.peers.len() as u32 / 4;
+                    let loaded = Loaded::new(prog, *hook, self.engine, arena, peers)?;
+                    self.loaded[at].get_or_init(|| loaded)
+                }
+            };
+            execute(arena, prog, &self.peers, &self.devmap, packet, skb)
+        })
     }
 }
 

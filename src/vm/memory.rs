@@ -1,9 +1,12 @@
 //! Memory the VM runs in. The kernel's contexts hold 32-bit `data`/`data_end` fields, so the
 //! packet must sit below 4 GiB for a pointer loaded from them to be the real address: the arena
-//! is one `mmap(MAP_32BIT)` per machine, holding the context, the counters and the packet, and the
+//! is one `mmap(MAP_32BIT)` per thread, holding the context, the counters and the packet, and the
 //! programs run on their exact bytes (no rewrite of the context loads).
 
+use std::cell::RefCell;
 use std::ptr::NonNull;
+
+use super::VmError;
 
 /// Size of the arena: context, counters, the `peers` array, and a packet buffer with headroom.
 pub const ARENA: usize = 192 * 1024;
@@ -26,10 +29,6 @@ pub const MAX_PACKET: usize = ARENA - PACKET_AT - HEADROOM;
 pub struct Arena {
     base: NonNull<u8>,
 }
-
-// SAFETY: the arena is a private mapping owned by one `Arena`; moving it to another thread moves
-// that ownership (nothing else points into it between runs).
-unsafe impl Send for Arena {}
 
 impl Arena {
     /// Maps a fresh arena.
@@ -69,4 +68,21 @@ impl Drop for Arena {
         // SAFETY: unmapping exactly the mapping made in `new`.
         unsafe { libc::munmap(self.base.as_ptr().cast(), ARENA) };
     }
+}
+
+thread_local! {
+    static THIS_THREAD: RefCell<Option<Arena>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` on this thread's arena, mapped on first use. One arena per thread, not per
+/// machine: the space below 2 GiB that `MAP_32BIT` draws from holds about ten thousand
+/// arenas, fewer than the configurations a fuzzer makes machines for.
+pub fn with_arena<T>(f: impl FnOnce(&mut Arena) -> Result<T, VmError>) -> Result<T, VmError> {
+    THIS_THREAD.with(|cell| {
+        let mut cell = cell.borrow_mut();
+        if cell.is_none() {
+            *cell = Some(Arena::new().map_err(|e| VmError(format!("mmap: {e}")))?);
+        }
+        f(cell.as_mut().expect("arena just made"))
+    })
 }

@@ -15,7 +15,7 @@ use l3mp::vm::{Engine, Machine};
 type Key = (u8, u8, Vec<u8>, bool, bool);
 
 /// More configurations than this and the cache starts again (each holds an arena).
-const MAX_CACHED: usize = 1024;
+const MAX_CACHED: usize = 8192;
 
 thread_local! {
     static MACHINES: RefCell<HashMap<Key, Rc<Machine>>> = RefCell::new(HashMap::new());
