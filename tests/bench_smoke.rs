@@ -326,7 +326,11 @@ fn offline_bench_reports_both_engines_against_tcpdump() {
     }
     assert_eq!(names, want);
     for f in figures {
-        assert_eq!(f.get("part"), Some(&Json::String("offline".into())), "{f:?}");
+        assert_eq!(
+            f.get("part"),
+            Some(&Json::String("offline".into())),
+            "{f:?}"
+        );
         let name = match f.get("name") {
             Some(Json::String(s)) => s.as_str(),
             _ => unreachable!("checked above"),

@@ -79,5 +79,8 @@ fn interpreter_and_jit_agree_on_every_corpus_packet() {
          {faults} faulted in the interpreter and were not run on the JIT",
         packets.len()
     );
-    assert!(runs > 10_000 && restored > 1000, "{runs} runs, {restored} restored");
+    assert!(
+        runs > 10_000 && restored > 1000,
+        "{runs} runs, {restored} restored"
+    );
 }

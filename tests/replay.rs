@@ -40,18 +40,12 @@ fn check(opts: &ReplayOptions, suffix: &str) {
 
 #[test]
 fn corpus_replays_over_an_l3_ext() {
-    check(
-        &ReplayOptions::lines(1, 4, false),
-        "l3.expected",
-    );
+    check(&ReplayOptions::lines(1, 4, false), "l3.expected");
 }
 
 #[test]
 fn corpus_replays_over_an_ethernet_ext() {
-    check(
-        &ReplayOptions::lines(6, 3, true),
-        "ether.expected",
-    );
+    check(&ReplayOptions::lines(6, 3, true), "ether.expected");
 }
 
 #[test]

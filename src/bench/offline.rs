@@ -21,8 +21,7 @@ const JIT_TARGET: f64 = 5.0;
 pub fn bench(settings: &Settings) -> Result<Report, Error> {
     let packets = settings.capture_packets;
     let dir = std::env::temp_dir().join(format!("l3mp-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| Error::new(format!("{}: {e}", dir.display())))?;
+    std::fs::create_dir_all(&dir).map_err(|e| Error::new(format!("{}: {e}", dir.display())))?;
     let file = dir.join("capture.pcap");
     let result = capture::write(&file, packets).and_then(|()| measure(settings, &file));
     let _ = std::fs::remove_dir_all(&dir);
@@ -36,8 +35,8 @@ pub fn bench(settings: &Settings) -> Result<Report, Error> {
 }
 
 fn measure(settings: &Settings, file: &Path) -> Result<Vec<Figure>, Error> {
-    let l3mp = std::env::current_exe()
-        .map_err(|e| Error::new(format!("finding the l3mp binary: {e}")))?;
+    let l3mp =
+        std::env::current_exe().map_err(|e| Error::new(format!("finding the l3mp binary: {e}")))?;
     let tcpdump = || {
         let mut c = Command::new("tcpdump");
         c.arg("-nr").arg(file);
@@ -45,7 +44,10 @@ fn measure(settings: &Settings, file: &Path) -> Result<Vec<Figure>, Error> {
     };
     let replay = |engine: &str| {
         let mut c = Command::new(&l3mp);
-        c.arg("replay").arg(file).args(REPLAY).args(["--engine", engine]);
+        c.arg("replay")
+            .arg(file)
+            .args(REPLAY)
+            .args(["--engine", engine]);
         c
     };
     let engines = ["interp", "jit"];
@@ -77,7 +79,12 @@ fn measure(settings: &Settings, file: &Path) -> Result<Vec<Figure>, Error> {
             settings.capture_packets,
             settings.rounds
         );
-        let figure = |name: String, unit, value: Vec<f64>, baseline_name: &str, baseline: Vec<f64>, target| Figure {
+        let figure = |name: String,
+                      unit,
+                      value: Vec<f64>,
+                      baseline_name: &str,
+                      baseline: Vec<f64>,
+                      target| Figure {
             part: "offline",
             name,
             unit,

@@ -347,7 +347,12 @@ mod tests {
     #[test]
     fn every_packet_is_reported_in_order_across_threads() {
         let n = 3 * BATCH + 5;
-        let report = text(&build(&cfg()).expect("builds"), &frames(n), Show::Packets, false);
+        let report = text(
+            &build(&cfg()).expect("builds"),
+            &frames(n),
+            Show::Packets,
+            false,
+        );
         let lines: Vec<&str> = report.lines().collect();
         assert_eq!(lines.len(), n + 1);
         for (i, line) in lines[..n].iter().enumerate() {
@@ -378,7 +383,14 @@ mod tests {
             "3 packets: 0 marked and restored, 0 not IP or malformed, 3 violations"
         );
         let violations = text(&broken(), &frames(3), Show::Violations, false);
-        assert_eq!(violations, summary.lines().take(3).map(|l| format!("{l}\n")).collect::<String>());
+        assert_eq!(
+            violations,
+            summary
+                .lines()
+                .take(3)
+                .map(|l| format!("{l}\n"))
+                .collect::<String>()
+        );
     }
 
     #[test]
@@ -400,7 +412,9 @@ mod tests {
         let packets = doc["packets"].as_array().expect("array");
         assert_eq!(packets.len(), 2);
         assert_eq!(packets[0]["fate"], "violation");
-        assert!(packets[0]["violation"].as_str().is_some_and(|v| v.contains("l3mp_eg_1")));
+        assert!(packets[0]["violation"]
+            .as_str()
+            .is_some_and(|v| v.contains("l3mp_eg_1")));
         let doc: serde_json::Value =
             serde_json::from_str(&text(&good, &frames(2), Show::Summary, true)).expect("JSON");
         assert_eq!(doc["packets"].as_array().map(Vec::len), Some(0));

@@ -60,8 +60,7 @@ pub fn check(m: &Machine, label: u8, frame: &[u8]) -> Result<Trip, Violation> {
     };
     trip.steps.extend(guard(m, foreign, 0)?.steps);
     for hook in [Hook::Tc, Hook::Xdp] {
-        trip.steps
-            .extend(ingress(m, hook, foreign)?.steps);
+        trip.steps.extend(ingress(m, hook, foreign)?.steps);
     }
     Ok(trip)
 }
@@ -184,8 +183,7 @@ pub fn ingress(m: &Machine, hook: Hook, wire: &[u8]) -> Result<Trip, Violation> 
     for skb in kernel_and_other(cfg, hook, wire) {
         run_skb(&mut trip, m, programs::ingress_name(hook), &data, skb)?;
         compare(&trip, &expect_ingress(cfg, hook, &data, &skb))?;
-        if let (ExtKind::Ethernet { mac, peer_mac }, Some(_)) =
-            (cfg.ext.kind, last(&trip).redirect)
+        if let (ExtKind::Ethernet { mac, peer_mac }, Some(_)) = (cfg.ext.kind, last(&trip).redirect)
         {
             if data[..6] != mac || data[6..12] != peer_mac {
                 return Err(Violation(format!(

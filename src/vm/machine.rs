@@ -36,12 +36,18 @@ struct Loaded {
     jit: bool,
     /// Borrows `bytes` (see [`Loaded::new`]); declared first, so dropped first.
     vm: rbpf::EbpfVmMbuff<'static>,
-    #[allow(dead_code, reason = "owns the bytes `vm` runs; only read through `vm`")]
-    bytes: Box<[u8]>,
+    /// The bytes `vm` runs, owned here; only read through `vm`.
+    _bytes: Box<[u8]>,
 }
 
 impl Loaded {
-    fn new(prog: &Assembled, hook: Hook, engine: Engine, arena: &Arena, peers: u32) -> Result<Loaded, VmError> {
+    fn new(
+        prog: &Assembled,
+        hook: Hook,
+        engine: Engine,
+        arena: &Arena,
+        peers: u32,
+    ) -> Result<Loaded, VmError> {
         let bytes: Box<[u8]> = patched_bytes(prog)?.into_boxed_slice();
         // SAFETY: the VM borrows the boxed bytes, which never move (moving the Box moves only
         // its pointer) and are dropped after it (field order); the VM never leaves `Loaded`.
@@ -69,7 +75,7 @@ impl Loaded {
             grows_head: grows_head(prog),
             jit: engine == Engine::Jit,
             vm,
-            bytes,
+            _bytes: bytes,
         })
     }
 }
@@ -148,7 +154,11 @@ impl Machine {
             )));
         }
         with_arena(|arena| {
-            assert_eq!(arena.addr(0), self.arena, "a machine runs on the thread that made it");
+            assert_eq!(
+                arena.addr(0),
+                self.arena,
+                "a machine runs on the thread that made it"
+            );
             let prog = match self.loaded[at].get() {
                 Some(prog) => prog,
                 None => {
@@ -205,7 +215,7 @@ fn execute(
         *s.borrow_mut() = Some(RunState {
             hook,
             arena: arena.addr(0),
-            devmap: devmap.clone(),
+            devmap: *devmap,
             peers: peers.len() as u32 / 4,
             redirect: None,
         })
@@ -288,9 +298,9 @@ fn take_counters(arena: &mut Arena) -> Vec<(u32, [u64; 2])> {
     let all = &mut mem[COUNTERS_AT..COUNTERS_AT + COUNTER_SLOTS as usize * size];
     let mut out = Vec::new();
     for (b, block) in all.chunks_mut(BLOCK * size).enumerate() {
-        let any = block
-            .chunks_exact(8)
-            .fold(0, |acc, w| acc | u64::from_ne_bytes(w.try_into().expect("8 bytes")));
+        let any = block.chunks_exact(8).fold(0, |acc, w| {
+            acc | u64::from_ne_bytes(w.try_into().expect("8 bytes"))
+        });
         if any == 0 {
             continue;
         }
