@@ -88,6 +88,8 @@ macro_rules! for_each_setup {
 }
 
 // After the macro, which it uses.
+#[path = "e2e/lifecycle.rs"]
+mod lifecycle;
 #[path = "e2e/ownership.rs"]
 mod ownership;
 #[path = "e2e/service.rs"]

@@ -10,6 +10,8 @@
 //! ifindex, which means another device in another namespace), and are attached again when it
 //! is back under its name.
 
+mod carrier;
+
 use std::path::Path;
 use std::time::Duration;
 
@@ -312,6 +314,7 @@ impl Instance {
     pub(super) fn look(&mut self) -> Result<Attachment, Error> {
         let attachment = self.follow_ext()?;
         self.follow_links()?;
+        self.follow_carrier()?;
         Ok(attachment)
     }
 

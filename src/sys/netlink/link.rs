@@ -108,6 +108,11 @@ impl Netlink {
         self.set_flag(index, LinkFlag::Up, true, "bringing up")
     }
 
+    /// Takes link `index` administratively down.
+    pub fn set_down(&self, index: u32) -> Result<(), SysError> {
+        self.set_flag(index, LinkFlag::Up, false, "taking down")
+    }
+
     /// Turns ARP / neighbour discovery off (`noarp == true`) or on for link `index`.
     pub fn set_noarp(&self, index: u32, noarp: bool) -> Result<(), SysError> {
         let what = if noarp {
