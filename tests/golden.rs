@@ -10,10 +10,10 @@ use std::rc::Rc;
 
 use common::packets::*;
 use common::{
-    config, hidden_ifindex, hidden_mac, link_mac, variants, EXT_IFINDEX, EXT_MAC, PEER_MAC,
+    config, hidden_ifindex, hidden_mac, link_mac, variants, EXT_IFINDEX, EXT_MAC, EXT_MTU, PEER_MAC,
 };
 use l3mp::programs::layout::{
-    EGRESS, EGRESS_DROP, FOREIGN, GUARDED, GUARD_NOT_IP, INGRESS, PASS, UNKNOWN,
+    EGRESS, EGRESS_DROP, FOREIGN, GUARDED, GUARD_NOT_IP, INGRESS, PASS, TOO_BIG, UNKNOWN,
 };
 use l3mp::programs::{self, Bundle, Config, ExtKind, Hook, Unknown};
 use l3mp::vm;
@@ -903,6 +903,66 @@ fn untouched_with(
 /// The `__sk_buff` the kernel gives `packet` on a device with or without Ethernet headers.
 fn kernel_skb(packet: &[u8], framed: bool) -> vm::Skb {
     vm::Skb::of(packet, framed)
+}
+
+/// `ip` with a payload that makes its frame on a link `frame` bytes long.
+fn framed_to(ip: &Ip, frame: usize) -> Ip {
+    let payload = vec![0x5a; frame - ETH_LEN - ip.header_len()];
+    match ip.clone() {
+        Ip::V4(p) => Ip::V4(V4 { payload, ..p }),
+        Ip::V6(p) => Ip::V6(V6 { payload, ..p }),
+    }
+}
+
+#[test]
+fn egress_drops_what_is_longer_than_ext_mtu_unless_gso() {
+    let mut cases = Vec::new();
+    let longest = EXT_MTU as usize + ETH_LEN;
+    for bits in [1u8, 4, 6] {
+        for kind in kinds() {
+            let s = all_labels(bits, kind);
+            let label = s.cfg.max_label();
+            for ip in [v4_base(), v6_base()] {
+                // As long as ext's MTU allows: sent.
+                let fits = egress_case(
+                    "MTU-sized",
+                    &s,
+                    label,
+                    &framed_to(&ip, longest),
+                    GATEWAY_MAC,
+                );
+                cases.push(fits);
+                // One byte more (a link's MTU above ext's): dropped untouched, counted too big.
+                let over = framed_to(&ip, longest + 1);
+                let frame = ether(GATEWAY_MAC, link_mac(label), ip.ethertype(), &over.bytes());
+                cases.push(Case {
+                    slot: TOO_BIG,
+                    ..egress_drop(
+                        &format!("{} 1 byte over ext's MTU", ip.family()),
+                        &s,
+                        label,
+                        frame,
+                    )
+                });
+                // A GSO packet of any length: the kernel cuts it into segments later, sent.
+                let gso = egress_case(
+                    "GSO 64 KiB",
+                    &s,
+                    label,
+                    &framed_to(&ip, 65_000),
+                    GATEWAY_MAC,
+                );
+                cases.push(Case {
+                    skb: Some(vm::Skb {
+                        gso_size: 1448,
+                        ..kernel_skb(&gso.input, true)
+                    }),
+                    ..gso
+                });
+            }
+        }
+    }
+    run_cases("longer than ext's MTU", &cases);
 }
 
 /// A MAC of a third host on the segment.

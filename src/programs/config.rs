@@ -25,6 +25,8 @@ pub enum ExtKind {
 pub struct Ext {
     pub ifindex: u32,
     pub kind: ExtKind,
+    /// ext's MTU: the longest IP packet egress sends on it.
+    pub mtu: u32,
 }
 
 /// One managed link: a veth pair whose user end (`ifindex`) carries the user's name and whose
@@ -96,7 +98,7 @@ impl Config {
 impl Config {
     /// A configuration for generating and running programs offline (`l3mp asm`, `l3mp replay`):
     /// interface indexes and MACs are placeholders, which `run` replaces with the real ones.
-    /// ext is ifindex 1 (MAC 02:00:00:00:00:e0, peer 02:00:00:00:00:e1); the link with label L
+    /// ext is ifindex 1, MTU 1500 (MAC 02:00:00:00:00:e0, peer 02:00:00:00:00:e1); the link with label L
     /// has ifindex 100+L and MAC 02:00:00:00:00:L, its hidden end 200+L and 02:00:00:00:01:L.
     pub fn offline(
         label_bits: u8,
@@ -115,7 +117,11 @@ impl Config {
         };
         Config {
             label_bits,
-            ext: Ext { ifindex: 1, kind },
+            ext: Ext {
+                ifindex: 1,
+                kind,
+                mtu: 1500,
+            },
             links: links
                 .iter()
                 .map(|(name, label)| Link {

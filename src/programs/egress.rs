@@ -1,7 +1,7 @@
 //! Egress, on the user end of each managed link (TC; a veth, so the program sees an Ethernet
 //! frame): write the link's label into DSCP and redirect the packet out of ext.
 
-use l3mp_asm::{call, exit, jump, mov, store, Helper, Program, Reg, Size};
+use l3mp_asm::{call, exit, jump, jump_if, load, mov, store, Cond, Helper, Program, Reg, Size};
 
 use super::classify::{branch_on_family, check_header, Classify};
 use super::config::{Config, ExtKind, Link};
@@ -21,6 +21,25 @@ pub fn egress(cfg: &Config, link: &Link) -> Program {
     let mut p = Program::new(&name(link.label));
 
     hook.prologue(&mut p);
+
+    p.comment(&format!(
+        "Longer than ext's MTU {} allows and not GSO (cut later into segments that fit): \
+         drop, count too big",
+        cfg.ext.mtu
+    ));
+    let longest = cfg
+        .ext
+        .mtu
+        .saturating_add(ETH_HLEN as u32)
+        .min(i32::MAX as u32) as i32;
+    p.extend([
+        jump_if(Cond::Le, LEN, longest, "fits"),
+        load(Size::W, Reg::R1, CTX, SKB_GSO_SIZE),
+        jump_if(Cond::Ne, Reg::R1, 0, "fits"),
+    ]);
+    count(&mut p, TOO_BIG as i32, "too_big_counted");
+    p.extend([mov(Reg::R0, hook.drop()), exit()]);
+    p.label("fits");
 
     p.comment("Ethernet frame from the link's stack: IPv4 and IPv6 go on, the rest is dropped");
     let how = Classify::EtherType;

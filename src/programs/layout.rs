@@ -12,6 +12,9 @@ pub const SKB_VLAN_PRESENT: i16 = 20;
 pub const SKB_TC_INDEX: i16 = 44;
 pub const SKB_DATA: i16 = 76;
 pub const SKB_DATA_END: i16 = 80;
+/// `skb->gso_size`: non-zero for a GSO packet, which the kernel cuts into segments of that
+/// size after egress (so its length says nothing about what ext will be asked to carry).
+pub const SKB_GSO_SIZE: i16 = 176;
 
 /// `struct xdp_md` field offsets.
 pub const XDP_DATA: i16 = 0;
@@ -67,8 +70,11 @@ pub const FOREIGN: u32 = 132;
 /// Packets leaving ext that are not IPv4 or IPv6 (or carry a VLAN tag, or are malformed),
 /// which the guard leaves untouched.
 pub const GUARD_NOT_IP: u32 = 133;
+/// Egress packets dropped because they are longer than ext's MTU (and not GSO): sent while
+/// the link's MTU was above ext's.
+pub const TOO_BIG: u32 = 134;
 /// Number of counter slots.
-pub const COUNTER_SLOTS: u32 = 134;
+pub const COUNTER_SLOTS: u32 = 135;
 /// Size of one counter slot.
 pub const COUNTER_SIZE: u32 = 16;
 

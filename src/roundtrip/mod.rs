@@ -76,7 +76,8 @@ pub fn egress(m: &Machine, label: u8, frame: &[u8]) -> Result<Trip, Violation> {
         steps: Vec::new(),
         restored: false,
     };
-    run(&mut trip, m, &programs::egress_name(label), frame)?;
+    let name = programs::egress_name(label);
+    run_skb(&mut trip, m, &name, frame, from_link(cfg, frame))?;
     compare(&trip, &expect_egress(cfg, label, frame))?;
     let out = last(&trip);
     if out.verdict != TC_ACT_REDIRECT {
@@ -217,6 +218,25 @@ fn kernel_and_other(cfg: &Config, hook: Hook, wire: &[u8]) -> impl Iterator<Item
 
 /// The MPLS unicast EtherType.
 pub const ETH_P_MPLS: [u8; 2] = [0x88, 0x47];
+
+/// The `__sk_buff` egress gets for `frame` from a link. A frame longer than ext's MTU allows
+/// comes from a link only as a GSO packet (a link's MTU is never above ext's, and a capture
+/// shows a GSO packet whole), which the kernel cuts later into segments that fit.
+fn from_link(cfg: &Config, frame: &[u8]) -> Skb {
+    let longest = cfg.ext.mtu as usize + ETH_HLEN as usize;
+    let gso_size = if frame.len() > longest {
+        cfg.ext.mtu.saturating_sub(TCP_IPV6_HEADERS)
+    } else {
+        0
+    };
+    Skb {
+        gso_size,
+        ..Skb::of(frame, true)
+    }
+}
+
+/// The IPv6 and TCP headers a segment of a GSO packet carries besides its payload.
+const TCP_IPV6_HEADERS: u32 = 60;
 
 fn run(trip: &mut Trip, m: &Machine, program: &str, packet: &[u8]) -> Result<(), Violation> {
     let skb = Skb::of(packet, programs::sees_frames(m.cfg(), program));

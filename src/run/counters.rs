@@ -9,7 +9,8 @@ use aya::Pod;
 use serde::{Deserialize, Serialize};
 
 use crate::programs::layout::{
-    COUNTER_SLOTS, EGRESS, EGRESS_DROP, FOREIGN, GUARDED, GUARD_NOT_IP, INGRESS, PASS, UNKNOWN,
+    COUNTER_SLOTS, EGRESS, EGRESS_DROP, FOREIGN, GUARDED, GUARD_NOT_IP, INGRESS, PASS, TOO_BIG,
+    UNKNOWN,
 };
 
 use super::Error;
@@ -112,6 +113,11 @@ impl Counters {
     pub fn guard_not_ip(&self) -> Counter {
         self.slot(GUARD_NOT_IP)
     }
+
+    /// Egress packets dropped because they were longer than ext's MTU (and not GSO).
+    pub fn too_big(&self) -> Counter {
+        self.slot(TOO_BIG)
+    }
 }
 
 /// An error and its causes, "a: b: c" (aya's syscall errors keep the errno in their cause).
@@ -147,6 +153,7 @@ mod tests {
         assert_eq!(counters.guard().packets, u64::from(GUARDED));
         assert_eq!(counters.foreign().packets, u64::from(FOREIGN));
         assert_eq!(counters.guard_not_ip().packets, u64::from(GUARD_NOT_IP));
+        assert_eq!(counters.too_big().packets, u64::from(TOO_BIG));
         assert_eq!(Counters::default().guard(), Counter::default());
     }
 }

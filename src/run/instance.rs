@@ -11,6 +11,7 @@
 //! is back under its name.
 
 mod carrier;
+mod mtu;
 
 use std::path::Path;
 use std::time::Duration;
@@ -239,6 +240,7 @@ impl Instance {
             ext: Ext {
                 ifindex: self.ext.index,
                 kind: self.kind,
+                mtu: self.ext.mtu,
             },
             links: self
                 .links
@@ -314,6 +316,7 @@ impl Instance {
     pub(super) fn look(&mut self) -> Result<Attachment, Error> {
         let attachment = self.follow_ext()?;
         self.follow_links()?;
+        self.keep_link_mtus();
         self.follow_carrier()?;
         Ok(attachment)
     }
@@ -345,6 +348,9 @@ impl Instance {
             }
             Step::Mtu(mtu) => {
                 self.ext.mtu = mtu;
+                // The programs bake ext's MTU in (what is longer is dropped as too big): they
+                // are ready for it by the time the links have it.
+                self.attach_again();
                 self.follow_mtu(mtu);
             }
             Step::Attach(now) => self.reattach(now),
@@ -484,15 +490,8 @@ impl Instance {
             }
         }
         let changed = !said.is_empty();
-        if changed && self.ext_present {
-            // Not two sets at once: a second guard on ext would clear the labels the first
-            // lets through.
-            self.datapath = None;
-            if let Err(e) = self.attach() {
-                log::warn!("{}: {e}; trying again", self.ext.name);
-                self.detach();
-                self.failed_on = None;
-            }
+        if changed {
+            self.attach_again();
         }
         if changed {
             if let Err(e) = self.published.write(&self.state()) {
@@ -503,6 +502,22 @@ impl Instance {
             log::log!(level, "{line}");
         }
         Ok(())
+    }
+
+    /// Generates the programs again for what is here now and attaches them in place of the
+    /// ones on ext (if they are on it).
+    fn attach_again(&mut self) {
+        if !self.ext_present {
+            return;
+        }
+        // Not two sets at once: a second guard on ext would clear the labels the first
+        // lets through.
+        self.datapath = None;
+        if let Err(e) = self.attach() {
+            log::warn!("{}: {e}; trying again", self.ext.name);
+            self.detach();
+            self.failed_on = None;
+        }
     }
 
     /// Gives both ends of every link the MTU `mtu` (ext's).

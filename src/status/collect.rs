@@ -210,6 +210,7 @@ pub(super) fn status_of(state: &State, seen: Option<&Seen>, counters: &Counters)
             guard: counters.guard(),
             foreign: counters.foreign(),
             guard_not_ip: counters.guard_not_ip(),
+            too_big: counters.too_big(),
         },
     }
 }

@@ -109,6 +109,9 @@ pub struct ExtCounters {
     pub foreign: Counter,
     /// ext's own traffic the guard left alone: not IP, VLAN-tagged or malformed.
     pub guard_not_ip: Counter,
+    /// Egress dropped because longer than ext's MTU (a link's MTU set above ext's).
+    #[serde(default)]
+    pub too_big: Counter,
 }
 
 /// The JSON document: an array of instances.

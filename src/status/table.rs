@@ -103,13 +103,15 @@ fn render(out: &mut String, s: &InstanceStatus) {
     let c = &s.counters;
     let _ = writeln!(
         out,
-        "  other traffic: pass {}, unknown {}, drop {}, guard {}, foreign {}, guard not IP {}",
+        "  other traffic: pass {}, unknown {}, drop {}, guard {}, foreign {}, guard not IP {}, \
+         too big {}",
         traffic(c.pass),
         traffic(c.unknown),
         traffic(c.drop),
         traffic(c.guard),
         traffic(c.foreign),
-        traffic(c.guard_not_ip)
+        traffic(c.guard_not_ip),
+        traffic(c.too_big)
     );
 }
 
@@ -227,7 +229,7 @@ l3mp 4242 on wg0 (netns 4026531840): TC ingress, 4 label bits, unknown labels pa
   link  label  state   mtu  egress pkts  bytes  ingress pkts  bytes  link-local
   bgp1      1  up     1420            7   1274             0      0  fe80::1c:aff:fe5e:5701
   other traffic: pass 0 pkts 0 B, unknown 0 pkts 0 B, drop 0 pkts 0 B, guard 2 pkts 168 B, \
-foreign 3 pkts 300 B, guard not IP 0 pkts 0 B
+foreign 3 pkts 300 B, guard not IP 0 pkts 0 B, too big 0 pkts 0 B
 ";
         assert_eq!(text, expected);
     }

@@ -203,6 +203,7 @@ fn execute(
             put(SKB_DATA, data);
             put(SKB_DATA_END, data_end);
             put(SKB_TC_INDEX, skb.tc_index);
+            put(SKB_GSO_SIZE, skb.gso_size);
             put(SKB_PROTOCOL, u32::from(u16::from_ne_bytes(skb.protocol)));
             put(SKB_VLAN_PRESENT, u32::from(skb.vlan_tci.is_some()));
         }

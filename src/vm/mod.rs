@@ -125,6 +125,7 @@ mod tests {
             ext: Ext {
                 ifindex: 1,
                 kind: ExtKind::L3,
+                mtu: 1500,
             },
             links: Vec::new(),
             macs: LinkMacs {

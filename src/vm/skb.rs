@@ -10,6 +10,8 @@ pub struct Skb {
     pub vlan_tci: Option<u16>,
     /// `skb->tc_index`.
     pub tc_index: u32,
+    /// `skb->gso_size`: non-zero for a GSO packet.
+    pub gso_size: u32,
 }
 
 /// EtherTypes of the VLAN tags the kernel takes off on receive (802.1Q, 802.1ad).

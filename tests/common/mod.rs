@@ -11,6 +11,8 @@ use l3mp::programs::{Config, Ext, ExtKind, Link, LinkMacs, Unknown};
 pub const EXT_MAC: [u8; 6] = [0x02, 0xe0, 0, 0, 0, 1];
 pub const PEER_MAC: [u8; 6] = [0x02, 0xe0, 0, 0, 0, 2];
 pub const EXT_IFINDEX: u32 = 7;
+/// ext's MTU: egress drops (as too big) what is longer, GSO packets aside.
+pub const EXT_MTU: u32 = 1500;
 
 /// The MACs of the links' veth ends.
 pub const LINK_MACS: LinkMacs = LinkMacs {
@@ -61,6 +63,7 @@ pub fn config(bits: u8, kind: ExtKind, labels: &[u8], unknown: Unknown) -> Confi
         ext: Ext {
             ifindex: EXT_IFINDEX,
             kind,
+            mtu: EXT_MTU,
         },
         links: labels.iter().map(|&l| link(l)).collect(),
         macs: LINK_MACS,

@@ -1,14 +1,27 @@
 //! Links that behave like the point-to-point interfaces they stand in for: their carrier
-//! follows ext's (read as routing daemons read it, the link's operstate).
+//! follows ext's (read as routing daemons read it, the link's operstate), and their MTU is
+//! never above ext's.
 
+use std::net::IpAddr;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use l3mp::lab::{ExtKind, Host, Side, EXT};
+use l3mp::lab::{
+    link_address, payload, send, AddressKind, ExtKind, Host, SendOptions, Side, UdpReceiver, EXT,
+};
+use l3mp::run::hidden_name;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 
+use super::daemon::status;
 use super::inspect::tool;
 use super::service::{link_works, PROMPTLY};
-use super::{start, Setup, LINKS};
+use super::{start, Running, Setup, LINKS, SILENCE};
+
+/// The planned IPv4 address of the link with `label` on `side`.
+fn v4(label: u8, side: Side) -> IpAddr {
+    link_address(label, AddressKind::Ipv4, side).expect("an IPv4 address is planned")
+}
 
 /// `ip -n <host> <args>`.
 fn ip(host: &Host, args: &[&str]) -> String {
@@ -63,7 +76,7 @@ fn links_follow_the_carrier_of_ext(setup: Setup) {
 
     ip(r.host(Side::A), &["link", "set", EXT, "down"]);
     links_are(r.host(Side::A), false, &format!("{setup:?}, {EXT} down"));
-    let flags = ip(r.host(Side::A), &["-o", "link", "show", LINKS[0].0]);
+    let flags = ip(r.host(Side::A), &["-o", "link", "show", "dev", LINKS[0].0]);
     assert!(flags.contains("NO-CARRIER"), "{setup:?}: {flags}");
     if setup.kind() == ExtKind::Veth {
         // B's end of the veth ext has lost its carrier, not its administrative state.
@@ -80,7 +93,13 @@ fn links_follow_the_carrier_of_ext(setup: Setup) {
         links_are(r.host(side), true, &format!("{setup:?}, {EXT} up again"));
     }
     let (name, label) = LINKS[0];
-    link_works(&r, name, label, Side::A, &format!("{setup:?} after down and up"));
+    link_works(
+        &r,
+        name,
+        label,
+        Side::A,
+        &format!("{setup:?} after down and up"),
+    );
 
     r.lab
         .remove_ext()
@@ -104,6 +123,121 @@ fn links_follow_the_carrier_of_ext(setup: Setup) {
         }
         links_are(r.host(side), true, &format!("{setup:?}, {EXT} back"));
     }
-    link_works(&r, name, label, Side::A, &format!("{setup:?} after {EXT} came back"));
+    link_works(
+        &r,
+        name,
+        label,
+        Side::A,
+        &format!("{setup:?} after {EXT} came back"),
+    );
 }
 for_each_setup!(links_follow_the_carrier_of_ext);
+
+/// Waits (at most [`PROMPTLY`]) until both ends of every link on `host` have MTU `mtu`.
+fn link_mtus_are(host: &Host, mtu: u32, what: &str) {
+    let ends: Vec<String> = LINKS
+        .iter()
+        .flat_map(|&(name, label)| [name.to_string(), hidden_name(EXT, label)])
+        .collect();
+    let deadline = Instant::now() + PROMPTLY;
+    loop {
+        let mtus: Vec<(String, u32)> = host
+            .links()
+            .expect("links")
+            .into_iter()
+            .filter(|l| ends.contains(&l.name))
+            .map(|l| (l.name, l.mtu))
+            .collect();
+        if mtus.len() == ends.len() && mtus.iter().all(|(_, m)| *m == mtu) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: on {}, MTU {mtu} not there within {PROMPTLY:?}: {mtus:?}",
+            host.side()
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Whether one UDP datagram of an IPv4 packet of `size` bytes, sent with DF over link `name`
+/// from A, arrives on B.
+fn crosses(r: &Running, name: &str, label: u8, size: usize) -> bool {
+    let target = v4(label, Side::B);
+    let receiver = UdpReceiver::bind(r.host(Side::B).end(name), target, 0).expect("bind");
+    let datagram = payload(size - 28);
+    let how = SendOptions {
+        dont_fragment: true,
+        ..SendOptions::default()
+    };
+    send(
+        r.host(Side::A).end(name),
+        target,
+        receiver.port(),
+        &datagram,
+        how,
+    )
+    .expect("send");
+    receiver
+        .wait_for(&datagram, SILENCE)
+        .expect("receive")
+        .is_some()
+}
+
+/// ext's MTU lowered to 1420: the links follow and a packet of 1420 bytes crosses. A link's
+/// MTU then set to 1450 (while l3mp is stopped, so that a packet can be sent at it first): the
+/// 1450-byte packet (DF) does not cross and is counted `too_big`, and once l3mp runs again the
+/// MTU is set back to 1420 and said.
+fn a_link_mtu_above_ext_is_set_back_and_what_is_longer_counted(setup: Setup) {
+    let Some(mut r) = start("a_link_mtu_above_ext_is_set_back", setup) else {
+        return;
+    };
+    let (name, label) = LINKS[0];
+    for side in Side::BOTH {
+        r.host(side).set_mtu(EXT, 1420).expect("set ext's MTU");
+    }
+    for side in Side::BOTH {
+        link_mtus_are(
+            r.host(side),
+            1420,
+            &format!("{setup:?}: {EXT}'s MTU lowered"),
+        );
+    }
+    // The programs now bake MTU 1420 in: they are attached again, which takes a moment.
+    let at = Instant::now();
+    while !crosses(&r, name, label, 1420) {
+        assert!(
+            at.elapsed() < 3 * PROMPTLY,
+            "{setup:?}: a packet of {EXT}'s MTU does not cross"
+        );
+    }
+
+    let pid = r.daemons[0].pid();
+    kill(Pid::from_raw(pid as i32), Signal::SIGSTOP).expect("SIGSTOP");
+    ip(
+        r.host(Side::A),
+        &["link", "set", "dev", name, "mtu", "1450"],
+    );
+    let crossed = crosses(&r, name, label, 1450);
+    kill(Pid::from_raw(pid as i32), Signal::SIGCONT).expect("SIGCONT");
+    assert!(!crossed, "{setup:?}: 1450 bytes crossed an ext of MTU 1420");
+    let said = r.daemons[0].wait_for_line(&format!("{name}: MTU 1450 is above"), PROMPTLY);
+    assert!(
+        said.is_some_and(|l| l.contains("set back to 1420")),
+        "{setup:?}: not set back:\n{}",
+        r.daemons[0].transcript()
+    );
+    link_mtus_are(r.host(Side::A), 1420, &format!("{setup:?}: set back"));
+    let now = status(None, pid);
+    assert_eq!(
+        now["counters"]["too_big"]["packets"], 1,
+        "{setup:?}: {now:#}"
+    );
+    assert_eq!(
+        now["counters"]["too_big"]["bytes"],
+        1450 + 14,
+        "{setup:?}: counted as the link sent it: {now:#}"
+    );
+    assert!(crosses(&r, name, label, 1420), "{setup:?}: after");
+}
+for_each_setup!(a_link_mtu_above_ext_is_set_back_and_what_is_longer_counted);

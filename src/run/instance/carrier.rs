@@ -72,7 +72,10 @@ impl Instance {
         }
         let links = changed.join(", ");
         if carrier {
-            log::info!("{} carries traffic again: {links} have carrier again", self.opts.ext);
+            log::info!(
+                "{} carries traffic again: {links} have carrier again",
+                self.opts.ext
+            );
         } else {
             log::warn!(
                 "{}: {links} show NO-CARRIER until it is back up with carrier",
