@@ -35,7 +35,15 @@ fn main() -> ExitCode {
     };
     logger::init(level, crates);
     let result = match cli.command {
-        Command::Run(args) => run(&args),
+        Command::Run(args) => match run(&args) {
+            // The links are left for the next start to adopt: an exit status the unit restarts
+            // on (RestartForceExitStatus).
+            Ok(Stopped::HandedOver) => {
+                logger::flush(LOG_FLUSH);
+                return ExitCode::from(HANDED_OVER);
+            }
+            other => other.map(|_| ()),
+        },
         Command::Status(args) => match status(&args) {
             // Shown, but not every instance is on its ext: for scripts and monitoring.
             Ok(false) => return ExitCode::from(NOT_ATTACHED),
@@ -136,8 +144,20 @@ fn bench(args: &BenchArgs) -> Result<(), Error> {
     Ok(())
 }
 
-/// `l3mp run`: check everything, start, follow ext until SIGINT/SIGTERM/SIGHUP, stop.
-fn run(args: &RunArgs) -> Result<(), Error> {
+/// `l3mp run`'s exit status after a hand-over (SIGUSR2): EX_TEMPFAIL, "try again".
+const HANDED_OVER: u8 = 75;
+
+/// How `l3mp run` ended.
+enum Stopped {
+    /// Everything it created removed (SIGINT, SIGTERM, SIGHUP).
+    Removed,
+    /// The links left for the next start to adopt (SIGUSR2).
+    HandedOver,
+}
+
+/// `l3mp run`: check everything, start, follow ext until SIGINT/SIGTERM/SIGHUP (stop and remove
+/// everything) or SIGUSR2 (stop and leave the links for the next start, for an upgrade).
+fn run(args: &RunArgs) -> Result<Stopped, Error> {
     let opts = RunOptions {
         ext: args.ext.clone(),
         links: links(&args.labels)?,
@@ -150,7 +170,8 @@ fn run(args: &RunArgs) -> Result<(), Error> {
     opts.check()?;
     l3mp::run::check_privileges()?;
     // Blocked before any thread starts, so that only the wait below receives them.
-    let signals = stop_signals();
+    let mut signals = stop_signals();
+    signals.add(Signal::SIGUSR2);
     signals
         .thread_block()
         .map_err(|e| Error::new(format!("blocking signals: {e}")))?;
@@ -173,10 +194,19 @@ fn run(args: &RunArgs) -> Result<(), Error> {
     );
     tell_systemd(&[NotifyState::Ready, NotifyState::Status(&ready)]);
     let signal = l3mp::run::serve(&mut instance, &signals)?;
-    log::info!("{signal}: detaching and deleting the links");
     tell_systemd(&[NotifyState::Stopping]);
+    if signal == Signal::SIGUSR2 {
+        log::info!(
+            "{signal}: handing over: detaching, and leaving the links for the next l3mp run on {} \
+             to adopt",
+            instance.ext().name
+        );
+        instance.hand_over();
+        return Ok(Stopped::HandedOver);
+    }
+    log::info!("{signal}: detaching and deleting the links");
     drop(instance);
-    Ok(())
+    Ok(Stopped::Removed)
 }
 
 /// Tells the service manager `states` when it asked to be told (`NOTIFY_SOCKET`, as under a

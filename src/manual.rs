@@ -41,8 +41,12 @@ const SIGNALS: Section = (
     &[
         "SIGTERM, SIGINT, SIGHUP: l3mp run detaches every program, deletes every link it \
          created, removes its state file and pins, and exits 0.",
-        "SIGKILL (or a crash) leaves the links and programs; the next l3mp run on the same ext \
-         removes them and says so.",
+        "SIGUSR2: l3mp run hands over, for an upgrade: it detaches every program, removes its \
+         state file and pins, leaves its links as they are, and exits 75; the next l3mp run on \
+         the same ext adopts them.",
+        "SIGKILL (or a crash) leaves the links; the next l3mp run on the same ext adopts those its \
+         configuration has (the same name and label: same ifindex, addresses, routes and MACs), \
+         removes the others, and says so.",
     ],
 );
 
@@ -50,6 +54,7 @@ const RUN_EXIT: Section = (
     "EXIT STATUS",
     &[
         "0: stopped by a signal, everything it created removed.",
+        "75: handed over (SIGUSR2): the links are left for the next start to adopt.",
         "1: it could not start or went wrong; one line on standard error names the flag, the \
          interface or the file, and nothing is left behind.",
         "2: the command line is wrong (clap's usage error).",

@@ -10,6 +10,7 @@
 //! ifindex, which means another device in another namespace), and are attached again when it
 //! is back under its name.
 
+mod adopt;
 mod carrier;
 mod mtu;
 
@@ -134,9 +135,11 @@ impl Instance {
              them, derived from {identity}",
             prefix.join(":")
         );
-        // No other instance can run on ext: whatever is marked for it is a dead one's.
-        remove_leftovers(&netlink, &opts.ext)?;
-        check_names_free(&netlink, opts)?;
+        // No other instance can run on ext: whatever is marked for it is a dead one's, adopted
+        // where the configuration has it, removed where not.
+        let adoptable = adopt::Adoptable::find(&netlink, opts, &macs)?;
+        remove_leftovers(&netlink, &opts.ext, &adoptable)?;
+        check_names_free(&netlink, opts, &adoptable)?;
 
         let published = registry.publish()?;
         let mut instance = Instance {
@@ -157,7 +160,10 @@ impl Instance {
             published,
             _name: name,
         };
+        instance.adopt(adoptable)?;
         instance.create_links()?;
+        let order = |l: &ManagedLink| opts.links.iter().position(|a| a.label == l.label);
+        instance.links.sort_by_key(order);
         instance.attach()?;
         instance.bring_up_links()?;
         instance.published.write(&instance.state())?;
@@ -180,6 +186,9 @@ impl Instance {
     fn create_links(&mut self) -> Result<(), Error> {
         let (opts, pid) = (&self.opts, self.id.pid);
         for arg in &opts.links {
+            if self.links.iter().any(|l| l.label == arg.label) {
+                continue; // adopted
+            }
             let mark = |hidden| Mark {
                 ext: opts.ext.clone(),
                 label: arg.label,
@@ -749,9 +758,10 @@ pub fn choose_mode(choice: IngressChoice, ext: &LinkInfo) -> (IngressMode, &'sta
 }
 
 /// Removes what a previous instance on `ext` left in this namespace (it is dead: the caller
-/// holds the claim on ext's name): every end marked for `ext`, and the hidden ends of pairs it
-/// was killed while creating (named for `ext` and a label, without a mark yet).
-fn remove_leftovers(netlink: &Netlink, ext: &str) -> Result<(), Error> {
+/// holds the claim on ext's name): every end marked for `ext` but those `adopted`, and the
+/// hidden ends of pairs it was killed while creating (named for `ext` and a label, without a
+/// mark yet).
+fn remove_leftovers(netlink: &Netlink, ext: &str, adopted: &adopt::Adoptable) -> Result<(), Error> {
     let links = netlink
         .links()
         .map_err(|e| Error::new(format!("listing links: {e}")))?;
@@ -763,6 +773,7 @@ fn remove_leftovers(netlink: &Netlink, ext: &str) -> Result<(), Error> {
     let mut found: Vec<(LinkInfo, Option<Mark>)> = links
         .into_iter()
         .filter_map(|link| match link.alias.as_deref().and_then(Mark::parse) {
+            Some(_) if adopted.keeps(&link.name) => None,
             Some(mark) if mark.ext == ext => Some((link, Some(mark))),
             Some(_) => None,
             None => half_made(&link).then_some((link, None)),
@@ -805,9 +816,13 @@ fn remove_leftovers(netlink: &Netlink, ext: &str) -> Result<(), Error> {
     Ok(())
 }
 
-/// Every `--if` name and hidden name must be free.
-fn check_names_free(netlink: &Netlink, opts: &RunOptions) -> Result<(), Error> {
-    for arg in &opts.links {
+/// Every `--if` name and hidden name must be free, but those of the `adopted` links.
+fn check_names_free(
+    netlink: &Netlink,
+    opts: &RunOptions,
+    adopted: &adopt::Adoptable,
+) -> Result<(), Error> {
+    for arg in opts.links.iter().filter(|arg| !adopted.has(arg.label)) {
         let hidden = hidden_name(&opts.ext, arg.label);
         for (name, what) in [(&arg.name, "an interface"), (&hidden, "the hidden peer")] {
             let exists = netlink

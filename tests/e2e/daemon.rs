@@ -321,6 +321,15 @@ impl Daemon {
         self.finish(status)
     }
 
+    /// Sends `signal` and waits for the exit (at most [`STOP_TIMEOUT`]).
+    pub fn signal(mut self, signal: Signal) -> Finished {
+        kill(self.l3mp, signal).unwrap_or_else(|e| panic!("{signal} to l3mp: {e}"));
+        let status = self
+            .wait(STOP_TIMEOUT)
+            .unwrap_or_else(|| panic!("l3mp did not exit within {STOP_TIMEOUT:?} of {signal}"));
+        self.finish(status)
+    }
+
     /// The exit status, once the process exits within `timeout`.
     fn wait(&mut self, timeout: Duration) -> Option<ExitStatus> {
         let deadline = Instant::now() + timeout;

@@ -1,9 +1,13 @@
 //! Links that behave like the point-to-point interfaces they stand in for: their carrier
 //! follows ext's (read as routing daemons read it, the link's operstate), and their MTU is
-//! never above ext's.
+//! never above ext's, and a restart (after a crash, or a hand-over for an upgrade) keeps them.
 
-use std::net::IpAddr;
-use std::thread;
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::net::{IpAddr, TcpListener, TcpStream, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use l3mp::lab::{
@@ -13,10 +17,10 @@ use l3mp::run::hidden_name;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use super::daemon::status;
+use super::daemon::{status, Daemon};
 use super::inspect::tool;
 use super::service::{link_works, PROMPTLY};
-use super::{start, Running, Setup, LINKS, SILENCE};
+use super::{run_args, start, Running, Setup, LINKS, SILENCE, TCP_BYTES, WAIT};
 
 /// The planned IPv4 address of the link with `label` on `side`.
 fn v4(label: u8, side: Side) -> IpAddr {
@@ -241,3 +245,226 @@ fn a_link_mtu_above_ext_is_set_back_and_what_is_longer_counted(setup: Setup) {
     assert!(crosses(&r, name, label, 1420), "{setup:?}: after");
 }
 for_each_setup!(a_link_mtu_above_ext_is_set_back_and_what_is_longer_counted);
+
+/// Between two datagrams of a [`Stream`].
+const STREAM_INTERVAL: Duration = Duration::from_millis(2);
+
+/// Numbered datagrams over a link from A to B every [`STREAM_INTERVAL`], on threads of their
+/// own, until stopped: how many were sent and which arrived.
+struct Stream {
+    stop: Arc<AtomicBool>,
+    sender: JoinHandle<u32>,
+    receiver: JoinHandle<BTreeSet<u32>>,
+}
+
+impl Stream {
+    fn start(r: &Running, label: u8) -> Stream {
+        let source = v4(label, Side::A);
+        let target = v4(label, Side::B);
+        let bind = |host: &Host, address: IpAddr| {
+            host.run(|| UdpSocket::bind((address, 0)))
+                .expect("enter the host")
+                .expect("bind")
+        };
+        let (tx, rx) = (bind(r.host(Side::A), source), bind(r.host(Side::B), target));
+        let port = rx.local_addr().expect("bound").port();
+        rx.set_read_timeout(Some(Duration::from_millis(50)))
+            .expect("timeout");
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = Arc::clone(&stop);
+        let sender = thread::spawn(move || {
+            let mut sent = 0u32;
+            while !stopped.load(Ordering::Relaxed) {
+                // A send may fail while the link has no route (it does not here): not sent.
+                if tx.send_to(&sent.to_be_bytes(), (target, port)).is_ok() {
+                    sent += 1;
+                }
+                thread::sleep(STREAM_INTERVAL);
+            }
+            sent
+        });
+        let stopped = Arc::clone(&stop);
+        let receiver = thread::spawn(move || {
+            let mut seen = BTreeSet::new();
+            let mut buf = [0u8; 16];
+            let mut quiet_since_stop = 0;
+            while quiet_since_stop < 10 {
+                match rx.recv(&mut buf) {
+                    Ok(4) => {
+                        seen.insert(u32::from_be_bytes(buf[..4].try_into().expect("4 bytes")));
+                    }
+                    Ok(_) => {}
+                    Err(_) if stopped.load(Ordering::Relaxed) => quiet_since_stop += 1,
+                    Err(_) => {}
+                }
+            }
+            seen
+        });
+        Stream {
+            stop,
+            sender,
+            receiver,
+        }
+    }
+
+    /// Stops; how many were sent, and how many of them were lost.
+    fn stop(self) -> (u32, usize) {
+        self.stop.store(true, Ordering::Relaxed);
+        let sent = self.sender.join().expect("the sender");
+        let seen = self.receiver.join().expect("the receiver");
+        (sent, (0..sent).filter(|n| !seen.contains(n)).count())
+    }
+}
+
+/// What routing daemons see of link `name` on `host`: its ifindex and MAC, its addresses and
+/// its routes (both families), as `ip` prints them.
+fn link_as_seen(host: &Host, name: &str) -> (u32, Option<[u8; 6]>, String, String, String) {
+    let link = host
+        .links()
+        .expect("links")
+        .into_iter()
+        .find(|l| l.name == name)
+        .unwrap_or_else(|| panic!("no {name} on {}", host.side()));
+    let without_lifetimes = |text: String| {
+        text.lines()
+            .map(|l| l.split("\\").next().unwrap_or(l).trim().to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    (
+        link.index,
+        link.mac,
+        without_lifetimes(ip(host, &["-o", "addr", "show", "dev", name])),
+        ip(host, &["-4", "route", "show", "dev", name]),
+        ip(host, &["-6", "route", "show", "dev", name]),
+    )
+}
+
+/// A TCP connection over link `name` from A to B: both ends.
+fn connect(r: &Running, label: u8) -> (TcpStream, TcpStream) {
+    let target = v4(label, Side::B);
+    let listener = r
+        .host(Side::B)
+        .run(|| TcpListener::bind((target, 0)))
+        .expect("enter B")
+        .expect("listen");
+    let port = listener.local_addr().expect("bound").port();
+    let client = r
+        .host(Side::A)
+        .run(|| TcpStream::connect_timeout(&(target, port).into(), WAIT))
+        .expect("enter A")
+        .expect("connect");
+    let (server, _) = listener.accept().expect("accept");
+    for end in [&client, &server] {
+        end.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+    }
+    (client, server)
+}
+
+/// `bytes` from `from` arrive whole at `to` (written on a thread of its own, so that neither
+/// side waits for the other).
+fn carries(from: &TcpStream, to: &mut TcpStream, bytes: usize, what: &str) {
+    let sent = payload(bytes);
+    let mut writer = from.try_clone().expect("clone");
+    let written = sent.clone();
+    let writing = thread::spawn(move || writer.write_all(&written));
+    let mut got = vec![0; bytes];
+    to.read_exact(&mut got)
+        .unwrap_or_else(|e| panic!("{what}: reading: {e}"));
+    writing
+        .join()
+        .expect("the writer")
+        .unwrap_or_else(|e| panic!("{what}: writing: {e}"));
+    assert!(got == sent, "{what}: other bytes arrived");
+}
+
+/// l3mp on A is SIGKILLed and started again (a crash and `Restart=on-failure`), then handed
+/// over for an upgrade (SIGUSR2, exit status 75) and started again, while numbered datagrams
+/// flow over link `a` and a TCP connection is open over it. Each start adopts the links: the
+/// same ifindex, MAC, addresses and routes; the TCP connection carries data both ways after
+/// each; the datagrams lost are few (the figure is printed).
+fn restarts_adopt_the_links(setup: Setup) {
+    let Some(mut r) = start("restarts_adopt_the_links", setup) else {
+        return;
+    };
+    let (name, label) = LINKS[0];
+    let before: Vec<_> = LINKS
+        .iter()
+        .map(|(name, _)| link_as_seen(r.host(Side::A), name))
+        .collect();
+    let (mut client, mut server) = connect(&r, label);
+    carries(
+        &client,
+        &mut server,
+        TCP_BYTES,
+        &format!("{setup:?} before"),
+    );
+    let args = run_args(setup, Side::A);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let names: Vec<&str> = LINKS.iter().map(|(n, _)| *n).collect();
+    let mode = setup.ingress().1;
+
+    for how in ["SIGKILL", "SIGUSR2"] {
+        let stream = Stream::start(&r, label);
+        thread::sleep(50 * STREAM_INTERVAL);
+        let old = r.daemons.remove(0);
+        let gone = Instant::now();
+        let ended = match how {
+            "SIGKILL" => old.kill(),
+            _ => old.signal(Signal::SIGUSR2),
+        };
+        if how == "SIGUSR2" {
+            assert_eq!(ended.status.code(), Some(75), "{setup:?}: {ended:#?}");
+            assert!(
+                ended.stderr.iter().any(|l| l.contains(&format!(
+                    "leaving {name} (label {label}, ifindex {}) for the next l3mp",
+                    before[0].0
+                ))),
+                "{setup:?}: {ended:#?}"
+            );
+        }
+        let mut new = Daemon::start(r.host(Side::A), &args, &names, mode);
+        let gap = gone.elapsed();
+        for (name, label) in LINKS {
+            let said = new.wait_for_line(&format!("adopted {name} (label {label}"), PROMPTLY);
+            assert!(
+                said.is_some(),
+                "{setup:?} after {how}: {name} not adopted:\n{}",
+                new.transcript()
+            );
+        }
+        r.daemons.insert(0, new);
+        thread::sleep(50 * STREAM_INTERVAL);
+        let (sent, lost) = stream.stop();
+        eprintln!(
+            "{setup:?}, {how} and start again ({gap:?} without l3mp): {lost} of {sent} \
+             datagrams lost, one every {STREAM_INTERVAL:?}"
+        );
+        let after: Vec<_> = LINKS
+            .iter()
+            .map(|(name, _)| link_as_seen(r.host(Side::A), name))
+            .collect();
+        assert_eq!(after, before, "{setup:?} after {how}: the links changed");
+        carries(
+            &client,
+            &mut server,
+            TCP_BYTES,
+            &format!("{setup:?} after {how}, A to B"),
+        );
+        carries(
+            &server,
+            &mut client,
+            TCP_BYTES,
+            &format!("{setup:?} after {how}, B to A"),
+        );
+        // Bounded: what was sent while no l3mp ran, and a second more.
+        let bound = (gap + PROMPTLY).as_millis() / STREAM_INTERVAL.as_millis();
+        assert!(
+            (lost as u128) <= bound,
+            "{setup:?} after {how}: {lost} of {sent} lost, more than {bound}"
+        );
+        link_works(&r, name, label, Side::B, &format!("{setup:?} after {how}"));
+    }
+}
+for_each_setup!(restarts_adopt_the_links);

@@ -24,7 +24,7 @@ use nix::fcntl::{Flock, FlockArg};
 
 use super::daemon::{run_in, spawn_with, status, As, Daemon, Finished};
 use super::inspect::{self, tool};
-use super::service::{link_works, said_removals, PROMPTLY};
+use super::service::{link_works, said_adoptions, PROMPTLY};
 use super::sniff::Sniffer;
 use super::{lab, link_names, planned, privileged, refusal, run_args, start, Setup, LINKS};
 
@@ -281,7 +281,7 @@ fn a_killed_pid_1_never_blocks_the_next_start() {
 
     let mut second = Daemon::try_start(host, As::Pid1, &args, &["a", "b"], "TC")
         .unwrap_or_else(|out| panic!("refused after a killed pid 1: {out:#?}"));
-    said_removals(&second.lines(), 1);
+    said_adoptions(&second.lines(), &LINKS, 1);
     assert_eq!(programs_on(host, EXT), one_set());
     assert!(second.stop().status.success());
     assert_eq!(link_names(host), [EXT, "lo"], "left behind");
