@@ -415,6 +415,7 @@ impl Instance {
         }
         self.ext_present = true;
         self.failed_on = None;
+        self.give_back_carrier();
         log::info!(
             "{} is back (ifindex {}): re-attached, {} ingress, counters kept",
             now.name,

@@ -5,10 +5,16 @@
 //! them up again when ext carries traffic again. The user ends, which the operator configures,
 //! stay up and keep their addresses and routes (the kernel marks the routes `linkdown`).
 
+use std::thread;
+use std::time::{Duration, Instant};
+
 use crate::sys::netlink::LinkInfo;
 
 use super::{is, Instance};
 use crate::run::Error;
+
+/// How long ext's return waits for the links to run again (their transmit queues started).
+const RUNNING_WAIT: Duration = Duration::from_millis(250);
 
 /// Whether ext, as it is `now` (`None`: not in the namespace under its name), carries
 /// traffic: administratively up and running (with carrier).
@@ -27,6 +33,36 @@ fn why_not(name: &str, now: Option<&LinkInfo>) -> String {
 }
 
 impl Instance {
+    /// Gives the links their carrier back once the programs are on ext again, and waits (at
+    /// most [`RUNNING_WAIT`]) until the ends that have it are running: until the kernel has
+    /// started a link's transmit queue, what it is given is dropped, and l3mp is about to say
+    /// that ext is back.
+    pub(super) fn give_back_carrier(&mut self) {
+        if let Err(e) = self.follow_carrier() {
+            log::warn!("{e}");
+            return;
+        }
+        let deadline = Instant::now() + RUNNING_WAIT;
+        while Instant::now() < deadline {
+            let Ok(all) = self.netlink.links() else {
+                return;
+            };
+            let device = |name: &str| all.iter().find(|d| d.name == name);
+            // An end that is down (the operator's, or a hidden end without carrier) is not
+            // waited for.
+            let starting = |name: &str| device(name).is_some_and(|d| d.up && !d.running);
+            let waiting = self
+                .links
+                .iter()
+                .filter(|l| l.here)
+                .any(|l| starting(&l.hidden.name) || starting(&l.user.name));
+            if !waiting {
+                return;
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     /// Gives every link that is here the carrier ext has now: brings its hidden end up or takes
     /// it down where it is not as it should be, and says so when that changes anything.
     pub(super) fn follow_carrier(&mut self) -> Result<(), Error> {
@@ -77,7 +113,8 @@ impl Instance {
                 self.opts.ext
             );
         } else {
-            log::warn!(
+            // A consequence of what is said about ext itself: not a warning of its own.
+            log::info!(
                 "{}: {links} show NO-CARRIER until it is back up with carrier",
                 why_not(&self.opts.ext, ext.as_ref())
             );
