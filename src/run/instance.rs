@@ -356,11 +356,18 @@ impl Instance {
                 );
             }
             Step::Mtu(mtu) => {
+                // The programs bake ext's MTU in (what is longer is dropped as too big): for a
+                // larger one they are ready before the links have it, for a smaller one the
+                // links have it first (nothing they send is then taken for too big).
+                let grew = mtu > self.ext.mtu;
                 self.ext.mtu = mtu;
-                // The programs bake ext's MTU in (what is longer is dropped as too big): they
-                // are ready for it by the time the links have it.
-                self.attach_again();
+                if grew {
+                    self.attach_again();
+                }
                 self.follow_mtu(mtu);
+                if !grew {
+                    self.attach_again();
+                }
             }
             Step::Attach(now) => self.reattach(now),
         }

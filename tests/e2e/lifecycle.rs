@@ -18,7 +18,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 use super::daemon::{status, Daemon};
-use super::inspect::tool;
+use super::inspect::{self, tool};
 use super::service::{link_works, PROMPTLY};
 use super::{run_args, start, Running, Setup, LINKS, SILENCE, TCP_BYTES, WAIT};
 
@@ -197,6 +197,8 @@ fn a_link_mtu_above_ext_is_set_back_and_what_is_longer_counted(setup: Setup) {
         return;
     };
     let (name, label) = LINKS[0];
+    let egress_on = |r: &Running| inspect::attached(r.host(Side::A).netns(), name);
+    let before = egress_on(&r);
     for side in Side::BOTH {
         r.host(side).set_mtu(EXT, 1420).expect("set ext's MTU");
     }
@@ -207,8 +209,17 @@ fn a_link_mtu_above_ext_is_set_back_and_what_is_longer_counted(setup: Setup) {
             &format!("{setup:?}: {EXT}'s MTU lowered"),
         );
     }
-    // The programs now bake MTU 1420 in: they are attached again, which takes a moment.
+    // The programs bake MTU 1420 in now: they are generated and attached again.
     let at = Instant::now();
+    while egress_on(&r) == before {
+        assert!(
+            at.elapsed() < 3 * PROMPTLY,
+            "{setup:?}: the programs were not generated again for MTU 1420:\n{}",
+            r.daemons[0].transcript()
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    // Both ends' programs are attached again (B's for its own ext's change) within a moment.
     while !crosses(&r, name, label, 1420) {
         assert!(
             at.elapsed() < 3 * PROMPTLY,
