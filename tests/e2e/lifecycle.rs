@@ -28,7 +28,7 @@ fn v4(label: u8, side: Side) -> IpAddr {
 }
 
 /// `ip -n <host> <args>`.
-fn ip(host: &Host, args: &[&str]) -> String {
+pub(crate) fn ip(host: &Host, args: &[&str]) -> String {
     let mut all = vec!["-n", host.name()];
     all.extend(args);
     tool("ip", &all)
@@ -36,7 +36,7 @@ fn ip(host: &Host, args: &[&str]) -> String {
 
 /// The operstate of `link` on `host`, as the kernel publishes it in sysfs (read in the host's
 /// namespace, where `ip netns exec` mounts its own /sys).
-fn operstate(host: &Host, link: &str) -> String {
+pub(crate) fn operstate(host: &Host, link: &str) -> String {
     let path = format!("/sys/class/net/{link}/operstate");
     tool("ip", &["netns", "exec", host.name(), "cat", &path])
         .trim()
@@ -45,7 +45,7 @@ fn operstate(host: &Host, link: &str) -> String {
 
 /// Waits (at most [`PROMPTLY`]) until every managed link on `host` is `up` or, if not `up`,
 /// not; panics saying `what` and the states seen otherwise.
-fn links_are(host: &Host, up: bool, what: &str) {
+pub(crate) fn links_are(host: &Host, up: bool, what: &str) {
     let deadline = Instant::now() + PROMPTLY;
     loop {
         let states: Vec<(&str, String)> = LINKS

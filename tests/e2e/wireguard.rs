@@ -22,6 +22,7 @@ use nix::unistd::Pid;
 
 use super::daemon::Daemon;
 use super::inspect::tool;
+use super::lifecycle::{ip, links_are, operstate};
 use super::sniff::Sniffer;
 use super::{privileged, LINKS, TCP_BYTES, WAIT};
 
@@ -468,6 +469,79 @@ fn over_wireguard_go() {
     let back = t.daemons[0].wait_for_line("is back", WAIT);
     assert!(back.is_some(), "{}", t.daemons[0].transcript());
     // The first datagrams wait for WireGuard's handshake: A, whose state is new, sends first.
+    unicast_crosses_within(&t, name, label, "wg0 coming back");
+    assert_eq!(own(&t), own_before, "the link-local addresses changed");
+    unicast_crosses(&t, "wg0 back");
+    wg_traffic_crosses(&t, "wg0 back");
+    for daemon in t.daemons.drain(..) {
+        let finished = daemon.stop();
+        assert!(finished.status.success(), "l3mp: {finished:?}");
+    }
+}
+
+/// Over WireGuard, links behave like the point-to-point interfaces they stand in for: while
+/// wireguard-go is stopped on A (wg0 deleted) A's links show no carrier, and have it again when
+/// it is back; an MTU set above wg0's on a link is set back; and a SIGKILL of l3mp on A and a
+/// new start keep the links (ifindex, addresses) and what crosses them.
+#[test]
+fn links_over_wireguard_follow_it_and_survive_a_restart() {
+    let Some(mut t) = tunnel("links_over_wireguard_follow_it_and_survive_a_restart") else {
+        return;
+    };
+    let (name, label) = LINKS[0];
+    links_are(t.host(Side::A), true, "at start");
+    t.wireguard[0].stop();
+    links_are(t.host(Side::A), false, "wireguard-go stopped");
+    t.start_wireguard(Side::A);
+    let back = t.daemons[0].wait_for_line("is back", WAIT);
+    assert!(back.is_some(), "{}", t.daemons[0].transcript());
+    links_are(t.host(Side::A), true, "wireguard-go back");
+    unicast_crosses_within(&t, name, label, "wg0 back");
+
+    ip(
+        t.host(Side::A),
+        &["link", "set", "dev", name, "mtu", "1450"],
+    );
+    let said = t.daemons[0].wait_for_line(&format!("{name}: MTU 1450 is above"), WAIT);
+    assert!(
+        said.is_some_and(|l| l.contains(&format!("set back to {WG_MTU}"))),
+        "{}",
+        t.daemons[0].transcript()
+    );
+
+    let seen = |t: &Tunnel| {
+        let link = t
+            .host(Side::A)
+            .wait_link(name, LINK_TIMEOUT)
+            .expect("the link");
+        let addresses = ip(t.host(Side::A), &["-br", "addr", "show", "dev", name]);
+        (link.index, link.mac, link.mtu, addresses)
+    };
+    let before = seen(&t);
+    assert_eq!(before.2, WG_MTU as u32, "set back");
+    let names: Vec<&str> = LINKS.iter().map(|(n, _)| *n).collect();
+    let links: Vec<String> = LINKS.iter().map(|(n, l)| format!("{n}@{l}")).collect();
+    let mut args = vec!["--ext", WG];
+    for link in &links {
+        args.extend(["--if", link.as_str()]);
+    }
+    t.daemons.remove(0).kill();
+    let mut again = Daemon::start(t.host(Side::A), &args, &names, "TC");
+    let adopted = again.wait_for_line(&format!("adopted {name} (label {label}"), WAIT);
+    assert!(adopted.is_some(), "{}", again.transcript());
+    t.daemons.insert(0, again);
+    assert_eq!(seen(&t), before, "the link changed over the restart");
+    assert_eq!(operstate(t.host(Side::A), name), "up");
+    unicast_crosses_within(&t, name, label, "after a SIGKILL and a new start");
+    for daemon in t.daemons.drain(..) {
+        let finished = daemon.stop();
+        assert!(finished.status.success(), "l3mp: {finished:?}");
+    }
+}
+
+/// A datagram sent over link `name` from A arrives on B within [`BACK`] (tries again every
+/// 300 ms: a WireGuard handshake may come first).
+fn unicast_crosses_within(t: &Tunnel, name: &str, label: u8, what: &str) {
     let target = t
         .host(Side::B)
         .link_address(name, label, AddressKind::Ipv4)
@@ -476,32 +550,23 @@ fn over_wireguard_go() {
     let deadline = Instant::now() + BACK;
     loop {
         let data = payload(64);
+        let how = SendOptions::default();
         send(
             t.host(Side::A).end(name),
             target,
             receiver.port(),
             &data,
-            SendOptions::default(),
+            how,
         )
         .expect("send");
-        if receiver
-            .wait_for(&data, Duration::from_millis(300))
-            .expect("receive")
-            .is_some()
-        {
-            break;
+        let waited = receiver.wait_for(&data, Duration::from_millis(300));
+        if waited.expect("receive").is_some() {
+            return;
         }
         assert!(
             Instant::now() < deadline,
-            "nothing crossed {name} within {BACK:?} of wg0 coming back"
+            "{what}: nothing crossed {name} within {BACK:?}"
         );
-    }
-    assert_eq!(own(&t), own_before, "the link-local addresses changed");
-    unicast_crosses(&t, "wg0 back");
-    wg_traffic_crosses(&t, "wg0 back");
-    for daemon in t.daemons.drain(..) {
-        let finished = daemon.stop();
-        assert!(finished.status.success(), "l3mp: {finished:?}");
     }
 }
 
