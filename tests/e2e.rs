@@ -94,6 +94,8 @@ mod lifecycle;
 mod ownership;
 #[path = "e2e/service.rs"]
 mod service;
+#[path = "e2e/tc_attach.rs"]
+mod tc_attach;
 #[path = "e2e/wireguard.rs"]
 mod wireguard;
 

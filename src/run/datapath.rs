@@ -12,6 +12,7 @@ use crate::programs::layout::{COUNTERS_MAP, LINKS_MAP, PEERS_MAP};
 use crate::programs::{self, Config, Hook, NAPI_PASS};
 
 use super::counters::{Counter, Counters};
+use super::tc_attach::{attach_error, has_tcx, Clsacts, TcAttach};
 use super::Error;
 
 /// How ingress demux runs on ext.
@@ -31,15 +32,13 @@ impl std::fmt::Display for IngressMode {
     }
 }
 
-/// Whether the kernel has tcx (6.6 and later), which aya then uses for TC programs.
-fn has_tcx() -> bool {
-    use aya::util::KernelVersion;
-    KernelVersion::current().is_ok_and(|v| v >= KernelVersion::new(6, 6, 0))
-}
-
 /// The loaded and attached programs.
 pub struct Datapath {
     ebpf: Ebpf,
+    /// How the TC programs are attached.
+    tc_attach: TcAttach,
+    /// Dropped after `ebpf` (fields drop in order), once the filters on them are gone.
+    clsacts: Clsacts,
 }
 
 fn program_error(what: String) -> impl FnOnce(ProgramError) -> Error {
@@ -72,34 +71,48 @@ impl Datapath {
             .map_pin_path(COUNTERS_MAP, counters)
             .load(&elf)
             .map_err(|e| Error::new(format!("loading the programs: {e}")))?;
-        let mut dp = Datapath { ebpf };
+        let tc_attach = TcAttach::chosen()?;
+        log::debug!("TC programs attach through {tc_attach}");
+        let clsacts = Clsacts::new()?;
+        let on_ext = [programs::GUARD, programs::ingress_name(Hook::Tc)];
+        clsacts.remove_stale(cfg.ext.ifindex, ext, &on_ext)?;
+        let mut dp = Datapath {
+            ebpf,
+            tc_attach,
+            clsacts,
+        };
         point_links(&mut dp.ebpf, cfg)?;
         for link in &cfg.links {
             let name = programs::egress_name(link.label);
-            dp.tc(&name, &link.name, TcAttachType::Egress)?;
+            dp.tc(&name, (link.ifindex, &link.name), TcAttachType::Egress)?;
         }
         // The guard clears the label of what leaves ext without coming from a link.
+        let ext = (cfg.ext.ifindex, ext);
         dp.tc(programs::GUARD, ext, TcAttachType::Egress)?;
         match mode {
             IngressMode::Tc => {
                 dp.tc(programs::ingress_name(Hook::Tc), ext, TcAttachType::Ingress)?
             }
-            IngressMode::Xdp => dp.xdp_ingress(cfg, ext)?,
+            IngressMode::Xdp => dp.xdp_ingress(cfg, ext.1)?,
         }
         Ok(dp)
     }
 
-    /// Loads the classifier `prog` and attaches it to `ifname` (tcx where the kernel has it).
-    fn tc(&mut self, prog: &str, ifname: &str, at: TcAttachType) -> Result<(), Error> {
+    /// Loads the classifier `prog` and attaches it to the device `(ifindex, name)`.
+    fn tc(
+        &mut self,
+        prog: &str,
+        (index, name): (u32, &str),
+        at: TcAttachType,
+    ) -> Result<(), Error> {
+        let tc_attach = self.tc_attach;
+        if tc_attach == TcAttach::Netlink {
+            self.clsacts.ensure(index, name)?;
+        }
         let p: &mut SchedClassifier = self.program(prog)?;
         p.load().map_err(program_error(format!("loading {prog}")))?;
-        if !has_tcx() {
-            // Before tcx, TC programs hang off a clsact qdisc; one may already be there.
-            let _ = aya::programs::tc::qdisc_add_clsact(ifname);
-        }
-        p.attach(ifname, at).map_err(program_error(format!(
-            "attaching {prog} to {ifname} ({at:?})"
-        )))?;
+        p.attach_with_options(name, at, tc_attach.options())
+            .map_err(|e| attach_error(prog, name, at, e))?;
         Ok(())
     }
 

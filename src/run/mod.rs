@@ -10,6 +10,7 @@ mod naming;
 mod options;
 mod registry;
 mod state;
+mod tc_attach;
 mod tunnel_peers;
 mod watch;
 
@@ -21,6 +22,7 @@ pub use naming::{hidden_name, Identity, Mark, Source};
 pub use options::{parse_link, IngressChoice, LinkArg, RunOptions};
 pub use registry::{Listed, Registry};
 pub use state::{InstanceId, State, StateLink};
+pub use tc_attach::{TcAttach, TC_ATTACH_ENV};
 pub use watch::serve;
 
 use std::fmt;

@@ -11,6 +11,7 @@ mod link;
 mod link_info;
 mod neighbour;
 mod request;
+mod tc;
 mod vxlan;
 mod watch;
 
@@ -19,6 +20,7 @@ use netlink_packet_route::RouteNetlinkMessage;
 pub use address::Address;
 pub use link::VethEnd;
 pub use link_info::{format_mac, LinkInfo, LinkRef};
+pub use tc::{TcDirection, TcFilter};
 pub use watch::{LinkEvent, LinkWatcher};
 
 use crate::sys::SysError;

@@ -1,6 +1,6 @@
 //! What is attached where inside a lab host, looked up from the test: tcx programs through
-//! aya's BPF_PROG_QUERY (in the host's namespace), XDP programs and qdiscs through `ip` and
-//! `tc` (test-only; the product never runs them).
+//! aya's BPF_PROG_QUERY (in the host's namespace), XDP programs, cls_bpf filters and qdiscs
+//! through `ip` and `tc` (test-only; the product never runs them).
 
 use std::collections::BTreeSet;
 use std::process::Command;
@@ -20,7 +20,7 @@ pub struct Attached {
 }
 
 /// The programs attached to `device` in the network namespace `netns` (a lab host's:
-/// `host.netns()`): tcx ingress and egress, and XDP.
+/// `host.netns()`): tcx ingress and egress, cls_bpf filters (the netlink path), and XDP.
 pub fn attached(netns: &NetNs, device: &str) -> Vec<Attached> {
     let mut out = Vec::new();
     for at in [TcAttachType::Ingress, TcAttachType::Egress] {
@@ -37,6 +37,7 @@ pub fn attached(netns: &NetNs, device: &str) -> Vec<Attached> {
             });
         }
     }
+    out.extend(filters(netns, device));
     if let Some((id, name)) = xdp(netns, device) {
         out.push(Attached {
             id,
@@ -61,6 +62,38 @@ fn xdp(netns: &NetNs, device: &str) -> Option<(u32, String)> {
         }
         _ => panic!("unexpected `ip -d link` output: {shown}"),
     }
+}
+
+/// The eBPF programs of the cls_bpf filters on `device`, as `tc filter show` lists them
+/// (`... bpf chain 0 handle 0x1 NAME direct-action not_in_hw id N tag ...`); none when the
+/// device is gone.
+fn filters(netns: &NetNs, device: &str) -> Vec<Attached> {
+    let mut out = Vec::new();
+    for dir in ["ingress", "egress"] {
+        let Some(shown) = try_tool(
+            "tc",
+            &["-n", netns.name(), "filter", "show", "dev", device, dir],
+        ) else {
+            continue;
+        };
+        for line in shown.lines() {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let after = |key: &str| {
+                let at = words.iter().position(|w| *w == key)?;
+                words.get(at + 1).copied()
+            };
+            let (Some(handle), Some(id)) = (words.iter().position(|w| *w == "handle"), after("id"))
+            else {
+                continue;
+            };
+            out.push(Attached {
+                id: id.parse().expect("a program id"),
+                name: words.get(handle + 2).unwrap_or(&"?").to_string(),
+                at: format!("{device} tc {dir}"),
+            });
+        }
+    }
+    out
 }
 
 /// The qdiscs l3mp could have added to `device` (clsact, ingress) and every TC filter on it.
@@ -122,6 +155,17 @@ pub fn published(pid: u32) -> Vec<String> {
         }
     }
     found
+}
+
+/// The output of a test tool, or `None` if it failed.
+fn try_tool(program: &str, args: &[&str]) -> Option<String> {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("running {program} {args:?}: {e}"));
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// The output of a test tool that must succeed.
