@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::programs::layout::{COUNTERS_MAP, LINKS_MAP, PEERS_MAP};
 use crate::programs::{self, Config, Hook, NAPI_PASS};
+use crate::sys::netns::NetNs;
 
 use super::counters::{Counter, Counters};
 use super::tc_attach::{attach_error, has_tcx, Clsacts, TcAttach};
@@ -34,9 +35,15 @@ impl std::fmt::Display for IngressMode {
 
 /// The loaded and attached programs.
 pub struct Datapath {
-    ebpf: Ebpf,
+    /// `None` only while it is dropped.
+    ebpf: Option<Ebpf>,
     /// How the TC programs are attached.
     tc_attach: TcAttach,
+    /// The network namespace they were attached in. aya detaches netlink filters by ifindex
+    /// in the namespace of the thread that drops them: a [`Datapath`] dropped elsewhere (the
+    /// demo drops its instances from outside their namespaces) would miss them, or remove
+    /// another device's.
+    netns: NetNs,
     /// Dropped after `ebpf` (fields drop in order), once the filters on them are gone.
     clsacts: Clsacts,
 }
@@ -76,12 +83,14 @@ impl Datapath {
         let clsacts = Clsacts::new()?;
         let on_ext = [programs::GUARD, programs::ingress_name(Hook::Tc)];
         clsacts.remove_stale(cfg.ext.ifindex, ext, &on_ext)?;
+        let netns = NetNs::of_current_thread().map_err(|e| Error::new(e.to_string()))?;
         let mut dp = Datapath {
-            ebpf,
+            ebpf: Some(ebpf),
             tc_attach,
+            netns,
             clsacts,
         };
-        point_links(&mut dp.ebpf, cfg)?;
+        point_links(dp.ebpf_mut(), cfg)?;
         for link in &cfg.links {
             let name = programs::egress_name(link.label);
             dp.tc(&name, (link.ifindex, &link.name), TcAttachType::Egress)?;
@@ -149,7 +158,7 @@ impl Datapath {
     where
         &'a mut P: TryFrom<&'a mut aya::programs::Program, Error = ProgramError>,
     {
-        self.ebpf
+        self.ebpf_mut()
             .program_mut(prog)
             .ok_or_else(|| Error::new(format!("program {prog} missing from the object")))?
             .try_into()
@@ -158,7 +167,24 @@ impl Datapath {
 
     /// Every counter slot, summed over CPUs.
     pub fn counters(&self) -> Result<Counters, Error> {
-        counters(&self.ebpf)
+        counters(self.ebpf.as_ref().expect("taken only when dropped"))
+    }
+
+    fn ebpf_mut(&mut self) -> &mut Ebpf {
+        self.ebpf.as_mut().expect("taken only when dropped")
+    }
+}
+
+impl Drop for Datapath {
+    /// Detaches everything (aya does, dropping the programs), from the namespace they were
+    /// attached in; the clsact qdiscs go after, with `clsacts`.
+    fn drop(&mut self) {
+        let ebpf = self.ebpf.take();
+        if self.tc_attach == TcAttach::Netlink {
+            if let Err(e) = self.netns.run(move || drop(ebpf)) {
+                log::warn!("detaching the TC filters: {e}");
+            }
+        }
     }
 }
 

@@ -1,9 +1,11 @@
 //! The TC attach path (tcx, or a clsact qdisc with cls_bpf filters over netlink, as
 //! `L3MP_TC_ATTACH` picks; CI runs this binary once per path): what others put on ext stays,
-//! through a start, a SIGKILL, a restart and a stop.
+//! through a start, a SIGKILL, a restart and a stop; what l3mp put there goes, also when an
+//! instance is dropped outside its namespace.
 
 use l3mp::lab::{link_addresses, Host, Side, EXT, LINK_TIMEOUT};
-use l3mp::programs::{ingress_name, Hook, GUARD};
+use l3mp::programs::{ingress_name, Hook, Unknown, GUARD};
+use l3mp::run::{IngressChoice, Instance, LinkArg, RunOptions};
 
 use super::daemon::Daemon;
 use super::inspect::{self, tool};
@@ -110,4 +112,43 @@ fn foreign_tc_is_left_alone() {
         after, before,
         "qdiscs and filters on {EXT} before and after"
     );
+}
+
+/// An instance started inside a host's namespace and dropped from outside it, as `l3mp demo`
+/// drops its two, leaves no program, filter or qdisc on ext.
+#[test]
+fn dropped_outside_its_namespace() {
+    let setup = Setup::TunTc;
+    if !privileged("dropped_outside_its_namespace", setup.kind()) {
+        return;
+    }
+    let lab = lab(setup);
+    let host = lab.host(Side::A);
+    let opts = RunOptions {
+        ext: EXT.to_string(),
+        links: vec![LinkArg {
+            name: "a".to_string(),
+            label: 1,
+        }],
+        label_bits: 4,
+        ingress: IngressChoice::Tc,
+        peer: None,
+        unknown: Unknown::Pass,
+    };
+    let instance = host
+        .run(|| Instance::start(&opts))
+        .expect("enter the host")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut on_ext: Vec<String> = inspect::attached(host, EXT)
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
+    on_ext.sort();
+    assert_eq!(on_ext, [GUARD, ingress_name(Hook::Tc)], "programs on {EXT}");
+    // Here, in the test's own thread: not the host's namespace.
+    drop(instance);
+    let attached = inspect::attached(host, EXT);
+    assert!(attached.is_empty(), "still on {EXT}: {attached:?}");
+    let tc = inspect::tc_leftovers(host, EXT);
+    assert!(tc.is_empty(), "qdiscs or filters left on {EXT}: {tc:?}");
 }
