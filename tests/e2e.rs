@@ -6,6 +6,8 @@
 //! as a service (status, ext going and coming back, MTU, SIGKILL, two instances) are in
 //! `e2e/service.rs`.
 
+#[path = "common/mod.rs"]
+mod common;
 #[path = "e2e/daemon.rs"]
 mod daemon;
 #[path = "e2e/inspect.rs"]
@@ -90,6 +92,8 @@ macro_rules! for_each_setup {
 // After the macro, which it uses.
 #[path = "e2e/lifecycle.rs"]
 mod lifecycle;
+#[path = "e2e/old_kernel.rs"]
+mod old_kernel;
 #[path = "e2e/ownership.rs"]
 mod ownership;
 #[path = "e2e/service.rs"]

@@ -13,6 +13,7 @@ use crate::programs::{self, Config, Hook, NAPI_PASS};
 use crate::sys::netns::NetNs;
 
 use super::counters::{Counter, Counters};
+use super::kernel;
 use super::tc_attach::{attach_error, has_tcx, Clsacts, TcAttach};
 use super::Error;
 
@@ -71,9 +72,9 @@ impl Datapath {
         mode: IngressMode,
         counters: &Path,
     ) -> Result<Datapath, Error> {
-        let elf = programs::build(cfg)
-            .and_then(|bundle| bundle.elf())
-            .map_err(|e| Error::new(e.to_string()))?;
+        let bundle = programs::build(cfg).map_err(|e| Error::new(e.to_string()))?;
+        kernel::check(&bundle)?;
+        let elf = bundle.elf().map_err(|e| Error::new(e.to_string()))?;
         let ebpf = EbpfLoader::new()
             .map_pin_path(COUNTERS_MAP, counters)
             .load(&elf)

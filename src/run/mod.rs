@@ -5,6 +5,7 @@ mod bpffs;
 mod counters;
 mod datapath;
 mod instance;
+mod kernel;
 mod lock;
 mod naming;
 mod options;

@@ -136,3 +136,65 @@ pub fn unchecked_read_elf() -> Vec<u8> {
     let prog = p.assemble().expect("assembles");
     write_elf(&[(Section::Classifier, &prog)], &[], "GPL").expect("ELF")
 }
+
+/// Loads `name` of `ebpf` into the kernel, through its verifier.
+pub fn load(
+    ebpf: &mut aya::Ebpf,
+    name: &str,
+) -> Result<aya::programs::ProgramInfo, aya::programs::ProgramError> {
+    match ebpf.program_mut(name).expect("program in the ELF") {
+        aya::programs::Program::SchedClassifier(p) => {
+            p.load()?;
+            p.info()
+        }
+        aya::programs::Program::Xdp(p) => {
+            p.load()?;
+            p.info()
+        }
+        other => panic!("{name}: unexpected program type {other:?}"),
+    }
+}
+
+/// Loads every program of every variant ([`variants`]) into the running kernel, loaded
+/// through aya from the ELF the assembler wrote; panics with the verifier's log at the first
+/// rejection. Prints the verifier's instruction counts (N = 4) and returns how many it loaded.
+pub fn kernel_accepts_every_variant() -> usize {
+    use aya::programs::ProgramError;
+    let mut loaded = 0;
+    for cfg in variants() {
+        let bundle = l3mp::programs::build(&cfg).expect("programs build");
+        let elf = bundle.elf().expect("ELF writes");
+        let mut ebpf = aya::EbpfLoader::new()
+            .load(&elf)
+            .expect("aya loads the ELF");
+        for (_, prog) in &bundle.programs {
+            let info = load(&mut ebpf, &prog.name).unwrap_or_else(|e| {
+                let log = match &e {
+                    ProgramError::LoadError { verifier_log, .. } => verifier_log.to_string(),
+                    _ => String::new(),
+                };
+                panic!(
+                    "N={} {:?} {}: kernel rejected it: {e}\n{log}",
+                    cfg.label_bits, cfg.ext.kind, prog.name
+                )
+            });
+            if cfg.label_bits == 4 {
+                eprintln!(
+                    "N=4 {:<12} {:<12} {:>4} insns, verifier processed {:>4}, jited {:>5} bytes",
+                    match cfg.ext.kind {
+                        ExtKind::L3 => "l3 ext",
+                        ExtKind::Ethernet { .. } => "ethernet ext",
+                    },
+                    prog.name,
+                    prog.len(),
+                    info.verified_instruction_count().unwrap_or(0),
+                    info.size_jitted()
+                );
+            }
+            loaded += 1;
+        }
+    }
+    eprintln!("the kernel accepted {loaded} programs");
+    assert!(loaded > 0);
+    loaded
+}

@@ -10,10 +10,18 @@ use l3mp::lab::Host;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-/// How long `l3mp run` may take to come up, or any invocation to exit.
+/// How long `l3mp run` may take to come up, or any invocation to exit (times [`slow`]).
 const START_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long `l3mp run` may take to stop after SIGTERM.
+/// How long `l3mp run` may take to stop after SIGTERM (times [`slow`]).
 const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+/// A factor for the timeouts above, for an emulated CPU (the old-kernel guest sets it).
+pub const SLOW_ENV: &str = "L3MP_TEST_SLOW";
+
+/// `timeout` times the factor in [`SLOW_ENV`] (1 when unset).
+fn slow(timeout: Duration) -> Duration {
+    let factor = std::env::var(SLOW_ENV).ok().and_then(|f| f.parse().ok());
+    timeout * factor.unwrap_or(1)
+}
 
 /// Which stream a line of output came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -164,7 +172,7 @@ fn spawn_with_env(
 
 /// The child `unshare --fork` (process `parent`) started, once it has.
 fn forked_child(parent: u32) -> Pid {
-    let deadline = Instant::now() + START_TIMEOUT;
+    let deadline = Instant::now() + slow(START_TIMEOUT);
     let children = format!("/proc/{parent}/task/{parent}/children");
     loop {
         let listed = std::fs::read_to_string(&children).unwrap_or_default();
@@ -193,9 +201,12 @@ pub fn run_confined_to_exit(host: &Host, caps: &str, args: &[&str]) -> Finished 
 pub fn run_in(host: Option<&Host>, args: &[&str], how: As<'_>) -> Finished {
     let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
     let mut daemon = spawn(host, &args, how);
-    let status = daemon
-        .wait(START_TIMEOUT)
-        .unwrap_or_else(|| panic!("l3mp {args:?} did not exit within {START_TIMEOUT:?}"));
+    let status = daemon.wait(slow(START_TIMEOUT)).unwrap_or_else(|| {
+        panic!(
+            "l3mp {args:?} did not exit within {:?}",
+            slow(START_TIMEOUT)
+        )
+    });
     daemon.finish(status)
 }
 
@@ -251,7 +262,7 @@ impl Daemon {
     /// Waits until l3mp reports every link of `links` up with `mode` ingress; what it said
     /// and how it ended if it exits instead.
     pub fn ready(mut self, links: &[&str], mode: &str) -> Result<Daemon, Finished> {
-        let deadline = Instant::now() + START_TIMEOUT;
+        let deadline = Instant::now() + slow(START_TIMEOUT);
         let ready = |seen: &[(Stream, String)], link: &str| {
             seen.iter().any(|(_, l)| {
                 l.contains(&format!(" {link} label ")) && l.contains(&format!("({mode} ingress)"))
@@ -263,12 +274,13 @@ impl Daemon {
                 Ok(line) => self.seen.push(line),
                 Err(RecvTimeoutError::Timeout) => {
                     panic!(
-                        "l3mp not ready within {START_TIMEOUT:?}:\n{}",
+                        "l3mp not ready within {:?}:\n{}",
+                        slow(START_TIMEOUT),
                         self.transcript()
                     )
                 }
                 Err(RecvTimeoutError::Disconnected) => {
-                    let status = self.wait(STOP_TIMEOUT).expect("l3mp exits");
+                    let status = self.wait(slow(STOP_TIMEOUT)).expect("l3mp exits");
                     return Err(self.finish(status));
                 }
             }
@@ -306,18 +318,24 @@ impl Daemon {
     /// Kills the process (SIGKILL: no cleanup) and waits for it.
     pub fn kill(mut self) -> Finished {
         kill(self.l3mp, Signal::SIGKILL).expect("SIGKILL to l3mp");
-        let status = self
-            .wait(STOP_TIMEOUT)
-            .unwrap_or_else(|| panic!("l3mp did not die within {STOP_TIMEOUT:?} of SIGKILL"));
+        let status = self.wait(slow(STOP_TIMEOUT)).unwrap_or_else(|| {
+            panic!(
+                "l3mp did not die within {:?} of SIGKILL",
+                slow(STOP_TIMEOUT)
+            )
+        });
         self.finish(status)
     }
 
     /// Sends SIGTERM and waits for the exit (at most [`STOP_TIMEOUT`]).
     pub fn stop(mut self) -> Finished {
         kill(self.l3mp, Signal::SIGTERM).expect("SIGTERM to l3mp");
-        let status = self
-            .wait(STOP_TIMEOUT)
-            .unwrap_or_else(|| panic!("l3mp did not stop within {STOP_TIMEOUT:?} of SIGTERM"));
+        let status = self.wait(slow(STOP_TIMEOUT)).unwrap_or_else(|| {
+            panic!(
+                "l3mp did not stop within {:?} of SIGTERM",
+                slow(STOP_TIMEOUT)
+            )
+        });
         self.finish(status)
     }
 
@@ -347,7 +365,7 @@ impl Daemon {
     /// Collects the rest of the output of the exited process.
     fn finish(mut self, status: ExitStatus) -> Finished {
         // The readers end when the pipes close, which the exit did.
-        while let Ok(line) = self.lines.recv_timeout(STOP_TIMEOUT) {
+        while let Ok(line) = self.lines.recv_timeout(slow(STOP_TIMEOUT)) {
             self.seen.push(line);
         }
         let of = |stream| {
@@ -377,7 +395,7 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
             let _ = kill(self.l3mp, Signal::SIGTERM);
-            if self.wait(STOP_TIMEOUT).is_none() {
+            if self.wait(slow(STOP_TIMEOUT)).is_none() {
                 let _ = kill(self.l3mp, Signal::SIGKILL);
                 let _ = self.child.kill();
                 let _ = self.child.wait();

@@ -134,12 +134,13 @@ fn dropped_outside_its_namespace() {
         ingress: IngressChoice::Tc,
         peer: None,
         unknown: Unknown::Pass,
+        host_id: None,
     };
     let instance = host
         .run(|| Instance::start(&opts))
         .expect("enter the host")
         .unwrap_or_else(|e| panic!("{e}"));
-    let mut on_ext: Vec<String> = inspect::attached(host, EXT)
+    let mut on_ext: Vec<String> = inspect::attached(host.netns(), EXT)
         .into_iter()
         .map(|p| p.name)
         .collect();
@@ -147,7 +148,7 @@ fn dropped_outside_its_namespace() {
     assert_eq!(on_ext, [GUARD, ingress_name(Hook::Tc)], "programs on {EXT}");
     // Here, in the test's own thread: not the host's namespace.
     drop(instance);
-    let attached = inspect::attached(host, EXT);
+    let attached = inspect::attached(host.netns(), EXT);
     assert!(attached.is_empty(), "still on {EXT}: {attached:?}");
     let tc = inspect::tc_leftovers(host, EXT);
     assert!(tc.is_empty(), "qdiscs or filters left on {EXT}: {tc:?}");
