@@ -181,7 +181,9 @@ impl Drop for Datapath {
     /// attached in; the clsact qdiscs go after, with `clsacts`.
     fn drop(&mut self) {
         let ebpf = self.ebpf.take();
-        if self.tc_attach == TcAttach::Netlink {
+        let here = NetNs::of_current_thread().and_then(|netns| netns.inode());
+        // Entering a namespace takes CAP_SYS_ADMIN, which `l3mp run` (in its own) lacks.
+        if self.tc_attach == TcAttach::Netlink && here.ok() != self.netns.inode().ok() {
             if let Err(e) = self.netns.run(move || drop(ebpf)) {
                 log::warn!("detaching the TC filters: {e}");
             }

@@ -26,6 +26,7 @@ use super::daemon::{run_in, spawn_with, status, As, Daemon, Finished};
 use super::inspect::{self, tool};
 use super::service::{link_works, said_adoptions, PROMPTLY};
 use super::sniff::Sniffer;
+use super::tc_attach::tcx;
 use super::{lab, link_names, planned, privileged, refusal, run_args, start, Setup, LINKS};
 
 /// How long to watch for traffic that must not arrive.
@@ -688,6 +689,9 @@ fn a_sigkill_anywhere_in_start_up_blocks_nothing() {
 /// nothing.
 #[test]
 fn a_container_with_its_own_run_never_touches_a_live_instance() {
+    if !tcx("a_container_with_its_own_run_never_touches_a_live_instance") {
+        return;
+    }
     let setup = Setup::TunTc;
     let Some(r) = start(
         "a_container_with_its_own_run_never_touches_a_live_instance",

@@ -5,7 +5,7 @@
 
 use l3mp::lab::{link_addresses, Host, Side, EXT, LINK_TIMEOUT};
 use l3mp::programs::{ingress_name, Hook, Unknown, GUARD};
-use l3mp::run::{IngressChoice, Instance, LinkArg, RunOptions};
+use l3mp::run::{IngressChoice, Instance, LinkArg, RunOptions, TcAttach};
 
 use super::daemon::Daemon;
 use super::inspect::{self, tool};
@@ -15,6 +15,17 @@ use super::{lab, privileged, run_args, run_on, Setup, LINKS};
 /// Someone else's filter: classic BPF bytecode that matches nothing (`ret #0`), so packets go
 /// on to the next filter.
 const FOREIGN_FILTER: &str = "1,6 0 0 0,";
+
+/// Whether TC programs attach as tcx links here: netlink filters (before Linux 6.6, or with
+/// `L3MP_TC_ATTACH=netlink`) outlive their process and say nothing of whether it runs. Says
+/// why a test skips when not.
+pub(crate) fn tcx(test: &str) -> bool {
+    if TcAttach::chosen().is_ok_and(|way| way == TcAttach::Tcx) {
+        return true;
+    }
+    eprintln!("skipped {test}: needs TC programs attached as tcx links");
+    false
+}
 
 /// Runs `tc <args>` in `host`.
 fn tc(host: &Host, args: &[&str]) {
