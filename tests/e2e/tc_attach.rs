@@ -3,7 +3,7 @@
 //! through a start, a SIGKILL, a restart and a stop; what l3mp put there goes, also when an
 //! instance is dropped outside its namespace.
 
-use l3mp::lab::{link_addresses, Host, Side, EXT, LINK_TIMEOUT};
+use l3mp::lab::{link_addresses, Host, Lab, Side, EXT, LINK_TIMEOUT};
 use l3mp::programs::{ingress_name, Hook, Unknown, GUARD};
 use l3mp::run::{IngressChoice, Instance, LinkArg, RunOptions, TcAttach};
 
@@ -25,6 +25,21 @@ pub(crate) fn tcx(test: &str) -> bool {
     }
     eprintln!("skipped {test}: needs TC programs attached as tcx links");
     false
+}
+
+/// A lab for `setup`, or `None` (saying why) when `test` may not run.
+fn new_lab(test: &str, setup: Setup) -> Option<Lab> {
+    privileged(test, setup.kind()).then(|| lab(setup))
+}
+
+/// ext on `host` carries one set of l3mp's programs: the guard and the TC demux.
+fn assert_one_set(host: &Host) {
+    let mut on_ext: Vec<String> = inspect::attached(host.netns(), EXT)
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
+    on_ext.sort();
+    assert_eq!(on_ext, [GUARD, ingress_name(Hook::Tc)], "programs on {EXT}");
 }
 
 /// Runs `tc <args>` in `host`.
@@ -50,10 +65,9 @@ fn links_work(r: &super::Running, what: &str) {
 #[test]
 fn foreign_tc_is_left_alone() {
     let setup = Setup::VethTc;
-    if !privileged("foreign_tc_is_left_alone", setup.kind()) {
+    let Some(lab) = new_lab("foreign_tc_is_left_alone", setup) else {
         return;
-    }
-    let lab = lab(setup);
+    };
     let (a, b) = (lab.host(Side::A), lab.host(Side::B));
     tc(a, &["qdisc", "add", "dev", EXT, "clsact"]);
     for dir in ["ingress", "egress"] {
@@ -102,12 +116,7 @@ fn foreign_tc_is_left_alone() {
             "attached as filters: {netlink:?}; the restart said:\n{said:#?}"
         );
     }
-    let mut on_ext: Vec<String> = inspect::attached(host.netns(), EXT)
-        .into_iter()
-        .map(|p| p.name)
-        .collect();
-    on_ext.sort();
-    assert_eq!(on_ext, [GUARD, ingress_name(Hook::Tc)], "programs on {EXT}");
+    assert_one_set(host);
     r.daemons.insert(0, restarted);
     for (name, label) in LINKS {
         host.configure_link(name, &link_addresses(label, Side::A), LINK_TIMEOUT)
@@ -129,11 +138,9 @@ fn foreign_tc_is_left_alone() {
 /// drops its two, leaves no program, filter or qdisc on ext.
 #[test]
 fn dropped_outside_its_namespace() {
-    let setup = Setup::TunTc;
-    if !privileged("dropped_outside_its_namespace", setup.kind()) {
+    let Some(lab) = new_lab("dropped_outside_its_namespace", Setup::TunTc) else {
         return;
-    }
-    let lab = lab(setup);
+    };
     let host = lab.host(Side::A);
     let opts = RunOptions {
         ext: EXT.to_string(),
@@ -151,12 +158,7 @@ fn dropped_outside_its_namespace() {
         .run(|| Instance::start(&opts))
         .expect("enter the host")
         .unwrap_or_else(|e| panic!("{e}"));
-    let mut on_ext: Vec<String> = inspect::attached(host.netns(), EXT)
-        .into_iter()
-        .map(|p| p.name)
-        .collect();
-    on_ext.sort();
-    assert_eq!(on_ext, [GUARD, ingress_name(Hook::Tc)], "programs on {EXT}");
+    assert_one_set(host);
     // Here, in the test's own thread: not the host's namespace.
     drop(instance);
     let attached = inspect::attached(host.netns(), EXT);
