@@ -1,7 +1,7 @@
 //! The clsact qdisc and the TC filters on it, for kernels (or a choice) without tcx: whether a
 //! device has one, which filters hang off it, and adding and removing them.
 
-use netlink_packet_core::{NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL};
+use netlink_packet_core::{NLM_F_CREATE, NLM_F_DUMP, NLM_F_ECHO, NLM_F_EXCL};
 use netlink_packet_route::{
     tc::{TcAttribute, TcHandle, TcMessage, TcOption},
     RouteNetlinkMessage,
@@ -65,17 +65,22 @@ pub struct TcFilter {
 }
 
 impl Netlink {
-    /// Whether link `index` has a clsact qdisc.
+    /// Whether link `index` has a clsact qdisc: a get of its ingress-side qdisc (clsact,
+    /// the legacy ingress qdisc, or none), not a dump of every qdisc of the namespace.
     pub fn has_clsact(&self, index: u32) -> Result<bool, SysError> {
-        let request = RouteNetlinkMessage::GetQueueDiscipline(TcMessage::default());
-        let replies = self.execute(request, NLM_F_DUMP, || "listing qdiscs".to_string())?;
+        let mut message = TcMessage::with_index(index as i32);
+        message.header.parent = TcHandle::CLSACT;
+        let request = RouteNetlinkMessage::GetQueueDiscipline(message);
+        let context = || format!("looking up the clsact qdisc of {}", self.describe(index));
+        // The kernel answers a get of a qdisc as a notification: to the asker only on echo.
+        let replies = match self.execute(request, NLM_F_ECHO, context) {
+            Err(e) if e.errno() == Some(libc::ENOENT) => return Ok(false),
+            replies => replies?,
+        };
         Ok(replies.iter().any(|reply| match reply {
-            RouteNetlinkMessage::NewQueueDiscipline(qdisc) => {
-                qdisc.header.index == index as i32
-                    && qdisc
-                        .attributes
-                        .contains(&TcAttribute::Kind("clsact".into()))
-            }
+            RouteNetlinkMessage::NewQueueDiscipline(qdisc) => qdisc
+                .attributes
+                .contains(&TcAttribute::Kind("clsact".into())),
             _ => false,
         }))
     }
