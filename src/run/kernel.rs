@@ -89,7 +89,11 @@ mod tests {
     fn config(kind: ExtKind) -> Config {
         Config {
             label_bits: 4,
-            ext: Ext { ifindex: 2, kind },
+            ext: Ext {
+                ifindex: 2,
+                kind,
+                mtu: 1500,
+            },
             links: vec![Link {
                 name: "a".into(),
                 label: 1,
