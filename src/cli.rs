@@ -85,7 +85,7 @@ pub enum UnknownLabel {
 #[derive(Args, Debug)]
 pub struct LabelArgs {
     /// A managed link: its interface name and its label (1 to 2^N-1). Repeat for each link.
-    #[arg(long = "if", value_name = "NAME@LABEL", required = true)]
+    #[arg(long = "if", value_name = "NAME@LABEL")]
     pub links: Vec<String>,
     /// Label width N in the low bits of DSCP (1 to 6). With N <= 4, DSCP CS6 survives.
     #[arg(long, value_name = "N", default_value_t = 4)]
@@ -97,9 +97,14 @@ pub struct LabelArgs {
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
+    /// Read the options from this TOML file instead of the flags (its keys mirror them:
+    /// ext, label_bits, ingress, unknown, peer, and a [[link]] table with name and label per
+    /// link, host_id); SIGHUP reads it again and applies the difference.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["ext", "links", "label_bits", "unknown", "ingress", "peer", "host_id"])]
+    pub config: Option<std::path::PathBuf>,
     /// The tunnel interface (e.g. wg0), or an Ethernet interface towards the remote l3mp host.
-    #[arg(long, value_name = "IF")]
-    pub ext: String,
+    #[arg(long, value_name = "IF", required_unless_present = "config")]
+    pub ext: Option<String>,
     #[command(flatten)]
     pub labels: LabelArgs,
     /// Where ingress demux runs.

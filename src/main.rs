@@ -158,16 +158,7 @@ enum Stopped {
 /// `l3mp run`: check everything, start, follow ext until SIGINT/SIGTERM/SIGHUP (stop and remove
 /// everything) or SIGUSR2 (stop and leave the links for the next start, for an upgrade).
 fn run(args: &RunArgs) -> Result<Stopped, Error> {
-    let opts = RunOptions {
-        ext: args.ext.clone(),
-        links: links(&args.labels)?,
-        label_bits: args.labels.label_bits,
-        ingress: ingress_choice(args.ingress),
-        peer: args.peer,
-        unknown: unknown(args.labels.unknown),
-        host_id: args.host_id.clone(),
-    };
-    opts.check()?;
+    let opts = run_options(args)?;
     l3mp::run::check_privileges()?;
     // Blocked before any thread starts, so that only the wait below receives them.
     let mut signals = stop_signals();
@@ -207,6 +198,25 @@ fn run(args: &RunArgs) -> Result<Stopped, Error> {
     log::info!("{signal}: detaching and deleting the links");
     drop(instance);
     Ok(Stopped::Removed)
+}
+
+/// The options of `l3mp run`: those of the `--config` file, or of the flags; checked.
+fn run_options(args: &RunArgs) -> Result<RunOptions, Error> {
+    if let Some(file) = &args.config {
+        return l3mp::run::config_file::load(file);
+    }
+    let opts = RunOptions {
+        // clap requires --ext without --config.
+        ext: args.ext.clone().unwrap_or_default(),
+        links: links(&args.labels)?,
+        label_bits: args.labels.label_bits,
+        ingress: ingress_choice(args.ingress),
+        peer: args.peer,
+        unknown: unknown(args.labels.unknown),
+        host_id: args.host_id.clone(),
+    };
+    opts.check()?;
+    Ok(opts)
 }
 
 /// Tells the service manager `states` when it asked to be told (`NOTIFY_SOCKET`, as under a
@@ -279,6 +289,11 @@ fn print_generated(bytes: &[u8], what: &str) -> Result<(), Error> {
 /// `l3mp asm`: the listing for a configuration, with placeholder interface indexes and MACs
 /// (the real ones are baked in at `run`).
 fn asm(args: &AsmArgs) -> Result<(), Error> {
+    if args.labels.links.is_empty() {
+        return Err(Error::new(
+            "no --if given: name at least one link, e.g. --if a@1",
+        ));
+    }
     let links: Vec<(String, u8)> = links(&args.labels)?
         .into_iter()
         .map(|l| (l.name, l.label))

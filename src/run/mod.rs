@@ -2,6 +2,7 @@
 //! and comes back, what an instance publishes for `l3mp status`, and the cleanup.
 
 mod bpffs;
+pub mod config_file;
 mod counters;
 mod datapath;
 mod instance;

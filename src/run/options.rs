@@ -11,7 +11,8 @@ use super::Error;
 pub const MAX_IFNAME: usize = 15;
 
 /// How ingress demux is attached to ext.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum IngressChoice {
     /// TC, except native XDP on a physical NIC whose driver has it.
     Auto,
@@ -76,62 +77,116 @@ pub fn parse_link(arg: &str) -> Result<LinkArg, Error> {
     })
 }
 
+/// What a failed [`RunOptions::check`] concerns, so that the flags and the configuration file
+/// can each name it their own way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Subject {
+    LabelBits,
+    Ext,
+    HostId,
+    /// There are no links at all.
+    NoLinks,
+    /// The name of the link at this index.
+    LinkName(usize),
+    /// The label of the link at this index.
+    LinkLabel(usize),
+}
+
+/// A configuration that cannot run: what is wrong (`why`, without naming the flag or the key)
+/// and what it concerns.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Invalid {
+    pub subject: Subject,
+    pub why: String,
+}
+
 impl RunOptions {
-    /// Checks what can be checked without looking at the system.
+    /// Checks what can be checked without looking at the system; the error names the flag.
     pub fn check(&self) -> Result<(), Error> {
+        self.check_values().map_err(|invalid| {
+            let flag = match invalid.subject {
+                Subject::LabelBits => format!("--label-bits {}", self.label_bits),
+                Subject::Ext => format!("--ext {}", self.ext),
+                Subject::HostId => {
+                    return Error::new(format!("--host-id: {}, or leave the flag out", invalid.why))
+                }
+                Subject::NoLinks => {
+                    return Error::new("no --if given: name at least one link, e.g. --if a@1")
+                }
+                Subject::LinkName(i) | Subject::LinkLabel(i) => {
+                    format!("--if {}@{}", self.links[i].name, self.links[i].label)
+                }
+            };
+            Error::new(format!("{flag}: {}", invalid.why))
+        })
+    }
+
+    /// Checks the values, saying what is wrong in words the flags and the file share (the
+    /// caller names the flag or the key).
+    pub fn check_values(&self) -> Result<(), Invalid> {
+        let invalid = |subject, why: String| Err(Invalid { subject, why });
         if !(1..=6).contains(&self.label_bits) {
-            return Err(Error::new(format!(
-                "--label-bits {}: must be 1 to 6 (DSCP has six bits)",
-                self.label_bits
-            )));
+            return invalid(
+                Subject::LabelBits,
+                "must be 1 to 6 (DSCP has six bits)".into(),
+            );
         }
         if !valid_ifname(&self.ext) {
-            return Err(Error::new(format!(
-                "--ext {}: not a valid interface name",
-                self.ext
-            )));
+            return invalid(Subject::Ext, "not a valid interface name".into());
         }
         if self
             .host_id
             .as_deref()
             .is_some_and(|id| id.trim().is_empty())
         {
-            return Err(Error::new(
-                "--host-id: empty; give a string naming this end, e.g. its router id, \
-                 or leave the flag out",
-            ));
+            return invalid(
+                Subject::HostId,
+                "empty; give a string naming this end, e.g. its router id".into(),
+            );
         }
         if self.links.is_empty() {
-            return Err(Error::new(
-                "no --if given: name at least one link, e.g. --if a@1",
-            ));
+            return invalid(Subject::NoLinks, "no link given".into());
         }
         let max = (1u16 << self.label_bits) - 1;
         for (i, link) in self.links.iter().enumerate() {
-            let arg = format!("--if {}@{}", link.name, link.label);
+            if !valid_ifname(&link.name) {
+                return invalid(
+                    Subject::LinkName(i),
+                    format!(
+                        "'{}' is not a valid interface name (1 to {MAX_IFNAME} bytes, no '/', ':' or spaces)",
+                        link.name
+                    ),
+                );
+            }
             if link.label == 0 || u16::from(link.label) > max {
-                return Err(Error::new(format!(
-                    "{arg}: label must be 1 to {max} with --label-bits {} (0 means not multiplexed)",
-                    self.label_bits
-                )));
+                return invalid(
+                    Subject::LinkLabel(i),
+                    format!(
+                        "label must be 1 to {max} with {} label bits (0 means not multiplexed)",
+                        self.label_bits
+                    ),
+                );
             }
             if link.name == self.ext {
-                return Err(Error::new(format!(
-                    "{arg}: {} is the --ext interface",
-                    link.name
-                )));
+                return invalid(
+                    Subject::LinkName(i),
+                    format!("{} is the ext interface", link.name),
+                );
             }
             if let Some(other) = self.links[..i].iter().find(|l| l.name == link.name) {
-                return Err(Error::new(format!(
-                    "{arg}: the name {} is already given to label {}",
-                    link.name, other.label
-                )));
+                return invalid(
+                    Subject::LinkName(i),
+                    format!(
+                        "the name {} is already given to label {}",
+                        link.name, other.label
+                    ),
+                );
             }
             if let Some(other) = self.links[..i].iter().find(|l| l.label == link.label) {
-                return Err(Error::new(format!(
-                    "{arg}: label {} is already used by {}",
-                    link.label, other.name
-                )));
+                return invalid(
+                    Subject::LinkLabel(i),
+                    format!("label {} is already used by {}", link.label, other.name),
+                );
             }
         }
         Ok(())
@@ -209,7 +264,7 @@ mod tests {
     fn duplicates_are_refused() {
         assert!(err(opts(&["a@1", "a@2"], 4)).contains("name a is already given"));
         assert!(err(opts(&["a@1", "b@1"], 4)).contains("label 1 is already used by a"));
-        assert!(err(opts(&["wg0@1"], 4)).contains("--ext"));
+        assert!(err(opts(&["wg0@1"], 4)).contains("wg0 is the ext interface"));
         assert!(err(opts(&[], 4)).contains("no --if"));
     }
 
