@@ -127,6 +127,10 @@ pub struct StatusArgs {
     /// Print a JSON array (one object per instance) instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Print the counters in the Prometheus text format (for node_exporter's textfile
+    /// collector) instead of a table.
+    #[arg(long, conflicts_with = "json")]
+    pub prometheus: bool,
 }
 
 #[derive(Args, Debug)]

@@ -244,6 +244,11 @@ fn status(args: &cli::StatusArgs) -> Result<bool, Error> {
     }
     if args.json {
         print!("{}", l3mp::status::json(&instances));
+    } else if args.prometheus {
+        // The metrics say which instance is attached (l3mp_ext_attached): a textfile
+        // collector's `&& mv` must not lose them when one is not.
+        print!("{}", l3mp::status::prometheus(&instances));
+        return Ok(true);
     } else {
         print!("{}", l3mp::status::table(&instances));
     }

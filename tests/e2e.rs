@@ -96,6 +96,8 @@ mod lifecycle;
 mod old_kernel;
 #[path = "e2e/ownership.rs"]
 mod ownership;
+#[path = "e2e/reload.rs"]
+mod reload;
 #[path = "e2e/service.rs"]
 mod service;
 #[path = "e2e/tc_attach.rs"]

@@ -30,7 +30,7 @@ use super::lock::Lock;
 use super::naming::{hidden_name, is_hidden_name, Identity, Mark};
 use super::options::{IngressChoice, RunOptions};
 use super::registry::{Claim, Published, Registry};
-use super::state::{InstanceId, State, StateLink};
+use super::state::{InstanceId, Loaded, State, StateLink};
 use super::watch::{mac_change, step, Step};
 use super::Error;
 
@@ -80,6 +80,8 @@ pub struct Instance {
     /// The MACs of the links' ends, from this end's [`Identity`].
     macs: LinkMacs,
     links: Vec<ManagedLink>,
+    /// When and from where the configuration was last loaded.
+    loaded: Loaded,
     datapath: Option<Datapath>,
     registry: Registry,
     /// The claim on the device the programs are on, while they are.
@@ -154,6 +156,7 @@ impl Instance {
             ext_present: true,
             failed_on: None,
             links: Vec::new(),
+            loaded: Loaded::now(None),
             datapath: None,
             registry: registry.clone(),
             device: Some(device),
@@ -592,6 +595,7 @@ impl Instance {
                     hidden: l.hidden.name.clone(),
                 })
                 .collect(),
+            loaded: Some(self.loaded.clone()),
         }
     }
 

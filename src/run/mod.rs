@@ -23,7 +23,7 @@ pub use instance::{choose_mode, Instance, ManagedLink};
 pub use naming::{hidden_name, Identity, Mark, Source};
 pub use options::{parse_link, IngressChoice, LinkArg, RunOptions};
 pub use registry::{Listed, Registry};
-pub use state::{InstanceId, State, StateLink};
+pub use state::{InstanceId, Loaded, State, StateLink};
 pub use tc_attach::{TcAttach, TC_ATTACH_ENV};
 pub use watch::serve;
 

@@ -392,6 +392,7 @@ mod tests {
             unknown: Unknown::Pass,
             counters,
             links: Vec::new(),
+            loaded: None,
         }
     }
 

@@ -85,6 +85,31 @@ pub struct State {
     /// Where the counters map is pinned.
     pub counters: PathBuf,
     pub links: Vec<StateLink>,
+    /// When the configuration was last loaded (absent from an earlier l3mp's state file).
+    #[serde(default)]
+    pub loaded: Option<Loaded>,
+}
+
+/// When, and from which file, an instance last loaded its configuration.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Loaded {
+    /// Seconds since the Unix epoch.
+    pub at: u64,
+    /// The `--config` file; `None` when the configuration came from the flags.
+    pub file: Option<PathBuf>,
+}
+
+impl Loaded {
+    /// Loaded now, from `file` (or the flags).
+    pub fn now(file: Option<&std::path::Path>) -> Loaded {
+        let at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        Loaded {
+            at,
+            file: file.map(std::path::Path::to_path_buf),
+        }
+    }
 }
 
 impl State {
@@ -123,6 +148,10 @@ mod tests {
                 label: 1,
                 hidden: "l3mp123456.1".into(),
             }],
+            loaded: Some(Loaded {
+                at: 1_800_000_000,
+                file: Some("/etc/l3mp/wg0.toml".into()),
+            }),
         }
     }
 
@@ -142,6 +171,8 @@ mod tests {
         assert_eq!(value["ext_ifindex"], 7);
         assert_eq!(value["links"][0]["hidden"], "l3mp123456.1");
         assert_eq!(value["counters"], "/sys/fs/bpf/l3mp/4242-1/counters");
+        assert_eq!(value["loaded"]["at"], 1_800_000_000);
+        assert_eq!(value["loaded"]["file"], "/etc/l3mp/wg0.toml");
     }
 
     #[test]

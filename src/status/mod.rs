@@ -4,9 +4,11 @@
 //! CAP_SYS_ADMIN to enter another network namespace), while the instances run.
 
 mod collect;
+mod prometheus;
 mod table;
 
 pub use collect::collect;
+pub use prometheus::prometheus;
 pub use table::table;
 
 use std::net::Ipv6Addr;
@@ -15,7 +17,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::programs::Unknown;
-use crate::run::{Counter, IngressMode, InstanceId};
+use crate::run::{Counter, IngressMode, InstanceId, Loaded};
 
 /// What `status` says about one running instance: its status, or why it cannot be had.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,6 +52,9 @@ pub struct InstanceStatus {
     pub links: Vec<LinkStatus>,
     /// What concerns ext rather than one link.
     pub counters: ExtCounters,
+    /// When (and from which file) the configuration was last loaded; `None` for an instance
+    /// of an earlier l3mp, which does not say.
+    pub loaded: Option<Loaded>,
 }
 
 /// The state of an interface; every field is `None` when its namespace could not be entered.

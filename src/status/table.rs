@@ -113,6 +113,34 @@ fn render(out: &mut String, s: &InstanceStatus) {
         traffic(c.guard_not_ip),
         traffic(c.too_big)
     );
+    if let Some(loaded) = &s.loaded {
+        let from = loaded
+            .file
+            .as_ref()
+            .map_or("the command line".to_string(), |f| f.display().to_string());
+        let _ = writeln!(out, "  configuration loaded {} from {from}", utc(loaded.at));
+    }
+}
+
+/// Seconds since the Unix epoch as `YYYY-MM-DD HH:MM:SS UTC`.
+fn utc(secs: u64) -> String {
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        rest / 3_600,
+        rest % 3_600 / 60,
+        rest % 60
+    )
 }
 
 /// "ifindex 7, up, MTU 1500".
@@ -167,7 +195,7 @@ fn columns<const N: usize>(out: &mut String, rows: &[[String; N]], right: &[bool
 mod tests {
     use super::super::{ExtCounters, ExtStatus, LinkStatus, Unreadable};
     use super::*;
-    use crate::run::{IngressMode, InstanceId};
+    use crate::run::{IngressMode, InstanceId, Loaded};
 
     fn sample(attached: Option<bool>, ext_exists: Option<bool>) -> InstanceStatus {
         let known = |exists| Device {
@@ -217,6 +245,10 @@ mod tests {
                 },
                 ..ExtCounters::default()
             },
+            loaded: Some(Loaded {
+                at: 1_795_987_201,
+                file: Some("/etc/l3mp/wg0.toml".into()),
+            }),
         }
     }
 
@@ -230,8 +262,16 @@ l3mp 4242 on wg0 (netns 4026531840): TC ingress, 4 label bits, unknown labels pa
   bgp1      1  up     1420            7   1274             0      0  fe80::1c:aff:fe5e:5701
   other traffic: pass 0 pkts 0 B, unknown 0 pkts 0 B, drop 0 pkts 0 B, guard 2 pkts 168 B, \
 foreign 3 pkts 300 B, guard not IP 0 pkts 0 B, too big 0 pkts 0 B
+  configuration loaded 2026-11-29 21:20:01 UTC from /etc/l3mp/wg0.toml
 ";
         assert_eq!(text, expected);
+    }
+
+    #[test]
+    fn times_are_written_in_utc() {
+        assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(utc(951_825_599), "2000-02-29 11:59:59 UTC");
+        assert_eq!(utc(4_102_444_800), "2100-01-01 00:00:00 UTC");
     }
 
     #[test]
