@@ -4,6 +4,7 @@ mod cli;
 mod logger;
 mod manual;
 
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -16,7 +17,7 @@ use cli::{
     RunArgs, UnknownLabel,
 };
 use l3mp::programs::{self, Config, Unknown};
-use l3mp::run::{parse_link, Error, IngressChoice, Instance, LinkArg, RunOptions};
+use l3mp::run::{parse_link, Error, IngressChoice, Instance, LinkArg, RunOptions, Started};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -93,7 +94,7 @@ fn links(labels: &LabelArgs) -> Result<Vec<LinkArg>, Error> {
     labels.links.iter().map(|l| parse_link(l)).collect()
 }
 
-/// SIGINT, SIGTERM and SIGHUP, which end l3mp.
+/// SIGINT, SIGTERM and SIGHUP, which end l3mp (`run` reloads on SIGHUP instead).
 fn stop_signals() -> SigSet {
     let mut signals = SigSet::empty();
     for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
@@ -149,24 +150,48 @@ const HANDED_OVER: u8 = 75;
 
 /// How `l3mp run` ended.
 enum Stopped {
-    /// Everything it created removed (SIGINT, SIGTERM, SIGHUP).
+    /// Everything it created removed (SIGINT, SIGTERM).
     Removed,
     /// The links left for the next start to adopt (SIGUSR2).
     HandedOver,
 }
 
-/// `l3mp run`: check everything, start, follow ext until SIGINT/SIGTERM/SIGHUP (stop and remove
-/// everything) or SIGUSR2 (stop and leave the links for the next start, for an upgrade).
+/// `l3mp run`: check everything, wait for ext if it is not there yet, start, follow ext and
+/// reload on SIGHUP until SIGINT/SIGTERM (stop and remove everything) or SIGUSR2 (stop and
+/// leave the links for the next start, for an upgrade).
 fn run(args: &RunArgs) -> Result<Stopped, Error> {
-    let opts = run_options(args)?;
+    let mut opts = run_options(args)?;
     l3mp::run::check_privileges()?;
-    // Blocked before any thread starts, so that only the wait below receives them.
+    // Blocked before any thread starts, so that only the waits below receive them.
     let mut signals = stop_signals();
     signals.add(Signal::SIGUSR2);
     signals
         .thread_block()
         .map_err(|e| Error::new(format!("blocking signals: {e}")))?;
-    let mut instance = Instance::start(&opts)?;
+    let mut instance = loop {
+        match Instance::start_or_wait(&opts, Some(&signals))? {
+            Started::Running(instance) => break instance,
+            // Nothing runs yet: the file read again applies as it is.
+            Started::Signalled(Signal::SIGHUP) => {
+                if let Some(file) = &args.config {
+                    match reread(file, &opts) {
+                        Ok(new) => opts = new,
+                        Err(e) => log::error!("{e}"),
+                    }
+                }
+            }
+            Started::Signalled(signal) => {
+                log::info!(
+                    "{signal} while waiting for {}: nothing was created",
+                    opts.ext
+                );
+                return Ok(Stopped::Removed);
+            }
+        }
+    };
+    if let Some(file) = &args.config {
+        instance.loaded_from(file);
+    }
     for link in instance.links() {
         log::info!(
             "{} label {} <-> {} ({} ingress)",
@@ -177,14 +202,13 @@ fn run(args: &RunArgs) -> Result<Stopped, Error> {
         );
     }
     // Every link exists and is attached: what a unit ordered after l3mp@EXT waits for.
-    let ready = format!(
-        "{} links on {} ({} ingress)",
-        instance.links().len(),
-        instance.ext().name,
-        instance.mode()
-    );
-    tell_systemd(&[NotifyState::Ready, NotifyState::Status(&ready)]);
-    let signal = l3mp::run::serve(&mut instance, &signals)?;
+    tell_systemd(&[NotifyState::Ready, NotifyState::Status(&summary(&instance))]);
+    let signal = loop {
+        match l3mp::run::serve(&mut instance, &signals)? {
+            Signal::SIGHUP => reload(&mut instance, args.config.as_deref()),
+            signal => break signal,
+        }
+    };
     tell_systemd(&[NotifyState::Stopping]);
     if signal == Signal::SIGUSR2 {
         log::info!(
@@ -198,6 +222,48 @@ fn run(args: &RunArgs) -> Result<Stopped, Error> {
     log::info!("{signal}: detaching and deleting the links");
     drop(instance);
     Ok(Stopped::Removed)
+}
+
+/// "2 links on wg0 (TC ingress)", for systemd's STATUS=.
+fn summary(instance: &Instance) -> String {
+    format!(
+        "{} links on {} ({} ingress)",
+        instance.links().len(),
+        instance.ext().name,
+        instance.mode()
+    )
+}
+
+/// SIGHUP: reads `file` again and applies the difference to `instance`; a file that cannot
+/// be read or a change that cannot be applied changes nothing and is one error line.
+fn reload(instance: &mut Instance, file: Option<&Path>) {
+    let Some(file) = file else {
+        log::warn!("SIGHUP: started with flags, not --config: nothing to read again");
+        return;
+    };
+    tell_systemd(&[NotifyState::Reloading]);
+    match l3mp::run::config_file::load(file).and_then(|new| instance.reload(&new, file)) {
+        Ok(said) => log::info!("{}: reloaded: {said}", file.display()),
+        Err(e) => log::error!("{e}; nothing changed"),
+    }
+    tell_systemd(&[NotifyState::Ready, NotifyState::Status(&summary(instance))]);
+}
+
+/// The options `file` gives now, for an instance waiting for the ext of `current`: an error
+/// naming the file if it cannot be read or names another ext.
+fn reread(file: &Path, current: &RunOptions) -> Result<RunOptions, Error> {
+    let new = l3mp::run::config_file::load(file)?;
+    if new.ext != current.ext {
+        return Err(Error::new(format!(
+            "{}: ext cannot change on a reload ({} to {}): stop this instance and start one \
+             for {}",
+            file.display(),
+            current.ext,
+            new.ext,
+            new.ext
+        )));
+    }
+    Ok(new)
 }
 
 /// The options of `l3mp run`: those of the `--config` file, or of the flags; checked.

@@ -867,11 +867,6 @@ fn invalid_invocations_fail_cleanly() {
     );
     refused(
         host,
-        &["run", "--ext", "nosuch0", "--if", "a@1"],
-        "no such interface",
-    );
-    refused(
-        host,
         &["run", "--ext", EXT, "--if", "lo@1"],
         "named lo already exists",
     );

@@ -212,6 +212,21 @@ impl UdpReceiver {
         Ok(got.iter().filter(|from| from.is_some()).count())
     }
 
+    /// The next datagram to arrive within `timeout`, if one does.
+    pub fn next(&self, timeout: Duration) -> Result<Option<Vec<u8>>, Error> {
+        let fail = |e: io::Error| Error::new(format!("receiving on port {}: {e}", self.port));
+        let mut buffer = vec![0u8; MAX_DATAGRAM];
+        set_timeouts(&self.socket, timeout.max(Duration::from_micros(1))).map_err(fail)?;
+        loop {
+            match self.socket.recv_from(&mut buffer) {
+                Ok((len, _)) => return Ok(Some(buffer[..len].to_vec())),
+                Err(e) if timed_out(&e) => return Ok(None),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(fail(e)),
+            }
+        }
+    }
+
     /// For each expected payload, the sender of the datagram that carried it, if one came.
     fn collect(
         &self,

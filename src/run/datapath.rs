@@ -4,6 +4,8 @@
 use std::path::Path;
 
 use aya::maps::{Array, DevMap, MapData, PerCpuArray};
+use aya::programs::tc::{SchedClassifierLink, SchedClassifierLinkId};
+use aya::programs::xdp::{XdpLink, XdpLinkId};
 use aya::programs::{ProgramError, SchedClassifier, TcAttachType, Xdp, XdpMode};
 use aya::{Ebpf, EbpfLoader};
 use serde::{Deserialize, Serialize};
@@ -36,8 +38,11 @@ impl std::fmt::Display for IngressMode {
 
 /// The loaded and attached programs.
 pub struct Datapath {
-    /// `None` only while it is dropped.
-    ebpf: Option<Ebpf>,
+    /// `None` only while it is dropped. Boxed: a datapath is handed back on a failed
+    /// replacement.
+    ebpf: Option<Box<Ebpf>>,
+    /// Every attachment made (or taken over), so that a replacement can take it over.
+    attached: Vec<Attached>,
     /// How the TC programs are attached.
     tc_attach: TcAttach,
     /// The network namespace they were attached in. aya detaches netlink filters by ifindex
@@ -47,6 +52,40 @@ pub struct Datapath {
     netns: NetNs,
     /// Dropped after `ebpf` (fields drop in order), once the filters on them are gone.
     clsacts: Clsacts,
+}
+
+/// Where a program is attached.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Place {
+    prog: String,
+    ifname: String,
+    hook: Hooked,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Hooked {
+    Tc(TcAttachType),
+    Xdp,
+}
+
+/// One attachment: where, and aya's handle on the kernel's link.
+struct Attached {
+    place: Place,
+    id: AttachedId,
+}
+
+enum AttachedId {
+    Tc(SchedClassifierLinkId),
+    Xdp(XdpLinkId),
+}
+
+/// The attachments an earlier [`Datapath`] hands over to its replacement: each one is updated
+/// in place, so that the device is never without a program.
+type Handover = Vec<(Place, HandedLink)>;
+
+enum HandedLink {
+    Tc(SchedClassifierLink),
+    Xdp(XdpLink),
 }
 
 fn program_error(what: String) -> impl FnOnce(ProgramError) -> Error {
@@ -72,6 +111,54 @@ impl Datapath {
         mode: IngressMode,
         counters: &Path,
     ) -> Result<Datapath, Error> {
+        let mut dp = Datapath::load(cfg, ext, mode, counters)?;
+        dp.attach_all(cfg, ext, mode, &mut Vec::new())?;
+        Ok(dp)
+    }
+
+    /// Replaces `old` by the programs of `cfg`: every attachment `old` has at a place the new
+    /// programs go to is updated in place (tcx and XDP links: `BPF_LINK_UPDATE`; netlink TC
+    /// filters: replaced by handle), so that no device is ever without a program and no
+    /// packet meets neither. The links' programs go first and the demux last: an added link's
+    /// program is there before the demux delivers to it. What `old` has elsewhere (on links
+    /// no longer served) comes off when it is dropped.
+    ///
+    /// Loading happens before anything is touched: when it fails, `old` is given back as it
+    /// was. When an attachment then fails, `old` has already handed over some of its places:
+    /// no datapath is given back, and the caller attaches afresh.
+    pub fn replace(
+        mut old: Datapath,
+        cfg: &Config,
+        ext: &str,
+        mode: IngressMode,
+        counters: &Path,
+    ) -> Result<Datapath, (Option<Datapath>, Error)> {
+        let mut dp = match Datapath::load(cfg, ext, mode, counters) {
+            Ok(dp) => dp,
+            Err(e) => return Err((Some(old), e)),
+        };
+        // The clsact qdiscs the old one added now hold the new one's filters.
+        std::mem::swap(&mut dp.clsacts, &mut old.clsacts);
+        let mut handover = match old.hand_over() {
+            Ok(handover) => handover,
+            Err((mut old, e)) => {
+                std::mem::swap(&mut dp.clsacts, &mut old.clsacts);
+                return Err((Some(old), e));
+            }
+        };
+        dp.attach_all(cfg, ext, mode, &mut handover)
+            .map_err(|e| (None, e))?;
+        Ok(dp)
+    }
+
+    /// Loads every program `cfg` and `mode` need into the kernel, with the counters map pinned
+    /// at `counters` and the links' maps filled, attaching none.
+    fn load(
+        cfg: &Config,
+        ext: &str,
+        mode: IngressMode,
+        counters: &Path,
+    ) -> Result<Datapath, Error> {
         let bundle = programs::build(cfg).map_err(|e| Error::new(e.to_string()))?;
         kernel::check(&bundle)?;
         let elf = bundle.elf().map_err(|e| Error::new(e.to_string()))?;
@@ -86,72 +173,155 @@ impl Datapath {
         clsacts.remove_stale(cfg.ext.ifindex, ext, &on_ext)?;
         let netns = NetNs::of_current_thread().map_err(|e| Error::new(e.to_string()))?;
         let mut dp = Datapath {
-            ebpf: Some(ebpf),
+            ebpf: Some(Box::new(ebpf)),
+            attached: Vec::new(),
             tc_attach,
             netns,
             clsacts,
         };
         point_links(dp.ebpf_mut(), cfg)?;
-        for link in &cfg.links {
-            let name = programs::egress_name(link.label);
-            dp.tc(&name, (link.ifindex, &link.name), TcAttachType::Egress)?;
-        }
-        // The guard clears the label of what leaves ext without coming from a link.
-        let ext = (cfg.ext.ifindex, ext);
-        dp.tc(programs::GUARD, ext, TcAttachType::Egress)?;
+        let mut tc: Vec<String> = cfg
+            .links
+            .iter()
+            .map(|l| programs::egress_name(l.label))
+            .collect();
+        tc.push(programs::GUARD.into());
+        let mut xdp = Vec::new();
         match mode {
-            IngressMode::Tc => {
-                dp.tc(programs::ingress_name(Hook::Tc), ext, TcAttachType::Ingress)?
-            }
-            IngressMode::Xdp => dp.xdp_ingress(cfg, ext.1)?,
+            IngressMode::Tc => tc.push(programs::ingress_name(Hook::Tc).into()),
+            IngressMode::Xdp => xdp.extend([NAPI_PASS, programs::ingress_name(Hook::Xdp)]),
+        }
+        for prog in &tc {
+            let p: &mut SchedClassifier = dp.program(prog)?;
+            p.load().map_err(program_error(format!("loading {prog}")))?;
+        }
+        for prog in xdp {
+            let p: &mut Xdp = dp.program(prog)?;
+            p.load().map_err(program_error(format!("loading {prog}")))?;
         }
         Ok(dp)
     }
 
-    /// Loads the classifier `prog` and attaches it to the device `(ifindex, name)`.
+    /// Attaches the loaded programs: egress (and for XDP ingress the NAPI pass program) on
+    /// every link's user end, then the guard on ext's egress, then the demux on ext's ingress.
+    /// A place found in `handover` is taken over rather than attached afresh.
+    fn attach_all(
+        &mut self,
+        cfg: &Config,
+        ext: &str,
+        mode: IngressMode,
+        handover: &mut Handover,
+    ) -> Result<(), Error> {
+        for link in &cfg.links {
+            let name = programs::egress_name(link.label);
+            let at = (link.ifindex, link.name.as_str());
+            self.tc(&name, at, TcAttachType::Egress, handover)?;
+            if mode == IngressMode::Xdp {
+                self.xdp(NAPI_PASS, &link.name, handover)
+                    .map_err(|e| Error::new(format!("{e} (it gives the veth NAPI)")))?;
+            }
+        }
+        // The guard clears the label of what leaves ext without coming from a link.
+        let on_ext = (cfg.ext.ifindex, ext);
+        self.tc(programs::GUARD, on_ext, TcAttachType::Egress, handover)?;
+        match mode {
+            IngressMode::Tc => self.tc(
+                programs::ingress_name(Hook::Tc),
+                on_ext,
+                TcAttachType::Ingress,
+                handover,
+            ),
+            IngressMode::Xdp => self
+                .xdp(programs::ingress_name(Hook::Xdp), ext, handover)
+                .map_err(|e| {
+                    Error::new(format!(
+                        "--ingress xdp: {ext} has no native XDP ({e}); use --ingress tc \
+                         (generic XDP drops GSO packets, so l3mp never falls back to it)"
+                    ))
+                }),
+        }
+    }
+
+    /// Attaches the loaded classifier `prog` to the device `(ifindex, name)`, or takes over
+    /// the attachment `handover` has there.
     fn tc(
         &mut self,
         prog: &str,
         (index, name): (u32, &str),
         at: TcAttachType,
+        handover: &mut Handover,
     ) -> Result<(), Error> {
+        let place = Place {
+            prog: prog.into(),
+            ifname: name.into(),
+            hook: Hooked::Tc(at),
+        };
+        let taken = take(handover, &place);
         let tc_attach = self.tc_attach;
-        if tc_attach == TcAttach::Netlink {
+        if tc_attach == TcAttach::Netlink && taken.is_none() {
             self.clsacts.ensure(index, name)?;
         }
         let p: &mut SchedClassifier = self.program(prog)?;
-        p.load().map_err(program_error(format!("loading {prog}")))?;
-        p.attach_with_options(name, at, tc_attach.options())
-            .map_err(|e| attach_error(prog, name, at, e))?;
+        let id = match taken {
+            Some(HandedLink::Tc(link)) => p.attach_to_link(link).map_err(program_error(
+                format!("replacing {prog} on {name} ({at:?})"),
+            ))?,
+            _ => p
+                .attach_with_options(name, at, tc_attach.options())
+                .map_err(|e| attach_error(prog, name, at, e))?,
+        };
+        self.attached.push(Attached {
+            place,
+            id: AttachedId::Tc(id),
+        });
         Ok(())
     }
 
-    /// Native XDP demux on ext, and the NAPI pass program on every user end.
-    fn xdp_ingress(&mut self, cfg: &Config, ext: &str) -> Result<(), Error> {
-        let prog = programs::ingress_name(Hook::Xdp);
-        let napi = self.xdp_program(NAPI_PASS)?;
-        for link in &cfg.links {
-            napi.attach(&link.name, XdpMode::Driver)
-                .map_err(program_error(format!(
-                    "attaching {NAPI_PASS} to {} (gives the veth NAPI)",
-                    link.name
-                )))?;
-        }
-        let demux = self.xdp_program(prog)?;
-        demux.attach(ext, XdpMode::Driver).map_err(|e| {
-            Error::new(format!(
-                "--ingress xdp: {ext} has no native XDP ({e}); use --ingress tc \
-                 (generic XDP drops GSO packets, so l3mp never falls back to it)"
-            ))
-        })?;
-        Ok(())
-    }
-
-    /// The loaded XDP program `prog`.
-    fn xdp_program(&mut self, prog: &str) -> Result<&mut Xdp, Error> {
+    /// Attaches the loaded XDP program `prog` to `ifname` in native mode, or takes over the
+    /// attachment `handover` has there.
+    fn xdp(&mut self, prog: &str, ifname: &str, handover: &mut Handover) -> Result<(), Error> {
+        let place = Place {
+            prog: prog.into(),
+            ifname: ifname.into(),
+            hook: Hooked::Xdp,
+        };
+        let taken = take(handover, &place);
         let p: &mut Xdp = self.program(prog)?;
-        p.load().map_err(program_error(format!("loading {prog}")))?;
-        Ok(p)
+        let id = match taken {
+            Some(HandedLink::Xdp(link)) => p.attach_to_link(link),
+            _ => p.attach(ifname, XdpMode::Driver),
+        }
+        .map_err(program_error(format!("attaching {prog} to {ifname}")))?;
+        self.attached.push(Attached {
+            place,
+            id: AttachedId::Xdp(id),
+        });
+        Ok(())
+    }
+
+    /// Every attachment, taken out of the programs (which keep nothing attached), for a
+    /// replacement to take over; `self` back if one cannot be taken.
+    fn hand_over(mut self) -> Result<Handover, (Datapath, Error)> {
+        let mut handover = Vec::new();
+        while let Some(Attached { place, id }) = self.attached.pop() {
+            let what = format!("taking over {}", place.prog);
+            let taken = match id {
+                AttachedId::Tc(id) => self
+                    .program::<SchedClassifier>(&place.prog)
+                    .and_then(|p| p.take_link(id).map_err(program_error(what)))
+                    .map(HandedLink::Tc),
+                AttachedId::Xdp(id) => self
+                    .program::<Xdp>(&place.prog)
+                    .and_then(|p| p.take_link(id).map_err(program_error(what)))
+                    .map(HandedLink::Xdp),
+            };
+            match taken {
+                Ok(link) => handover.push((place, link)),
+                // What was taken goes back to being dropped with the rest: detached.
+                Err(e) => return Err((self, e)),
+            }
+        }
+        Ok(handover)
     }
 
     /// The program `prog` of the object, as the type its section says it is.
@@ -189,6 +359,12 @@ impl Drop for Datapath {
             }
         }
     }
+}
+
+/// The attachment `handover` has at `place`, taken out of it.
+fn take(handover: &mut Handover, place: &Place) -> Option<HandedLink> {
+    let i = handover.iter().position(|(p, _)| p == place)?;
+    Some(handover.swap_remove(i).1)
 }
 
 /// Whether the program `prog` is attached (tcx, at `at`) to the device `ifname` of this

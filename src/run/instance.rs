@@ -18,6 +18,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use aya::programs::TcAttachType;
+use nix::sys::signal::{SigSet, Signal};
 
 use crate::programs::{self, Config, Ext, ExtKind, Link, LinkMacs};
 use crate::sys::netlink::{format_mac, LinkEvent, LinkInfo, Netlink, VethEnd};
@@ -28,11 +29,14 @@ use super::counters::Counters;
 use super::datapath::{serving, Datapath, IngressMode};
 use super::lock::Lock;
 use super::naming::{hidden_name, is_hidden_name, Identity, Mark};
-use super::options::{IngressChoice, RunOptions};
+use super::options::{IngressChoice, LinkArg, RunOptions};
 use super::registry::{Claim, Published, Registry};
 use super::state::{InstanceId, Loaded, State, StateLink};
+use super::wait_ext::{wait_for_ext, Waited};
 use super::watch::{mac_change, step, Step};
 use super::Error;
+
+mod reload;
 
 /// How long `--peer` may take to resolve at start.
 const PEER_TIMEOUT: Duration = Duration::from_secs(3);
@@ -47,6 +51,13 @@ pub enum Attachment {
     Attached,
     /// ext is gone, or back but not attached yet: worth another try later.
     Waiting,
+}
+
+/// How [`Instance::start_or_wait`] ended.
+pub enum Started {
+    Running(Box<Instance>),
+    /// A signal arrived while it waited for ext; nothing was created.
+    Signalled(Signal),
 }
 
 /// A managed link: the veth pair behind one `--if`.
@@ -97,6 +108,15 @@ impl Instance {
     /// publishes the instance (state file and pinned counters). Runs in ext's network
     /// namespace; on error nothing is left behind.
     pub fn start(opts: &RunOptions) -> Result<Instance, Error> {
+        match Instance::start_or_wait(opts, None)? {
+            Started::Running(instance) => Ok(*instance),
+            Started::Signalled(signal) => Err(Error::new(format!("{signal} while starting"))),
+        }
+    }
+
+    /// Like [`Instance::start`]; with `signals`, an ext that does not exist yet is waited for
+    /// (said once), until it appears or one of `signals` arrives.
+    pub fn start_or_wait(opts: &RunOptions, signals: Option<&SigSet>) -> Result<Started, Error> {
         opts.check()?;
         let netlink = Netlink::new().map_err(|e| Error::new(format!("netlink: {e}")))?;
         let netns = NetNs::of_current_thread()
@@ -115,15 +135,24 @@ impl Instance {
                     opts.ext
                 ))
             })?;
-        let ext = netlink
-            .link(&opts.ext)
-            .map_err(|e| Error::new(format!("--ext {}: {e}", opts.ext)))?
-            .ok_or_else(|| {
-                Error::new(format!(
+        let ext = match (
+            netlink
+                .link(&opts.ext)
+                .map_err(|e| Error::new(format!("--ext {}: {e}", opts.ext)))?,
+            signals,
+        ) {
+            (Some(ext), _) => ext,
+            (None, Some(signals)) => match wait_for_ext(&netlink, &opts.ext, signals)? {
+                Waited::Appeared(ext) => ext,
+                Waited::Signalled(signal) => return Ok(Started::Signalled(signal)),
+            },
+            (None, None) => {
+                return Err(Error::new(format!(
                     "--ext {}: no such interface (bring the tunnel up first)",
                     opts.ext
-                ))
-            })?;
+                )))
+            }
+        };
         let device = claim_device(&registry, netns, &ext)
             .map_err(|e| Error::new(format!("--ext {}: {e}", opts.ext)))?;
         let kind = ext_kind(&netlink, &ext, opts, PEER_TIMEOUT)?;
@@ -173,7 +202,7 @@ impl Instance {
         for line in registry.sweep_dead() {
             log::info!("{line}");
         }
-        Ok(instance)
+        Ok(Started::Running(Box::new(instance)))
     }
 
     /// The mark of the end of the link with `label` (the hidden end if `hidden`).
@@ -187,45 +216,12 @@ impl Instance {
     }
 
     fn create_links(&mut self) -> Result<(), Error> {
-        let (opts, pid) = (&self.opts, self.id.pid);
-        for arg in &opts.links {
+        for arg in self.opts.links.clone() {
             if self.links.iter().any(|l| l.label == arg.label) {
                 continue; // adopted
             }
-            let mark = |hidden| Mark {
-                ext: opts.ext.clone(),
-                label: arg.label,
-                pid,
-                hidden,
-            };
-            let macs = &self.macs;
-            let user = VethEnd {
-                name: &arg.name,
-                alias: &mark(false).alias(),
-                mac: Some(macs.user_end(arg.label)),
-            };
-            let hidden = VethEnd {
-                name: &hidden_name(&opts.ext, arg.label),
-                alias: &mark(true).alias(),
-                mac: Some(macs.hidden_end(arg.label)),
-            };
-            let (user, hidden) = self
-                .netlink
-                .create_veth(&user, &hidden, self.ext.mtu)
-                .map_err(|e| Error::new(format!("--if {}@{}: {e}", arg.name, arg.label)))?;
-            log::debug!(
-                "created {} (ifindex {}) with hidden peer {} (ifindex {})",
-                user.name,
-                user.index,
-                hidden.name,
-                hidden.index
-            );
-            self.links.push(ManagedLink {
-                label: arg.label,
-                user,
-                hidden,
-                here: true,
-            });
+            let link = self.create_link(&arg)?;
+            self.links.push(link);
         }
         Ok(())
     }
@@ -233,7 +229,12 @@ impl Instance {
     /// Brings both ends of every link up, hidden end first: they were created down, so that
     /// nothing crosses a pair before its programs are on it.
     fn bring_up_links(&self) -> Result<(), Error> {
-        for link in &self.links {
+        self.bring_up(&self.links)
+    }
+
+    /// Brings both ends of each of `links` up, hidden end first.
+    fn bring_up(&self, links: &[ManagedLink]) -> Result<(), Error> {
+        for link in links {
             for end in [&link.hidden, &link.user] {
                 self.netlink.set_up(end.index).map_err(|e| {
                     Error::new(format!("--if {}@{}: {e}", link.user.name, link.label))
@@ -243,26 +244,43 @@ impl Instance {
         Ok(())
     }
 
+    /// Creates the veth pair of `arg`, with the instance's marks and MACs.
+    fn create_link(&self, arg: &LinkArg) -> Result<ManagedLink, Error> {
+        let macs = &self.macs;
+        let user = VethEnd {
+            name: &arg.name,
+            alias: &self.mark(arg.label, false).alias(),
+            mac: Some(macs.user_end(arg.label)),
+        };
+        let hidden = VethEnd {
+            name: &hidden_name(&self.opts.ext, arg.label),
+            alias: &self.mark(arg.label, true).alias(),
+            mac: Some(macs.hidden_end(arg.label)),
+        };
+        let (user, hidden) = self
+            .netlink
+            .create_veth(&user, &hidden, self.ext.mtu)
+            .map_err(|e| Error::new(format!("--if {}@{}: {e}", arg.name, arg.label)))?;
+        log::debug!(
+            "created {} (ifindex {}) with hidden peer {} (ifindex {})",
+            user.name,
+            user.index,
+            hidden.name,
+            hidden.index
+        );
+        Ok(ManagedLink {
+            label: arg.label,
+            user,
+            hidden,
+            here: true,
+        })
+    }
+
     /// Attaches the programs to `self.ext` of `self.kind` in the mode `--ingress` asks for
     /// (or `auto` picks), for the links that are here.
     fn attach(&mut self) -> Result<(), Error> {
         let opts = &self.opts;
-        let cfg = Config {
-            label_bits: opts.label_bits,
-            ext: Ext {
-                ifindex: self.ext.index,
-                kind: self.kind,
-                mtu: self.ext.mtu,
-            },
-            links: self
-                .links
-                .iter()
-                .filter(|l| l.here)
-                .map(ManagedLink::program_link)
-                .collect(),
-            macs: self.macs,
-            unknown: opts.unknown,
-        };
+        let cfg = self.program_config();
         let counters = self.published.counters();
         let ext = &self.ext.name;
         let (mode, why) = choose_mode(opts.ingress, &self.ext);
@@ -282,6 +300,26 @@ impl Instance {
         self.mode = mode;
         self.datapath = Some(datapath);
         Ok(())
+    }
+
+    /// What the programs are generated from: ext as last attached, and the links that are here.
+    fn program_config(&self) -> Config {
+        Config {
+            label_bits: self.opts.label_bits,
+            ext: Ext {
+                ifindex: self.ext.index,
+                kind: self.kind,
+                mtu: self.ext.mtu,
+            },
+            links: self
+                .links
+                .iter()
+                .filter(|l| l.here)
+                .map(ManagedLink::program_link)
+                .collect(),
+            macs: self.macs,
+            unknown: self.opts.unknown,
+        }
     }
 
     /// Reports a change of a link's MAC (see [`mac_change`]): the demux writes the MAC the link
@@ -639,24 +677,31 @@ impl Drop for Instance {
         // Programs first, so that nothing is redirected into a link being deleted.
         self.detach();
         for link in std::mem::take(&mut self.links).into_iter().rev() {
-            // Either end deletes the pair; one of them may have left the namespace.
-            let ends = [
-                (&link.user, self.mark(link.label, false)),
-                (&link.hidden, self.mark(link.label, true)),
-            ];
-            let deleted = ends
-                .iter()
-                .any(|(end, mark)| delete_ours(&self.netlink, &end.name, mark));
-            if !deleted {
-                log::warn!(
-                    "{} (label {}) and its hidden end {} are no longer in this network \
-                     namespace under their names (deleted, or moved away or renamed: then \
-                     delete them where they are)",
-                    link.user.name,
-                    link.label,
-                    link.hidden.name
-                );
-            }
+            self.delete_pair(&link);
+        }
+    }
+}
+
+impl Instance {
+    /// Deletes the veth pair of `link` through whichever end is still here under its name
+    /// with the instance's mark; says so when neither is.
+    fn delete_pair(&self, link: &ManagedLink) {
+        let ends = [
+            (&link.user, self.mark(link.label, false)),
+            (&link.hidden, self.mark(link.label, true)),
+        ];
+        let deleted = ends
+            .iter()
+            .any(|(end, mark)| delete_ours(&self.netlink, &end.name, mark));
+        if !deleted {
+            log::warn!(
+                "{} (label {}) and its hidden end {} are no longer in this network \
+                 namespace under their names (deleted, or moved away or renamed: then \
+                 delete them where they are)",
+                link.user.name,
+                link.label,
+                link.hidden.name
+            );
         }
     }
 }

@@ -14,12 +14,13 @@ mod registry;
 mod state;
 mod tc_attach;
 mod tunnel_peers;
+mod wait_ext;
 mod watch;
 
 pub use bpffs::{ensure_bpffs, BPFFS};
 pub use counters::{Counter, Counters};
 pub use datapath::{counters, point_links, set_devmap, IngressMode};
-pub use instance::{choose_mode, Instance, ManagedLink};
+pub use instance::{choose_mode, Instance, ManagedLink, Started};
 pub use naming::{hidden_name, Identity, Mark, Source};
 pub use options::{parse_link, IngressChoice, LinkArg, RunOptions};
 pub use registry::{Listed, Registry};

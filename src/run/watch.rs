@@ -15,7 +15,7 @@ use super::instance::{Attachment, Instance};
 use super::Error;
 
 /// The longest wait for link notifications: a stop signal is noticed within it.
-const TICK: Duration = Duration::from_millis(100);
+pub(super) const TICK: Duration = Duration::from_millis(100);
 /// How often an ext that is there but could not be attached (its peer not resolved yet) is
 /// tried again without a notification about it.
 const RETRY: Duration = Duration::from_millis(200);
@@ -108,7 +108,7 @@ pub fn serve(instance: &mut Instance, stop: &SigSet) -> Result<Signal, Error> {
 }
 
 /// One of `stop` if it is pending (taking it), without waiting.
-fn pending(stop: &SigSet) -> Result<Option<Signal>, Error> {
+pub(super) fn pending(stop: &SigSet) -> Result<Option<Signal>, Error> {
     let now = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,

@@ -6,13 +6,16 @@ use std::fmt::Write;
 
 use super::{Entry, InstanceStatus};
 
+/// The samples of one family for one instance: the link label if any, and the value.
+type Samples = Vec<(Option<String>, f64)>;
+
 /// One metric family: its name, type and help, and how to read its samples off an instance
 /// (label pairs after `ext`, and the value).
 struct Family {
     name: &'static str,
     kind: &'static str,
     help: &'static str,
-    samples: fn(&InstanceStatus) -> Vec<(Option<String>, f64)>,
+    samples: fn(&InstanceStatus) -> Samples,
 }
 
 /// A per-link counter: `(link, value)` for each link.

@@ -307,6 +307,29 @@ impl Daemon {
         }
     }
 
+    /// Waits until `n` lines of output contain `needle` (counting those said so far), at most
+    /// `timeout`; whether they did.
+    pub fn wait_for_lines(&mut self, needle: &str, n: usize, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.seen.iter().filter(|(_, l)| l.contains(needle)).count() >= n {
+                return true;
+            }
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                return false;
+            };
+            match self.lines.recv_timeout(left) {
+                Ok(line) => self.seen.push(line),
+                Err(_) => return false,
+            }
+        }
+    }
+
+    /// Sends SIGHUP (a reload).
+    pub fn hup(&self) {
+        kill(self.l3mp, Signal::SIGHUP).expect("SIGHUP to l3mp");
+    }
+
     /// Every line of output so far.
     pub fn lines(&mut self) -> Vec<String> {
         while let Ok(line) = self.lines.try_recv() {

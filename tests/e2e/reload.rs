@@ -7,16 +7,21 @@
 //! (all on `ext0`) never share a series with them.
 
 use std::io::Write;
+use std::net::UdpSocket;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
 
 use l3mp::lab::{
     ext_address, link_address, link_addresses, payload, send, AddressKind, ExtKind, Host,
     SendOptions, Side, UdpReceiver, EXT, LINK_TIMEOUT,
 };
 
-use super::daemon::{run_to_exit, Daemon};
-use super::{lab, privileged, Running, Setup, WAIT};
+use super::daemon::{link_status, run_to_exit, status, As, Daemon};
+use super::{lab, privileged, Running, Setup, SILENCE, WAIT};
 
 /// A configuration file written for one host of one test, removed when dropped.
 pub(crate) struct ConfigFile {
@@ -26,8 +31,12 @@ pub(crate) struct ConfigFile {
 impl ConfigFile {
     /// Writes the file for `side` of `setup` with `links` (name, label) and `more` lines.
     pub fn write(test: &str, setup: Setup, side: Side, links: &[(&str, u8)], more: &str) -> Self {
-        let path =
-            std::env::temp_dir().join(format!("l3mp-{test}-{}-{side}.toml", std::process::id()));
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let serial = NEXT.fetch_add(1, Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!(
+            "l3mp-{test}-{}-{serial}-{side}.toml",
+            std::process::id()
+        ));
         let file = ConfigFile { path };
         file.rewrite(setup, side, links, more);
         file
@@ -226,4 +235,355 @@ fn a_broken_file_is_one_line_and_creates_nothing() {
             .any(|n| n.starts_with("brk") || n.starts_with("l3mp")),
         "{names:?}"
     );
+}
+
+/// How long a reload may take to be said done.
+const RELOAD_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Datagrams numbered from 0, sent from A over one link to a socket on B's end of it, every
+/// [`STREAM_INTERVAL`], and received, each on a thread of its own until stopped.
+struct Stream {
+    stop: Arc<AtomicBool>,
+    sender: JoinHandle<u32>,
+    receiver: JoinHandle<Vec<u32>>,
+}
+
+/// Between two datagrams of a [`Stream`].
+const STREAM_INTERVAL: Duration = Duration::from_micros(500);
+
+impl Stream {
+    fn start(r: &Running, label: u8) -> Stream {
+        let target = link_address(label, AddressKind::Ipv4, Side::B);
+        let source = link_address(label, AddressKind::Ipv4, Side::A);
+        let (name, _) = LINKS_OF_STREAM;
+        let receiver = UdpReceiver::bind(r.host(Side::B).end(name), target, 0).expect("bind");
+        let port = receiver.port();
+        let socket = r
+            .host(Side::A)
+            .run(|| UdpSocket::bind((source, 0)))
+            .expect("enter the host")
+            .expect("bind the sender");
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = Arc::clone(&stop);
+        let sender = thread::spawn(move || {
+            let mut n: u32 = 0;
+            while !stopped.load(Ordering::Relaxed) {
+                socket
+                    .send_to(&numbered(n), (target, port))
+                    .expect("send a datagram");
+                n += 1;
+                thread::sleep(STREAM_INTERVAL);
+            }
+            n
+        });
+        // Until nothing more comes for a while after the stop.
+        let stopped = Arc::clone(&stop);
+        let receiver = thread::spawn(move || {
+            let mut got = Vec::new();
+            loop {
+                match receiver.next(SILENCE).expect("receive") {
+                    Some(datagram) => got.extend(number_of(&datagram)),
+                    None if stopped.load(Ordering::Relaxed) => return got,
+                    None => {}
+                }
+            }
+        });
+        Stream {
+            stop,
+            sender,
+            receiver,
+        }
+    }
+
+    /// Stops; how many were sent, and the numbers of those that arrived, in order of arrival.
+    fn stop(self) -> (u32, Vec<u32>) {
+        self.stop.store(true, Ordering::Relaxed);
+        let sent = self.sender.join().expect("the sender thread");
+        let arrived = self.receiver.join().expect("the receiver thread");
+        (sent, arrived)
+    }
+}
+
+/// The number of a datagram of a [`Stream`], if it is one.
+fn number_of(datagram: &[u8]) -> Option<u32> {
+    let n = datagram.strip_prefix(STREAM_TAG)?;
+    Some(u32::from_be_bytes(n.try_into().ok()?))
+}
+
+/// What every datagram of a [`Stream`] starts with.
+const STREAM_TAG: &[u8] = b"l3mp-stream-";
+
+/// The datagram numbered `n`.
+fn numbered(n: u32) -> Vec<u8> {
+    let mut datagram = STREAM_TAG.to_vec();
+    datagram.extend_from_slice(&n.to_be_bytes());
+    datagram
+}
+
+/// The link the stream of the reload tests crosses, untouched by every reload.
+const LINKS_OF_STREAM: (&str, u8) = ("rl1", 1);
+
+/// Rewrites both hosts' files with the stream's link and `more` links, sends SIGHUP to both
+/// and waits until each says it reloaded for the `n`th time.
+fn reload_both(r: &mut Running, files: &[ConfigFile], setup: Setup, more: &[(&str, u8)], n: usize) {
+    let mut links = vec![LINKS_OF_STREAM];
+    links.extend_from_slice(more);
+    for (side, file) in Side::BOTH.into_iter().zip(files) {
+        file.rewrite(setup, side, &links, "");
+    }
+    for daemon in &r.daemons {
+        daemon.hup();
+    }
+    for daemon in &mut r.daemons {
+        assert!(
+            daemon.wait_for_lines(": reloaded: ", n, RELOAD_TIMEOUT),
+            "{setup:?}: reload {n} not said:\n{}",
+            daemon.transcript()
+        );
+    }
+}
+
+/// The ifindex of `name` on `host`.
+fn ifindex(host: &Host, name: &str) -> u32 {
+    let links = host.links().expect("links");
+    links
+        .iter()
+        .find(|l| l.name == name)
+        .unwrap_or_else(|| panic!("no {name} on {}", host.side()))
+        .index
+}
+
+/// A steady stream on one link while two other links are added and removed twenty times by
+/// SIGHUP on both hosts: every datagram of the stream arrives on its link, none elsewhere (it
+/// arrives on the socket bound to its link, once), and the link keeps its interface, addresses
+/// and counters. Then a link added by a reload carries traffic within a second of the SIGHUP.
+fn reload_under_traffic(setup: Setup) {
+    let Some((mut r, files)) = start_with_files("reload_traffic", setup, &[LINKS_OF_STREAM]) else {
+        return;
+    };
+    let (name, label) = LINKS_OF_STREAM;
+    let before: Vec<u32> = Side::BOTH.map(|s| ifindex(r.host(s), name)).to_vec();
+    let stream = Stream::start(&r, label);
+    thread::sleep(Duration::from_millis(100));
+    let mut reloads = 0;
+    for _ in 0..20 {
+        reloads += 1;
+        reload_both(&mut r, &files, setup, &[("rl2", 2), ("rl3", 3)], reloads);
+        reloads += 1;
+        reload_both(&mut r, &files, setup, &[], reloads);
+    }
+    thread::sleep(Duration::from_millis(100));
+    let (sent, arrived) = stream.stop();
+    assert!(sent > 100, "{setup:?}: only {sent} sent");
+    let mut distinct = arrived.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    let missing: Vec<u32> = (0..sent)
+        .filter(|n| distinct.binary_search(n).is_err())
+        .collect();
+    assert!(
+        missing.is_empty() && arrived.len() == distinct.len(),
+        "{setup:?}: of {sent} datagrams on {name} across {reloads} reloads, {} lost ({:?}...), \
+         {} duplicated",
+        missing.len(),
+        &missing[..missing.len().min(10)],
+        arrived.len() - distinct.len()
+    );
+    let after: Vec<u32> = Side::BOTH.map(|s| ifindex(r.host(s), name)).to_vec();
+    assert_eq!(before, after, "{setup:?}: {name} was created again");
+    let a = status(None, r.daemons[0].pid());
+    let counted = link_status(&a, name)["egress"]["packets"]
+        .as_u64()
+        .expect("a count");
+    assert!(
+        counted >= u64::from(sent),
+        "{setup:?}: counters lost: {counted} < {sent}"
+    );
+    for side in Side::BOTH {
+        let names: Vec<String> = r
+            .host(side)
+            .links()
+            .expect("links")
+            .into_iter()
+            .map(|l| l.name)
+            .collect();
+        assert!(
+            !names.iter().any(|n| n == "rl2" || n == "rl3"),
+            "{setup:?}: removed links left on {side}: {names:?}"
+        );
+    }
+
+    // An added link, addressed as soon as it appears, carries a datagram within a second.
+    let hup = Instant::now();
+    reloads += 1;
+    reload_both(&mut r, &files, setup, &[("rl4", 4)], reloads);
+    for side in Side::BOTH {
+        address(r.host(side), "rl4", 4);
+    }
+    let target = link_address(4, AddressKind::Ipv4, Side::B);
+    let receiver = UdpReceiver::bind(r.host(Side::B).end("rl4"), target, 0).expect("bind");
+    let datagram = payload(64);
+    send(
+        r.host(Side::A).end("rl4"),
+        target,
+        receiver.port(),
+        &datagram,
+        SendOptions::default(),
+    )
+    .expect("send");
+    let arrived = receiver.wait_for(&datagram, WAIT).expect("receive");
+    let took = hup.elapsed();
+    assert!(
+        arrived.is_some(),
+        "{setup:?}: nothing crossed the added rl4"
+    );
+    assert!(
+        took <= Duration::from_secs(1),
+        "{setup:?}: rl4 carried traffic after {took:?}"
+    );
+}
+for_each_setup!(reload_under_traffic);
+
+/// A reload with a broken file, another ext, or another label width changes nothing: one error
+/// line names the file and the problem, and the links keep their interfaces and carry traffic.
+#[test]
+fn a_refused_reload_changes_nothing() {
+    let setup = Setup::TunTc;
+    let Some((mut r, files)) = start_with_files("reload_refused", setup, &[LINKS_OF_STREAM]) else {
+        return;
+    };
+    let (name, label) = LINKS_OF_STREAM;
+    let before = ifindex(r.host(Side::A), name);
+    let file = &files[0];
+    let good = toml(setup, Side::A, &[LINKS_OF_STREAM, ("rl2", 2)], "");
+    let cases = [
+        (
+            good.replace("label = 2", "label = 2\nlable = 3"),
+            "unknown field `lable`",
+        ),
+        (
+            good.replace(&format!("ext = \"{EXT}\""), "ext = \"ext9\""),
+            "ext cannot change on a reload (ext0 to ext9)",
+        ),
+        (
+            good.replace("ingress", "label_bits = 5\ningress"),
+            "label_bits cannot change on a reload (4 to 5)",
+        ),
+    ];
+    for (n, (text, problem)) in cases.iter().enumerate() {
+        std::fs::write(&file.path, text).expect("write the file");
+        r.daemons[0].hup();
+        assert!(
+            r.daemons[0].wait_for_lines("nothing changed", n + 1, RELOAD_TIMEOUT),
+            "no error said:\n{}",
+            r.daemons[0].transcript()
+        );
+        let lines = r.daemons[0].lines();
+        let said: Vec<&String> = lines
+            .iter()
+            .filter(|l| l.contains("nothing changed"))
+            .collect();
+        let line = said[n];
+        assert!(
+            line.contains(&format!("{}:", file.arg())) && line.contains(problem),
+            "{problem}: {line}"
+        );
+        assert_eq!(ifindex(r.host(Side::A), name), before, "{problem}");
+        let names: Vec<String> = r
+            .host(Side::A)
+            .links()
+            .expect("links")
+            .into_iter()
+            .map(|l| l.name)
+            .collect();
+        assert!(!names.iter().any(|n| n == "rl2"), "{problem}: {names:?}");
+        assert_eq!(
+            send_over(&r, name, label, 5),
+            5,
+            "{problem}: {name} carries nothing"
+        );
+    }
+}
+
+/// `l3mp run` on an ext that does not exist yet says once that it waits, creates its links and
+/// attaches when ext appears, and carries traffic; one stopped by SIGTERM while it waits
+/// exits cleanly, having created nothing.
+#[test]
+fn run_waits_for_ext() {
+    let setup = Setup::TunTc;
+    if !privileged("run_waits_for_ext", setup.kind()) {
+        return;
+    }
+    let mut lab = lab(setup);
+    lab.remove_ext().unwrap_or_else(|e| panic!("{e}"));
+    let links = [("wt1", 1)];
+    let mut daemons = Vec::new();
+    let mut files = Vec::new();
+    for side in Side::BOTH {
+        let file = ConfigFile::write("waits", setup, side, &links, "");
+        let mut daemon = Daemon::launch(lab.host(side), As::Root, &["--config", file.arg()]);
+        let said = daemon.wait_for_line("does not exist yet", WAIT);
+        assert!(said.is_some(), "not said:\n{}", daemon.transcript());
+        daemons.push(daemon);
+        files.push(file);
+    }
+    thread::sleep(Duration::from_millis(300));
+    for (side, daemon) in Side::BOTH.into_iter().zip(&mut daemons) {
+        let names: Vec<String> = lab
+            .host(side)
+            .links()
+            .expect("links")
+            .into_iter()
+            .map(|l| l.name)
+            .collect();
+        assert!(
+            !names.iter().any(|n| n == "wt1"),
+            "created before ext: {names:?}"
+        );
+        let waiting = daemon
+            .lines()
+            .iter()
+            .filter(|l| l.contains("does not exist yet"))
+            .count();
+        assert_eq!(waiting, 1, "said more than once:\n{}", daemon.transcript());
+    }
+    lab.restore_ext().unwrap_or_else(|e| panic!("{e}"));
+    let daemons: Vec<Daemon> = daemons
+        .into_iter()
+        .map(|d| d.ready(&["wt1"], "TC").unwrap_or_else(|f| panic!("{f:#?}")))
+        .collect();
+    let r = Running { daemons, lab };
+    for side in Side::BOTH {
+        address(r.host(side), "wt1", 1);
+    }
+    assert_eq!(send_over(&r, "wt1", 1, 5), 5, "wt1 carries nothing");
+
+    // Stopped while it waits.
+    let mut waiting = Daemon::launch(
+        r.host(Side::A),
+        As::Root,
+        &["--ext", "nosuch0", "--if", "ws1@5"],
+    );
+    assert!(
+        waiting.wait_for_line("does not exist yet", WAIT).is_some(),
+        "{}",
+        waiting.transcript()
+    );
+    let finished = waiting.stop();
+    assert!(finished.status.success(), "{finished:#?}");
+    assert!(
+        finished
+            .stderr
+            .iter()
+            .any(|l| l.contains("while waiting for nosuch0: nothing was created")),
+        "{finished:#?}"
+    );
+    let names: Vec<String> = r
+        .host(Side::A)
+        .links()
+        .expect("links")
+        .into_iter()
+        .map(|l| l.name)
+        .collect();
+    assert!(!names.iter().any(|n| n == "ws1"), "{names:?}");
 }
