@@ -36,6 +36,7 @@ use super::wait_ext::{wait_for_ext, Waited};
 use super::watch::{mac_change, step, Step};
 use super::Error;
 
+mod recreate;
 mod reload;
 
 /// How long `--peer` may take to resolve at start.
@@ -489,10 +490,14 @@ impl Instance {
     /// whose ends are back under their names with the instance's mark is served again. The
     /// programs are generated again for what is here.
     fn follow_links(&mut self) -> Result<(), Error> {
-        let all = self
-            .netlink
-            .links()
-            .map_err(|e| Error::new(format!("listing links: {e}")))?;
+        let list = |netlink: &Netlink| {
+            (netlink.links()).map_err(|e| Error::new(format!("listing links: {e}")))
+        };
+        let mut all = list(&self.netlink)?;
+        // A pair someone deleted is created again, then found below like one that came back.
+        if self.recreate_deleted(&all) {
+            all = list(&self.netlink)?;
+        }
         // Said once the programs are as they should be.
         let mut said = Vec::new();
         for i in 0..self.links.len() {

@@ -20,7 +20,11 @@ use l3mp::lab::{
     SendOptions, Side, UdpReceiver, EXT, LINK_TIMEOUT,
 };
 
+use l3mp::sys::netlink::format_mac;
+
 use super::daemon::{link_status, run_to_exit, status, As, Daemon};
+use super::inspect::tool;
+use super::service::PROMPTLY;
 use super::{lab, privileged, Running, Setup, SILENCE, WAIT};
 
 /// A configuration file written for one host of one test, removed when dropped.
@@ -586,4 +590,87 @@ fn run_waits_for_ext() {
         .map(|l| l.name)
         .collect();
     assert!(!names.iter().any(|n| n == "ws1"), "{names:?}");
+}
+
+/// The kernel's own link-local addresses of `name` on `host` (not the plan's), as `ip` shows
+/// them, once there is one (at most [`WAIT`]).
+fn kernel_link_local(host: &Host, name: &str) -> Vec<String> {
+    let planned = link_address(1, AddressKind::Ipv6LinkLocal, host.side()).to_string();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let out = tool(
+            "ip",
+            &[
+                "-n",
+                host.name(),
+                "-6",
+                "-o",
+                "addr",
+                "show",
+                "dev",
+                name,
+                "scope",
+                "link",
+            ],
+        );
+        let found: Vec<String> = out
+            .split_whitespace()
+            .skip_while(|w| *w != "inet6")
+            .filter_map(|w| w.split_once('/').map(|(a, _)| a.to_string()))
+            .filter(|a| *a != planned)
+            .collect();
+        if !found.is_empty() || Instant::now() >= deadline {
+            return found;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A link someone deletes while l3mp runs (`ip link del`) is created again at once, with the
+/// same MAC and the same kernel-made link-local address, and l3mp says so; addressed again, it
+/// carries traffic.
+#[test]
+fn a_deleted_link_is_created_again() {
+    let setup = Setup::TunTc;
+    let Some((mut r, _files)) = start_with_files("recreated", setup, &[("rc1", 1)]) else {
+        return;
+    };
+    let host = r.host(Side::A);
+    let find = |host: &Host| {
+        host.links()
+            .expect("links")
+            .into_iter()
+            .find(|l| l.name == "rc1")
+    };
+    let before = find(host).expect("rc1");
+    let local = kernel_link_local(host, "rc1");
+    assert_eq!(local.len(), 1, "{local:?}");
+
+    tool("ip", &["-n", host.name(), "link", "del", "rc1"]);
+    let said = r.daemons[0].wait_for_line("was deleted by someone else", PROMPTLY);
+    let said = said.unwrap_or_else(|| panic!("not said:\n{}", r.daemons[0].transcript()));
+    let host = r.host(Side::A);
+    let after = host.wait_link("rc1", WAIT).expect("rc1 back");
+    assert_ne!(after.index, before.index, "rc1 was not deleted");
+    assert_eq!(after.mac, before.mac, "rc1's MAC");
+    let mac = format_mac(&before.mac.expect("a MAC"));
+    assert!(said.contains(&mac) && said.contains(&local[0]), "{said}");
+    assert_eq!(
+        kernel_link_local(host, "rc1"),
+        local,
+        "rc1's link-local address"
+    );
+    assert!(
+        r.daemons[0]
+            .wait_for_line("rc1 (label 1) is back", PROMPTLY)
+            .is_some(),
+        "{}",
+        r.daemons[0].transcript()
+    );
+    address(r.host(Side::A), "rc1", 1);
+    assert_eq!(
+        send_over(&r, "rc1", 1, 5),
+        5,
+        "rc1 carries nothing once back"
+    );
 }
