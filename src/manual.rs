@@ -19,8 +19,12 @@ const EXAMPLES: Section = (
         "  l3mp run --ext wg0 --if bgp1@1 --if bgp2@2",
         "Over an Ethernet segment, to the l3mp host at 192.0.2.2:",
         "  l3mp run --ext eth1 --peer 192.0.2.2 --if a@1 --if b@2",
-        "As a service, one instance per tunnel, its arguments in /etc/l3mp/wg0.conf:",
+        "As a service, one instance per tunnel, its configuration in /etc/l3mp/wg0.toml:",
         "  systemctl enable --now l3mp@wg0",
+        "After editing /etc/l3mp/wg0.toml, apply only the difference:",
+        "  systemctl reload l3mp@wg0",
+        "The counters for node_exporter's textfile collector:",
+        "  l3mp status --prometheus > /var/lib/prometheus/node-exporter/l3mp.prom",
         "What runs, and its traffic per link:",
         "  l3mp status --ext wg0",
     ],
@@ -32,15 +36,20 @@ const FILES: Section = (
         "/run/l3mp/ID.json: the state file of each running instance, which l3mp status reads.",
         "/sys/fs/bpf/l3mp/ID/counters: its counters map, pinned in the BPF filesystem.",
         "/etc/systemd/system/l3mp@.service: the unit, one instance per tunnel (l3mp@wg0).",
-        "/etc/l3mp/EXT.conf: the unit's arguments for ext EXT, as L3MP_ARGS=\"--if bgp1@1 ...\".",
+        "/etc/l3mp/EXT.toml: the unit's configuration for ext EXT (l3mp run --config): ext, \
+         label_bits, ingress, unknown, peer, and a [[link]] table (name, label) per link.",
     ],
 );
 
 const SIGNALS: Section = (
     "SIGNALS",
     &[
-        "SIGTERM, SIGINT, SIGHUP: l3mp run detaches every program, deletes every link it \
-         created, removes its state file and pins, and exits 0.",
+        "SIGTERM, SIGINT: l3mp run detaches every program, deletes every link it created, \
+         removes its state file and pins, and exits 0.",
+        "SIGHUP: l3mp run reads its --config file again and applies only the difference (links \
+         added, removed or relabelled; unknown); the other links are not disturbed. A file \
+         that cannot be read, or a change that cannot be applied (ext, label_bits, ingress, \
+         peer), changes nothing and is one error line. Started with flags, it ignores SIGHUP.",
         "SIGUSR2: l3mp run hands over, for an upgrade: it detaches every program, removes its \
          state file and pins, leaves its links as they are, and exits 75; the next l3mp run on \
          the same ext adopts them.",
@@ -65,7 +74,7 @@ const STATUS_EXIT: Section = (
     "EXIT STATUS",
     &[
         "0: every instance shown has its programs on its ext (or none runs and no --ext was \
-         given).",
+         given); with --prometheus, whatever they are (l3mp_ext_attached says it).",
         "1: the instances could not be read, or --ext names an interface no instance runs on.",
         "3: at least one instance shown is not attached to its ext (ext gone, or just back and \
          not yet attached, or its state could not be read).",
