@@ -34,11 +34,14 @@ pub struct Cli {
 pub enum Command {
     /// Create the links on a tunnel and run the datapath until SIGINT or SIGTERM.
     #[command(
+        override_usage = "l3mp run --ext <IF> --if <NAME@LABEL>... [OPTIONS]\n       \
+                          l3mp run --config <FILE> [-v|-q]",
         long_about = "Checks every option against the system, creates each --if link \
 (a veth pair: the named end for the operator, a hidden end that receives what the tunnel \
 delivers), attaches the programs, and runs in the foreground, following ext as it goes and \
-comes back, until a stop signal; then it detaches the programs and deletes the links. Run the \
-same command, with the same labels, on the neighbour."
+comes back, until a stop signal; then it detaches the programs and deletes the links. An ext \
+that does not exist yet is waited for. With --config, SIGHUP reads the file again and applies \
+only the difference. Run the same command, with the same labels, on the neighbour."
     )]
     Run(RunArgs),
     /// Show every running instance: ext, ingress mode, label bits, each link's state and
