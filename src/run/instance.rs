@@ -494,8 +494,10 @@ impl Instance {
             (netlink.links()).map_err(|e| Error::new(format!("listing links: {e}")))
         };
         let mut all = list(&self.netlink)?;
-        // A pair someone deleted is created again, then found below like one that came back.
-        if self.recreate_deleted(&all) {
+        // A pair someone deleted is created again (down), then found below like one that came
+        // back, and brought up once the programs are on it.
+        let recreated = self.recreate_deleted(&all);
+        if !recreated.is_empty() {
             all = list(&self.netlink)?;
         }
         // Said once the programs are as they should be.
@@ -556,6 +558,7 @@ impl Instance {
         if changed {
             self.attach_again();
         }
+        self.bring_up_recreated(&recreated);
         if changed {
             if let Err(e) = self.published.write(&self.state()) {
                 log::warn!("{e}");

@@ -214,6 +214,7 @@ mod tests {
                 label: 1,
                 hidden: "l3mp000000.1".into(),
                 device: Device::default(),
+                link_local: None,
                 egress: Counter {
                     packets: 5,
                     bytes: 490,

@@ -6,15 +6,14 @@ use std::net::Ipv6Addr;
 
 use crate::sys::netlink::{format_mac, LinkInfo};
 
-use super::super::naming::link_macs;
 use super::super::options::LinkArg;
-use super::Instance;
+use super::{Instance, ManagedLink};
 
 impl Instance {
-    /// Creates again the pair of every link of which neither end is in the namespace any more,
-    /// under its name or its ifindex (deleted: a veth pair goes as a whole), as `all` lists
-    /// the namespace's links; says so. Whether it created any.
-    pub(super) fn recreate_deleted(&mut self, all: &[LinkInfo]) -> bool {
+    /// Creates again (down, as at start) the pair of every link of which neither end is in the
+    /// namespace any more, under its name or its ifindex (deleted: a veth pair goes as a
+    /// whole), as `all` lists the namespace's links; says so. The labels of those it created.
+    pub(super) fn recreate_deleted(&mut self, all: &[LinkInfo]) -> Vec<u8> {
         let gone = |end: &LinkInfo| {
             !all.iter()
                 .any(|l| l.name == end.name || l.index == end.index)
@@ -26,12 +25,12 @@ impl Instance {
                 label: l.label,
             })
             .collect();
-        let mut created = false;
+        let mut created = Vec::new();
         for arg in deleted {
-            let mac = link_macs(&self.opts.ext).user_end(arg.label);
+            let mac = self.macs.user_end(arg.label);
             match self.create_link(&arg) {
                 Ok(_) => {
-                    created = true;
+                    created.push(arg.label);
                     log::warn!(
                         "{} (label {}) was deleted by someone else: created it again, with the \
                          same MAC {} and link-local address {} (its other addresses and routes \
@@ -50,6 +49,18 @@ impl Instance {
             }
         }
         created
+    }
+
+    /// Brings up the links of `labels`, created again by [`Instance::recreate_deleted`], once
+    /// the programs are on them (or ext is away, and they wait with the others).
+    pub(super) fn bring_up_recreated(&self, labels: &[u8]) {
+        let links: Vec<ManagedLink> = (self.links.iter())
+            .filter(|l| labels.contains(&l.label))
+            .cloned()
+            .collect();
+        if let Err(e) = self.bring_up(&links) {
+            log::warn!("{e}");
+        }
     }
 }
 
