@@ -25,7 +25,7 @@ use l3mp::sys::netlink::format_mac;
 use super::daemon::{link_status, run_to_exit, status, As, Daemon};
 use super::inspect::tool;
 use super::service::PROMPTLY;
-use super::{lab, privileged, Running, Setup, SILENCE, WAIT};
+use super::{lab, link_names, privileged, Running, Setup, SILENCE, WAIT};
 
 /// A configuration file written for one host of one test, removed when dropped.
 pub(crate) struct ConfigFile {
@@ -232,12 +232,7 @@ fn a_broken_file_is_one_line_and_creates_nothing() {
             .expect("two labels")
     );
     assert_eq!(out.stderr, [expected], "{out:?}");
-    let names: Vec<String> = host
-        .links()
-        .expect("links")
-        .into_iter()
-        .map(|l| l.name)
-        .collect();
+    let names: Vec<String> = link_names(host);
     assert!(
         !names
             .iter()
@@ -409,13 +404,7 @@ fn reload_under_traffic(setup: Setup) {
         "{setup:?}: counters lost: {counted} < {sent}"
     );
     for side in Side::BOTH {
-        let names: Vec<String> = r
-            .host(side)
-            .links()
-            .expect("links")
-            .into_iter()
-            .map(|l| l.name)
-            .collect();
+        let names = link_names(r.host(side));
         assert!(
             !names.iter().any(|n| n == "rl2" || n == "rl3"),
             "{setup:?}: removed links left on {side}: {names:?}"
@@ -498,13 +487,7 @@ fn a_refused_reload_changes_nothing() {
             "{problem}: {line}"
         );
         assert_eq!(ifindex(r.host(Side::A), name), before, "{problem}");
-        let names: Vec<String> = r
-            .host(Side::A)
-            .links()
-            .expect("links")
-            .into_iter()
-            .map(|l| l.name)
-            .collect();
+        let names = link_names(r.host(Side::A));
         assert!(!names.iter().any(|n| n == "rl2"), "{problem}: {names:?}");
         assert_eq!(
             send_over(&r, name, label, 5),
@@ -538,13 +521,7 @@ fn run_waits_for_ext() {
     }
     thread::sleep(Duration::from_millis(300));
     for (side, daemon) in Side::BOTH.into_iter().zip(&mut daemons) {
-        let names: Vec<String> = lab
-            .host(side)
-            .links()
-            .expect("links")
-            .into_iter()
-            .map(|l| l.name)
-            .collect();
+        let names = link_names(lab.host(side));
         assert!(
             !names.iter().any(|n| n == "wt1"),
             "created before ext: {names:?}"
@@ -587,13 +564,7 @@ fn run_waits_for_ext() {
             .any(|l| l.contains("while waiting for nosuch0: nothing was created")),
         "{finished:#?}"
     );
-    let names: Vec<String> = r
-        .host(Side::A)
-        .links()
-        .expect("links")
-        .into_iter()
-        .map(|l| l.name)
-        .collect();
+    let names = link_names(r.host(Side::A));
     assert!(!names.iter().any(|n| n == "ws1"), "{names:?}");
 }
 
