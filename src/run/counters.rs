@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use aya::maps::{Map, MapData, PerCpuArray};
+use aya::maps::{Map, MapData, PerCpuArray, PerCpuValues};
 use aya::Pod;
 use serde::{Deserialize, Serialize};
 
@@ -65,6 +65,30 @@ impl Counters {
             .and_then(PerCpuArray::try_from)
             .map_err(|e| fail(&e))?;
         Counters::read(&map)
+    }
+
+    /// Zeroes the slots of the link with `label` (both directions, every CPU) in the counters
+    /// map pinned at `path`: a link added by a reload counts from nothing, whatever a link
+    /// that had its label before counted.
+    pub fn reset_link(path: &Path, label: u8) -> Result<(), Error> {
+        let fail = |e: &dyn std::error::Error| {
+            Error::new(format!(
+                "zeroing the counters of label {label} pinned at {}: {}",
+                path.display(),
+                with_causes(e)
+            ))
+        };
+        let data = MapData::from_pin(path).map_err(|e| fail(&e))?;
+        let mut map: PerCpuArray<MapData, Counter> = Map::from_map_data(data)
+            .and_then(PerCpuArray::try_from)
+            .map_err(|e| fail(&e))?;
+        let cpus = aya::util::nr_cpus().map_err(|(_, e)| fail(&e))?;
+        for slot in [EGRESS, INGRESS].map(|base| base + u32::from(label)) {
+            let zero =
+                PerCpuValues::try_from(vec![Counter::default(); cpus]).map_err(|e| fail(&e))?;
+            map.set(slot, zero, 0).map_err(|e| fail(&e))?;
+        }
+        Ok(())
     }
 
     fn slot(&self, slot: u32) -> Counter {

@@ -9,6 +9,7 @@
 
 use std::path::Path;
 
+use super::super::counters::Counters;
 use super::super::datapath::Datapath;
 use super::super::naming::hidden_name;
 use super::super::options::{LinkArg, RunOptions};
@@ -67,8 +68,13 @@ impl Instance {
                 self.delete_pair(link);
             }
         }
-        // Then the links that come: their pairs, then programs with them.
+        // Then the links that come: counting from nothing, their pairs, then programs with them.
         let kept = self.links.len();
+        for arg in &added {
+            if let Err(e) = Counters::reset_link(&self.published.counters(), arg.label) {
+                log::warn!("{e}");
+            }
+        }
         for arg in &added {
             match self.create_link(arg) {
                 Ok(link) => self.links.push(link),
