@@ -200,6 +200,7 @@ mod tests {
             id: InstanceId { pid: 7, serial: 0 },
             pid: 7,
             netns: 1,
+            netns_name: None,
             ext: ExtStatus {
                 name: ext.into(),
                 attached_ifindex: 3,
