@@ -53,35 +53,20 @@ impl Counters {
 
     /// Reads the counters map pinned at `path`.
     pub fn read_pinned(path: &Path) -> Result<Counters, Error> {
-        let fail = |e: &dyn std::error::Error| {
-            Error::new(format!(
-                "reading the counters pinned at {}: {}",
-                path.display(),
-                with_causes(e)
-            ))
-        };
-        let data = MapData::from_pin(path).map_err(|e| fail(&e))?;
-        let map: PerCpuArray<MapData, Counter> = Map::from_map_data(data)
-            .and_then(PerCpuArray::try_from)
-            .map_err(|e| fail(&e))?;
-        Counters::read(&map)
+        let what = format!("reading the counters pinned at {}", path.display());
+        Counters::read(&open_pinned(path, &what)?)
     }
 
     /// Zeroes the slots of the link with `label` (both directions, every CPU) in the counters
     /// map pinned at `path`: a link added by a reload counts from nothing, whatever a link
     /// that had its label before counted.
     pub fn reset_link(path: &Path, label: u8) -> Result<(), Error> {
-        let fail = |e: &dyn std::error::Error| {
-            Error::new(format!(
-                "zeroing the counters of label {label} pinned at {}: {}",
-                path.display(),
-                with_causes(e)
-            ))
-        };
-        let data = MapData::from_pin(path).map_err(|e| fail(&e))?;
-        let mut map: PerCpuArray<MapData, Counter> = Map::from_map_data(data)
-            .and_then(PerCpuArray::try_from)
-            .map_err(|e| fail(&e))?;
+        let what = format!(
+            "zeroing the counters of label {label} pinned at {}",
+            path.display()
+        );
+        let mut map = open_pinned(path, &what)?;
+        let fail = |e: &dyn std::error::Error| Error::new(format!("{what}: {}", with_causes(e)));
         let cpus = aya::util::nr_cpus().map_err(|(_, e)| fail(&e))?;
         for slot in [EGRESS, INGRESS].map(|base| base + u32::from(label)) {
             let zero =
@@ -142,6 +127,15 @@ impl Counters {
     pub fn too_big(&self) -> Counter {
         self.slot(TOO_BIG)
     }
+}
+
+/// The counters map pinned at `path`; an error says `what` was being done.
+fn open_pinned(path: &Path, what: &str) -> Result<PerCpuArray<MapData, Counter>, Error> {
+    let fail = |e: &dyn std::error::Error| Error::new(format!("{what}: {}", with_causes(e)));
+    let data = MapData::from_pin(path).map_err(|e| fail(&e))?;
+    Map::from_map_data(data)
+        .and_then(PerCpuArray::try_from)
+        .map_err(|e| fail(&e))
 }
 
 /// An error and its causes, "a: b: c" (aya's syscall errors keep the errno in their cause).
