@@ -5,14 +5,15 @@ use std::io::Read;
 use std::os::fd::AsRawFd;
 use std::process::{Command, Stdio};
 
-/// `l3mp run` on an interface that does not exist, with stderr a pipe that JOURNAL_STREAM
-/// names (`journal`) or not: what it writes there.
+/// `l3mp run` with a label out of range (an ext that does not exist is waited for, not an
+/// error), with stderr a pipe that JOURNAL_STREAM names (`journal`) or not: what it writes
+/// there.
 fn stderr_of_a_failed_run(journal: bool) -> String {
     let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("a pipe");
     let stat = nix::sys::stat::fstat(read.as_raw_fd()).expect("fstat");
     let mut command = Command::new(env!("CARGO_BIN_EXE_l3mp"));
     command
-        .args(["run", "--ext", "nosuch-l3mp0", "--if", "a@1"])
+        .args(["run", "--ext", "nosuch-l3mp0", "--if", "a@0"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::from(write))
