@@ -212,7 +212,7 @@ pub(super) fn status_of(state: &State, seen: Option<&Seen>, counters: &Counters)
             guard_not_ip: counters.guard_not_ip(),
             too_big: counters.too_big(),
         },
-        loaded: state.loaded.clone(),
+        loaded: state.loaded.clone().map(Box::new),
     }
 }
 

@@ -54,7 +54,7 @@ pub struct InstanceStatus {
     pub counters: ExtCounters,
     /// When (and from which file) the configuration was last loaded; `None` for an instance
     /// of an earlier l3mp, which does not say.
-    pub loaded: Option<Loaded>,
+    pub loaded: Option<Box<Loaded>>,
 }
 
 /// The state of an interface; every field is `None` when its namespace could not be entered.

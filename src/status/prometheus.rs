@@ -137,6 +137,18 @@ const FAMILIES: &[Family] = &[
         samples: per_ext!(guard_not_ip, bytes),
     },
     Family {
+        name: "l3mp_too_big_packets_total",
+        kind: "counter",
+        help: "Egress packets dropped because they were longer than ext's MTU allows.",
+        samples: per_ext!(too_big, packets),
+    },
+    Family {
+        name: "l3mp_too_big_bytes_total",
+        kind: "counter",
+        help: "Bytes of the egress packets dropped as too big for ext.",
+        samples: per_ext!(too_big, bytes),
+    },
+    Family {
         name: "l3mp_ext_attached",
         kind: "gauge",
         help: "1 when the programs are on ext as it is now, 0 while the instance waits for it.",
@@ -232,10 +244,10 @@ mod tests {
                 },
                 ..ExtCounters::default()
             },
-            loaded: Some(Loaded {
+            loaded: Some(Box::new(Loaded {
                 at: 1_795_987_201,
                 file: None,
-            }),
+            })),
         }
     }
 

@@ -245,10 +245,10 @@ mod tests {
                 },
                 ..ExtCounters::default()
             },
-            loaded: Some(Loaded {
+            loaded: Some(Box::new(Loaded {
                 at: 1_795_987_201,
                 file: Some("/etc/l3mp/wg0.toml".into()),
-            }),
+            })),
         }
     }
 
