@@ -38,9 +38,8 @@ impl std::fmt::Display for IngressMode {
 
 /// The loaded and attached programs.
 pub struct Datapath {
-    /// `None` only while it is dropped. Boxed: a datapath is handed back on a failed
-    /// replacement.
-    ebpf: Option<Box<Ebpf>>,
+    /// `None` only while it is dropped.
+    ebpf: Option<Ebpf>,
     /// Every attachment made (or taken over), so that a replacement can take it over.
     attached: Vec<Attached>,
     /// How the TC programs are attached.
@@ -132,10 +131,10 @@ impl Datapath {
         ext: &str,
         mode: IngressMode,
         counters: &Path,
-    ) -> Result<Datapath, (Option<Datapath>, Error)> {
+    ) -> Result<Datapath, (Option<Box<Datapath>>, Error)> {
         let mut dp = match Datapath::load(cfg, ext, mode, counters) {
             Ok(dp) => dp,
-            Err(e) => return Err((Some(old), e)),
+            Err(e) => return Err((Some(Box::new(old)), e)),
         };
         // The clsact qdiscs the old one added now hold the new one's filters.
         std::mem::swap(&mut dp.clsacts, &mut old.clsacts);
@@ -173,7 +172,7 @@ impl Datapath {
         clsacts.remove_stale(cfg.ext.ifindex, ext, &on_ext)?;
         let netns = NetNs::of_current_thread().map_err(|e| Error::new(e.to_string()))?;
         let mut dp = Datapath {
-            ebpf: Some(Box::new(ebpf)),
+            ebpf: Some(ebpf),
             attached: Vec::new(),
             tc_attach,
             netns,
@@ -301,7 +300,7 @@ impl Datapath {
 
     /// Every attachment, taken out of the programs (which keep nothing attached), for a
     /// replacement to take over; `self` back if one cannot be taken.
-    fn hand_over(mut self) -> Result<Handover, (Datapath, Error)> {
+    fn hand_over(mut self) -> Result<Handover, (Box<Datapath>, Error)> {
         let mut handover = Vec::new();
         while let Some(Attached { place, id }) = self.attached.pop() {
             let what = format!("taking over {}", place.prog);
@@ -318,7 +317,7 @@ impl Datapath {
             match taken {
                 Ok(link) => handover.push((place, link)),
                 // What was taken goes back to being dropped with the rest: detached.
-                Err(e) => return Err((self, e)),
+                Err(e) => return Err((Box::new(self), e)),
             }
         }
         Ok(handover)

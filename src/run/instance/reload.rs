@@ -183,7 +183,7 @@ impl Instance {
                 Ok(())
             }
             Err((Some(old), e)) => {
-                self.datapath = Some(old);
+                self.datapath = Some(*old);
                 Err(e)
             }
             // Some attachments were handed over and are gone: attach afresh.
