@@ -35,6 +35,9 @@ const FILES: Section = (
     &[
         "/run/l3mp/ID.json: the state file of each running instance, which l3mp status reads.",
         "/sys/fs/bpf/l3mp/ID/counters: its counters map, pinned in the BPF filesystem.",
+        "/run/l3mp/ID.lock and /run/l3mp/ext/: the locks an instance holds for life on its id \
+         and its ext (flock; the kernel releases them when it dies): how l3mp tells a live \
+         instance from a dead one's leftovers.",
         "/etc/systemd/system/l3mp@.service: the unit, one instance per tunnel (l3mp@wg0).",
         "/etc/l3mp/EXT.toml: the unit's configuration for ext EXT (l3mp run --config): ext, \
          label_bits, ingress, unknown, peer, and a [[link]] table (name, label) per link.",
