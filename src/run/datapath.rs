@@ -110,7 +110,17 @@ impl Datapath {
         mode: IngressMode,
         counters: &Path,
     ) -> Result<Datapath, Error> {
-        let mut dp = Datapath::load(cfg, ext, mode, counters)?;
+        let mut dp = Datapath::load(cfg, mode, counters)?;
+        // Attached afresh, so no datapath of this instance is on these devices: l3mp filters
+        // there (netlink TC, before Linux 6.6) are a killed instance's, on ext and on the
+        // links a start adopted. (A replacement keeps the old filters: it takes them over.)
+        let on_ext = [programs::GUARD, programs::ingress_name(Hook::Tc)];
+        dp.clsacts.remove_stale(cfg.ext.ifindex, ext, &on_ext)?;
+        for link in &cfg.links {
+            let egress = programs::egress_name(link.label);
+            dp.clsacts
+                .remove_stale(link.ifindex, &link.name, &[egress.as_str()])?;
+        }
         dp.attach_all(cfg, ext, mode, &mut Vec::new())?;
         Ok(dp)
     }
@@ -132,7 +142,7 @@ impl Datapath {
         mode: IngressMode,
         counters: &Path,
     ) -> Result<Datapath, (Option<Box<Datapath>>, Error)> {
-        let mut dp = match Datapath::load(cfg, ext, mode, counters) {
+        let mut dp = match Datapath::load(cfg, mode, counters) {
             Ok(dp) => dp,
             Err(e) => return Err((Some(Box::new(old)), e)),
         };
@@ -152,12 +162,7 @@ impl Datapath {
 
     /// Loads every program `cfg` and `mode` need into the kernel, with the counters map pinned
     /// at `counters` and the links' maps filled, attaching none.
-    fn load(
-        cfg: &Config,
-        ext: &str,
-        mode: IngressMode,
-        counters: &Path,
-    ) -> Result<Datapath, Error> {
+    fn load(cfg: &Config, mode: IngressMode, counters: &Path) -> Result<Datapath, Error> {
         let bundle = programs::build(cfg).map_err(|e| Error::new(e.to_string()))?;
         kernel::check(&bundle)?;
         let elf = bundle.elf().map_err(|e| Error::new(e.to_string()))?;
@@ -168,8 +173,6 @@ impl Datapath {
         let tc_attach = TcAttach::chosen()?;
         log::debug!("TC programs attach through {tc_attach}");
         let clsacts = Clsacts::new()?;
-        let on_ext = [programs::GUARD, programs::ingress_name(Hook::Tc)];
-        clsacts.remove_stale(cfg.ext.ifindex, ext, &on_ext)?;
         let netns = NetNs::of_current_thread().map_err(|e| Error::new(e.to_string()))?;
         let mut dp = Datapath {
             ebpf: Some(ebpf),
