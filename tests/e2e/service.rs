@@ -256,8 +256,9 @@ fn stops_cleanly_while_ext_is_gone() {
 }
 
 /// `l3mp status --json` counts exactly what was sent: 7 datagrams over link a from A are 7
-/// egress packets of a on A (as seen on a veth: with their 14-byte Ethernet header) and 7
-/// ingress packets of a on B (as seen on the TUN ext: IP only); nothing on b, nothing the other
+/// egress packets of a on A and 7 ingress packets of a on B, both counted as the link sends
+/// and receives them (with a 14-byte Ethernet header, though the TUN ext carries bare IP
+/// packets); nothing on b, nothing the other
 /// way. Read from inside A's namespace and from outside every lab namespace. The table says the
 /// same, and `--ext` naming an interface without an instance fails in one line.
 #[test]
