@@ -17,7 +17,7 @@ mod tos;
 use std::net::{IpAddr, Ipv4Addr};
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use l3mp::lab::{payload, send, Host, SendOptions, Side, UdpReceiver, LINK_TIMEOUT};
 
@@ -100,12 +100,9 @@ impl Drop for Segment {
     }
 }
 
-/// The case, with `--ingress tc` or `xdp`.
-fn a_third_host_cannot_send_into_a_link(ingress: &str, mode: &str) {
-    if !common::can_build_hosts("a_third_host_cannot_send_into_a_link") {
-        return;
-    }
-    let segment = Segment::new();
+/// A and B with l3mp on them (`--ingress` `ingress`) and their links addressed, and C; the
+/// daemons are A's and B's, in that order.
+fn run_on_a_and_b(segment: &Segment, ingress: &str, mode: &str) -> ([Host; 3], Vec<Daemon>) {
     let (a, b, c) = (
         segment.host('a', Side::A),
         segment.host('b', Side::B),
@@ -143,23 +140,41 @@ fn a_third_host_cannot_send_into_a_link(ingress: &str, mode: &str) {
         host.configure_link(LINK, &[address], LINK_TIMEOUT)
             .expect("address the link");
     }
+    ([a, b, c], daemons)
+}
 
-    // The link works: B to A over m1, labelled on the way, cleared on arrival.
+/// Whether a datagram B sends over its link (labelled on the way, cleared on arrival) reaches
+/// A's within `wait`; one is sent every 200 ms meanwhile.
+fn b_reaches_a_over_the_link(a: &Host, b: &Host, wait: Duration) -> bool {
     let over_link = UdpReceiver::bind(a.end(LINK), link_address(1).into(), 0).expect("bind");
     let datagram = payload(120);
-    send(
-        b.end(LINK),
-        link_address(1).into(),
-        over_link.port(),
-        &datagram,
-        SendOptions::default(),
-    )
-    .expect("send over the link");
+    let deadline = Instant::now() + wait;
+    while Instant::now() < deadline {
+        send(
+            b.end(LINK),
+            link_address(1).into(),
+            over_link.port(),
+            &datagram,
+            SendOptions::default(),
+        )
+        .expect("send over the link");
+        let arrived = over_link.wait_for(&datagram, Duration::from_millis(200));
+        if arrived.expect("receive").is_some() {
+            return true;
+        }
+    }
+    false
+}
+
+/// The case, with `--ingress tc` or `xdp`.
+fn a_third_host_cannot_send_into_a_link(ingress: &str, mode: &str) {
+    if !common::can_build_hosts("a_third_host_cannot_send_into_a_link") {
+        return;
+    }
+    let segment = Segment::new();
+    let ([a, b, c], daemons) = run_on_a_and_b(&segment, ingress, mode);
     assert!(
-        over_link
-            .wait_for(&datagram, WAIT)
-            .expect("receive")
-            .is_some(),
+        b_reaches_a_over_the_link(&a, &b, WAIT),
         "{ingress}: B's datagram over the link did not arrive"
     );
 
@@ -217,4 +232,81 @@ fn tc_ingress() {
 #[test]
 fn xdp_ingress() {
     a_third_host_cannot_send_into_a_link("xdp", "XDP");
+}
+
+/// The peer's MAC changes while both ends run: B's ext gets a new address. What B then sends
+/// over the link comes from the new MAC, which A's programs must follow (B's l3mp resolves A
+/// again from its new MAC, and A's kernel learns it). Then A's neighbour entry for B is made
+/// wrong by hand (as a stale entry the kernel would verify only if asked): A follows it, stops
+/// taking B's frames, and must find B's real MAC again by itself.
+#[test]
+fn the_peers_new_mac_is_followed() {
+    if !common::can_build_hosts("the_peers_new_mac_is_followed") {
+        return;
+    }
+    let segment = Segment::new();
+    let ([a, b, _c], mut daemons) = run_on_a_and_b(&segment, "tc", "TC");
+    assert!(
+        b_reaches_a_over_the_link(&a, &b, WAIT),
+        "B's datagram over the link did not arrive"
+    );
+
+    let new_mac = "02:00:00:00:b0:0b";
+    ip(&[
+        "-n",
+        &segment.ns('b'),
+        "link",
+        "set",
+        EXT,
+        "address",
+        new_mac,
+    ]);
+    assert!(
+        b_reaches_a_over_the_link(&a, &b, Duration::from_secs(10)),
+        "after B's MAC changed, B's datagrams no longer reach A's link: {}",
+        daemons[0].transcript()
+    );
+    assert!(
+        daemons[0]
+            .wait_for_line(&format!("is now {new_mac}"), Duration::from_secs(1))
+            .is_some(),
+        "A did not say it follows B's new MAC: {}",
+        daemons[0].transcript()
+    );
+
+    let wrong = "02:00:00:00:00:99";
+    let peer = segment_address(2).to_string();
+    ip(&[
+        "-n",
+        &segment.ns('a'),
+        "neigh",
+        "replace",
+        &peer,
+        "lladdr",
+        wrong,
+        "nud",
+        "stale",
+        "dev",
+        EXT,
+    ]);
+    assert!(
+        daemons[0]
+            .wait_for_line(&format!("is now {wrong}"), Duration::from_secs(10))
+            .is_some(),
+        "A did not follow its neighbour table: {}",
+        daemons[0].transcript()
+    );
+    // The stale entry is checked by unicast to the wrong MAC, fails, and is resolved again by
+    // broadcast: 5 s of delay, 3 probes a second apart, then a new request from A.
+    assert!(
+        daemons[0].wait_for_lines(&format!("is now {new_mac}"), 2, Duration::from_secs(30)),
+        "A did not find B's MAC again: {}",
+        daemons[0].transcript()
+    );
+    assert!(
+        b_reaches_a_over_the_link(&a, &b, Duration::from_secs(5)),
+        "after A found B again, B's datagrams do not reach A's link: {}",
+        daemons[0].transcript()
+    );
+    drop(daemons);
 }

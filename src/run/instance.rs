@@ -13,9 +13,10 @@
 mod adopt;
 mod carrier;
 mod mtu;
+mod peer;
 
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aya::programs::TcAttachType;
 use nix::sys::signal::{SigSet, Signal};
@@ -38,6 +39,8 @@ use super::Error;
 
 mod recreate;
 mod reload;
+
+pub(super) use peer::PEER_CHECK;
 
 /// How long `--peer` may take to resolve at start.
 const PEER_TIMEOUT: Duration = Duration::from_secs(3);
@@ -86,6 +89,8 @@ pub struct Instance {
     ext_present: bool,
     /// The ifindex of an ext that came back but could not be attached yet.
     failed_on: Option<u32>,
+    /// When the kernel was last asked to confirm the peer's neighbour entry (Ethernet ext).
+    peer_confirmed: Option<Instant>,
     mode: IngressMode,
     /// What the programs were last generated for (on an Ethernet ext, its MAC and the peer's).
     kind: ExtKind,
@@ -185,6 +190,7 @@ impl Instance {
             ext,
             ext_present: true,
             failed_on: None,
+            peer_confirmed: None,
             links: Vec::new(),
             loaded: Loaded::now(None),
             datapath: None,

@@ -1,8 +1,9 @@
 //! `l3mp run`'s wait: until a stop signal arrives, it follows ext through link notifications.
 //! When ext is deleted (`wg-quick down`), the links stay and the instance waits; when an
 //! interface of ext's name appears, the programs (which bake ext's ifindex in) are generated
-//! for it and attached again; when ext's MTU changes, the links follow. A link whose MAC is
-//! changed (which the demux does not follow) is reported.
+//! for it and attached again; when ext's MTU changes, the links follow; when an Ethernet ext's
+//! peer has a new MAC, the programs are generated for it. A link whose MAC is changed (which
+//! the demux does not follow) is reported.
 
 use std::time::{Duration, Instant};
 
@@ -11,7 +12,7 @@ use nix::sys::signal::{SigSet, Signal};
 
 use crate::sys::netlink::{format_mac, LinkInfo, Netlink};
 
-use super::instance::{Attachment, Instance};
+use super::instance::{Attachment, Instance, PEER_CHECK};
 use super::Error;
 
 /// The longest wait for link notifications: a stop signal is noticed within it.
@@ -86,6 +87,7 @@ pub fn serve(instance: &mut Instance, stop: &SigSet) -> Result<Signal, Error> {
     // Whatever changed between the start and the subscription.
     let mut attachment = instance.look()?;
     let mut tried = Instant::now();
+    let mut peer_checked = Instant::now();
     loop {
         if let Some(signal) = pending(stop)? {
             return Ok(signal);
@@ -103,6 +105,10 @@ pub fn serve(instance: &mut Instance, stop: &SigSet) -> Result<Signal, Error> {
         if notified || retry {
             attachment = instance.look()?;
             tried = Instant::now();
+        }
+        if peer_checked.elapsed() >= PEER_CHECK {
+            instance.check_peer();
+            peer_checked = Instant::now();
         }
     }
 }

@@ -29,6 +29,16 @@ impl Netlink {
     /// `ifindex`. Entries that are REACHABLE, STALE, DELAY, PROBE or
     /// PERMANENT count; INCOMPLETE, FAILED (and absent) ones give `None`.
     pub fn neighbour(&self, ifindex: u32, address: IpAddr) -> Result<Option<[u8; 6]>, SysError> {
+        Ok(self.neighbour_entry(ifindex, address)?.mac)
+    }
+
+    /// What the neighbour table holds for `address` on link `ifindex`: its MAC (if usable, as
+    /// [`Netlink::neighbour`] counts it) and whether the kernel has confirmed it lately.
+    pub fn neighbour_entry(
+        &self,
+        ifindex: u32,
+        address: IpAddr,
+    ) -> Result<NeighbourEntry, SysError> {
         let request = RouteNetlinkMessage::GetNeighbour(neighbour_query(ifindex, address));
         let replies = self.execute_lookup(request, libc::ENOENT, || {
             format!(
@@ -36,7 +46,25 @@ impl Netlink {
                 self.describe(ifindex)
             )
         })?;
-        Ok(replies.and_then(|replies| replies.iter().find_map(usable_mac)))
+        let reply = replies.as_deref().and_then(|replies| replies.first());
+        Ok(NeighbourEntry {
+            mac: reply.and_then(usable_mac),
+            confirmed: reply.is_some_and(confirmed),
+        })
+    }
+
+    /// Makes the kernel confirm, or resolve again, its entry for `address` on link `ifindex`
+    /// (named `ifname`): one UDP datagram to the address's discard port, sent from a socket
+    /// bound to the device. A stale entry is then checked by a unicast probe, and one that
+    /// fails is resolved afresh by broadcast. The socket is created in the calling thread's
+    /// network namespace, which must be the one this handle acts on.
+    pub fn confirm_neighbour(
+        &self,
+        ifindex: u32,
+        ifname: &str,
+        address: IpAddr,
+    ) -> Result<(), SysError> {
+        send_probe(ifindex, ifname, address)
     }
 
     /// The MAC address of `address` on link `ifindex` (named `ifname`),
@@ -94,6 +122,31 @@ fn neighbour_query(ifindex: u32, address: IpAddr) -> NeighbourMessage {
         .attributes
         .push(NeighbourAttribute::Destination(destination));
     message
+}
+
+/// A neighbour table entry, as far as l3mp cares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NeighbourEntry {
+    /// The MAC, if the entry is usable (see [`Netlink::neighbour`]).
+    pub mac: Option<[u8; 6]>,
+    /// Whether the kernel confirmed it lately or is confirming it now (REACHABLE, DELAY,
+    /// PROBE) or it is never to be confirmed (PERMANENT, NOARP): nothing need make it do so.
+    pub confirmed: bool,
+}
+
+/// Whether a neighbour reply's state needs no confirming (see [`NeighbourEntry::confirmed`]).
+fn confirmed(message: &RouteNetlinkMessage) -> bool {
+    let RouteNetlinkMessage::NewNeighbour(neighbour) = message else {
+        return false;
+    };
+    matches!(
+        neighbour.header.state,
+        NeighbourState::Reachable
+            | NeighbourState::Delay
+            | NeighbourState::Probe
+            | NeighbourState::Permanent
+            | NeighbourState::Noarp
+    )
 }
 
 /// The MAC of a neighbour reply whose state makes it usable.
@@ -188,6 +241,27 @@ mod tests {
             usable_mac(&reply(NeighbourState::Reachable, &[1, 2, 3])),
             None
         );
+    }
+
+    #[test]
+    fn only_stale_failed_and_incomplete_entries_need_confirming() {
+        let mac = [2, 0, 0, 0, 0, 1];
+        for state in [
+            NeighbourState::Reachable,
+            NeighbourState::Delay,
+            NeighbourState::Probe,
+            NeighbourState::Permanent,
+            NeighbourState::Noarp,
+        ] {
+            assert!(confirmed(&reply(state, &mac)), "{state:?}");
+        }
+        for state in [
+            NeighbourState::Stale,
+            NeighbourState::Failed,
+            NeighbourState::Incomplete,
+        ] {
+            assert!(!confirmed(&reply(state, &mac)), "{state:?}");
+        }
     }
 
     #[test]
