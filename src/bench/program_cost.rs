@@ -87,7 +87,8 @@ impl Method {
             ),
             Method::Single => format!(
                 "{} BPF_PROG_TEST_RUN calls with repeat 1 (a fresh packet each), BPF runtime \
-                 stats run_time_ns / run_cnt; median of {} rounds",
+                 stats run_time_ns / run_cnt, in {SLICES} slices alternating with the \
+                 baseline's; median of {} rounds",
                 settings.runs, settings.rounds
             ),
         }
@@ -211,82 +212,117 @@ pub struct Case<'a> {
     pub target: Option<Target>,
 }
 
+/// Single runs of a program and of its baseline alternate in this many slices of a round, so
+/// that a drift of the machine (another process, the clock, the caches a syscall leaves)
+/// weighs on both alike.
+const SLICES: u32 = 20;
+
 /// Measures every case, round by round (all repeats first, then all single runs with the
-/// statistics on), each baseline once per round however many cases share it; adds the figures
-/// and the first round's checks (and any later failure) to `report`.
-pub fn run_cases(
-    cases: &[Case<'_>],
+/// statistics on); adds the figures and the first round's checks (and any later failure) to
+/// `report`. Repeats measure each baseline once per round however many cases share it. Single
+/// runs, whose figures two clock reads around each run make sensitive to any drift, measure
+/// each case against a baseline of its own, alternating with it slice by slice.
+pub fn run_cases<'a>(
+    cases: &'a [Case<'a>],
     settings: &Settings,
     report: &mut Report,
 ) -> Result<(), Error> {
-    let key = |t: &Timed<'_>| {
+    let key = |t: &Timed<'_>, case: usize| {
         let mut input = DefaultHasher::new();
         t.input.hash(&mut input);
+        let owner = match t.method {
+            Method::Repeat => String::new(),
+            Method::Single => format!("/case {case}"),
+        };
         format!(
-            "{:p}/{}/{:x}/{}",
+            "{:p}/{}/{:x}/{}{owner}",
             t.loaded,
             t.program,
             input.finish(),
             t.method.name()
         )
     };
-    let mut samples: Vec<(String, Vec<f64>)> = Vec::new();
+    let mut samples = Samples::default();
+    let mut checked = |t: &Timed<'_>, check: Check, round: usize| {
+        if (round == 0 && t.path != Path::Floor) || !check.passed {
+            report.checks.push(check);
+        }
+    };
+    // Each value next to its baseline, in turns first and second, so that neither always runs
+    // on a warmer (or colder) machine.
+    let pair = |c: &'a Case<'a>, turn: usize| match turn % 2 {
+        0 => [&c.baseline, &c.timed],
+        _ => [&c.timed, &c.baseline],
+    };
     for round in 0..settings.rounds {
-        for method in [Method::Repeat, Method::Single] {
-            let stats = match method {
-                Method::Repeat => None,
-                Method::Single => Some(RuntimeStats::enable()?),
-            };
-            // Each value next to its baseline, in turns first and second, so that neither
-            // always runs on a warmer (or colder) machine.
-            let timed = cases
-                .iter()
-                .flat_map(|c| match round % 2 {
-                    0 => [&c.baseline, &c.timed],
-                    _ => [&c.timed, &c.baseline],
-                })
-                .filter(|t| t.method == method);
-            for t in timed {
-                let k = key(t);
-                let seen = samples.iter().position(|(s, _)| *s == k);
-                if let Some(i) = seen {
-                    if samples[i].1.len() > round {
-                        continue;
-                    }
+        for (i, case) in cases.iter().enumerate() {
+            let repeats = pair(case, round).into_iter();
+            for t in repeats.filter(|t| t.method == Method::Repeat) {
+                let k = key(t, i);
+                if samples.has(&k, round) {
+                    continue;
                 }
-                let (ns, check) = t.measure(settings.runs, stats.as_ref())?;
-                if (round == 0 && t.path != Path::Floor) || !check.passed {
-                    report.checks.push(check);
-                }
-                match seen {
-                    Some(i) => samples[i].1.push(ns),
-                    None => samples.push((k, vec![ns])),
-                }
+                let (ns, check) = t.measure(settings.runs, None)?;
+                checked(t, check, round);
+                samples.push(k, ns);
             }
         }
+        let stats = RuntimeStats::enable()?;
+        let slice = (settings.runs / SLICES).max(1);
+        for (i, case) in cases.iter().enumerate() {
+            if case.timed.method != Method::Single {
+                continue;
+            }
+            let mut total = [0.0; 2];
+            for turn in 0..SLICES as usize {
+                for t in pair(case, round + turn) {
+                    let (ns, check) = t.measure(slice, Some(&stats))?;
+                    if turn == 0 || !check.passed {
+                        checked(t, check, round);
+                    }
+                    total[usize::from(std::ptr::eq(t, &case.timed))] += ns;
+                }
+            }
+            samples.push(key(&case.baseline, i), total[0] / f64::from(SLICES));
+            samples.push(key(&case.timed, i), total[1] / f64::from(SLICES));
+        }
     }
-    let sample = |t: &Timed<'_>| {
-        let k = key(t);
-        Sample::of(
-            samples
-                .iter()
-                .find(|(s, _)| *s == k)
-                .map_or(&[][..], |(_, v)| v.as_slice()),
-        )
-    };
-    for case in cases {
+    for (i, case) in cases.iter().enumerate() {
         report.figures.push(Figure {
             part: case.part,
             name: case.name.clone(),
             unit: "ns",
-            value: sample(&case.timed),
+            value: samples.of(&key(&case.timed, i)),
             baseline_name: case.baseline_name.clone(),
-            baseline: sample(&case.baseline),
+            baseline: samples.of(&key(&case.baseline, i)),
             target: case.target,
             method: case.timed.method.describe(settings),
         });
     }
     Ok(())
+}
+
+/// Each measurement's values, one per round, by key.
+#[derive(Default)]
+struct Samples(Vec<(String, Vec<f64>)>);
+
+impl Samples {
+    /// Whether `key` has its value for `round` already (a baseline shared by several cases).
+    fn has(&self, key: &str, round: usize) -> bool {
+        self.0.iter().any(|(k, v)| k == key && v.len() > round)
+    }
+
+    fn push(&mut self, key: String, ns: f64) {
+        match self.0.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, values)) => values.push(ns),
+            None => self.0.push((key, vec![ns])),
+        }
+    }
+
+    fn of(&self, key: &str) -> Sample {
+        let values = self.0.iter().find(|(k, _)| k == key);
+        Sample::of(values.map_or(&[][..], |(_, v)| v.as_slice()))
+    }
 }
 
 /// Everything part 1 loads.
