@@ -70,13 +70,11 @@ impl Received {
 /// at the receiver.
 pub fn tcp(from: &Host, to: &Host, address: IpAddr, secs: f64) -> Result<f64, Error> {
     let what = format!("TCP to {address}");
-    let (port_tx, port_rx) = mpsc::channel();
-    let received = thread::scope(|scope| {
-        let receiver = scope.spawn(|| -> Result<Received, Error> {
-            on(to, RECEIVER_CPU)?;
+    let received = between(
+        (from, to, &what),
+        |port_tx, _| {
             let listener = TcpListener::bind(SocketAddr::new(address, 0)).map_err(io(&what))?;
-            let port = listener.local_addr().map_err(io(&what))?.port();
-            let _ = port_tx.send(port);
+            let _ = port_tx.send(listener.local_addr().map_err(io(&what))?.port());
             wait_readable(&listener, WAIT).map_err(io(&what))?;
             let (mut stream, _) = listener.accept().map_err(io(&what))?;
             stream.set_read_timeout(Some(WAIT)).map_err(io(&what))?;
@@ -90,12 +88,8 @@ pub fn tcp(from: &Host, to: &Host, address: IpAddr, secs: f64) -> Result<f64, Er
                     Err(e) => return Err(io(&what)(e)),
                 }
             }
-        });
-        let sent = (|| -> Result<(), Error> {
-            on(from, SENDER_CPU)?;
-            let port = port_rx
-                .recv_timeout(WAIT)
-                .map_err(|_| Error::new(format!("{what}: the receiver did not start")))?;
+        },
+        |port| {
             let mut stream = TcpStream::connect_timeout(&SocketAddr::new(address, port), WAIT)
                 .map_err(io(&what))?;
             stream.set_write_timeout(Some(WAIT)).map_err(io(&what))?;
@@ -105,13 +99,8 @@ pub fn tcp(from: &Host, to: &Host, address: IpAddr, secs: f64) -> Result<f64, Er
                 stream.write_all(&chunk).map_err(io(&what))?;
             }
             stream.shutdown(Shutdown::Write).map_err(io(&what))
-        })();
-        let received = receiver
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        sent?;
-        received
-    })?;
+        },
+    )?;
     Ok(received.rate(&what)? * 8.0 / 1e9)
 }
 
@@ -119,22 +108,16 @@ pub fn tcp(from: &Host, to: &Host, address: IpAddr, secs: f64) -> Result<f64, Er
 /// seconds; million datagrams per second received.
 pub fn udp(from: &Host, to: &Host, address: IpAddr, secs: f64) -> Result<f64, Error> {
     let what = format!("UDP to {address}");
-    let (port_tx, port_rx) = mpsc::channel();
-    let stop = AtomicBool::new(false);
-    let received = thread::scope(|scope| {
-        let receiver = scope.spawn(|| -> Result<Received, Error> {
-            on(to, RECEIVER_CPU)?;
+    let received = between(
+        (from, to, &what),
+        |port_tx, stop| {
             let socket = UdpSocket::bind(SocketAddr::new(address, 0)).map_err(io(&what))?;
             set_int(&socket, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, UDP_RCVBUF)
                 .map_err(io(&what))?;
             let _ = port_tx.send(socket.local_addr().map_err(io(&what))?.port());
-            receive_datagrams(&socket, &stop).map_err(io(&what))
-        });
-        let sent = (|| -> Result<(), Error> {
-            on(from, SENDER_CPU)?;
-            let port = port_rx
-                .recv_timeout(WAIT)
-                .map_err(|_| Error::new(format!("{what}: the receiver did not start")))?;
+            receive_datagrams(&socket, stop).map_err(io(&what))
+        },
+        |port| {
             let unspecified: IpAddr = match address {
                 IpAddr::V4(_) => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
                 IpAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
@@ -144,6 +127,33 @@ pub fn udp(from: &Host, to: &Host, address: IpAddr, secs: f64) -> Result<f64, Er
                 .connect(SocketAddr::new(address, port))
                 .map_err(io(&what))?;
             send_datagrams(&socket, Duration::from_secs_f64(secs)).map_err(io(&what))
+        },
+    )?;
+    Ok(received.rate(&what)? / 1e6)
+}
+
+/// Runs `receive` in `to` on the receiver's CPU and `send` in `from` on the sender's, the
+/// sender once the receiver has given the port it listens on; what the receiver counted. The
+/// receiver is told to stop (for one that cannot tell the end from the traffic) when the
+/// sender is done.
+fn between(
+    (from, to, what): (&Host, &Host, &str),
+    receive: impl FnOnce(mpsc::Sender<u16>, &AtomicBool) -> Result<Received, Error> + Send,
+    send: impl FnOnce(u16) -> Result<(), Error>,
+) -> Result<Received, Error> {
+    let (port_tx, port_rx) = mpsc::channel();
+    let stop = AtomicBool::new(false);
+    thread::scope(|scope| {
+        let receiver = scope.spawn(|| -> Result<Received, Error> {
+            on(to, RECEIVER_CPU)?;
+            receive(port_tx, &stop)
+        });
+        let sent = (|| -> Result<(), Error> {
+            on(from, SENDER_CPU)?;
+            let port = port_rx
+                .recv_timeout(WAIT)
+                .map_err(|_| Error::new(format!("{what}: the receiver did not start")))?;
+            send(port)
         })();
         stop.store(true, Ordering::Relaxed);
         let received = receiver
@@ -151,8 +161,7 @@ pub fn udp(from: &Host, to: &Host, address: IpAddr, secs: f64) -> Result<f64, Er
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
         sent?;
         received
-    })?;
-    Ok(received.rate(&what)? / 1e6)
+    })
 }
 
 /// Sends datagrams of [`UDP_PAYLOAD`] bytes on the connected `socket` for `time`, in batches.
