@@ -102,6 +102,10 @@ mod reload;
 mod service;
 #[path = "e2e/tc_attach.rs"]
 mod tc_attach;
+#[path = "e2e/tos.rs"]
+mod tos;
+#[path = "e2e/vlan.rs"]
+mod vlan;
 #[path = "e2e/wireguard.rs"]
 mod wireguard;
 

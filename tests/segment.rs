@@ -310,3 +310,67 @@ fn the_peers_new_mac_is_followed() {
     );
     drop(daemons);
 }
+
+/// The guard on forwarded traffic. A routes for C (as a router running l3mp beside its other
+/// traffic does): C sends to B through A with label 1 in DSCP, and A forwards it out of ext.
+/// A's guard must clear the label bits on the way, so that B's demux hands the datagram to
+/// B's own stack and never to B's link; A counts it.
+#[test]
+fn forwarded_traffic_is_guarded() {
+    if !common::can_build_hosts("forwarded_traffic_is_guarded") {
+        return;
+    }
+    let segment = Segment::new();
+    let ([a, b, _c], daemons) = run_on_a_and_b(&segment, "tc", "TC");
+    let c = segment.host('c', Side::B);
+    a.set_sysctl("ipv4/ip_forward", "1").expect("sysctl");
+    for key in [
+        "ipv4/conf/all/send_redirects",
+        "ipv4/conf/e0/send_redirects",
+    ] {
+        a.set_sysctl(key, "0").expect("sysctl");
+    }
+    let b_address = format!("{}/32", segment_address(2));
+    let via_a = segment_address(1).to_string();
+    ip(&[
+        "-n",
+        &segment.ns('c'),
+        "route",
+        "add",
+        &b_address,
+        "via",
+        &via_a,
+    ]);
+
+    let sniffer = Sniffer::open(&b, LINK);
+    let on_b = TosReceiver::bind(&b, segment_address(2), WAIT);
+    let from_c = payload(150);
+    let labelled = SendOptions {
+        tos: Some(LABELLED_TOS),
+        ..SendOptions::default()
+    };
+    send(
+        c.end(EXT),
+        segment_address(2).into(),
+        on_b.port(),
+        &from_c,
+        labelled,
+    )
+    .expect("send from C");
+    assert_eq!(
+        on_b.tos_of(&from_c),
+        Some(LABELLED_TOS & !0x3c),
+        "C's datagram forwarded by A did not reach B's own stack with its label cleared"
+    );
+    assert_eq!(
+        sniffer.seen(&[&from_c], Duration::from_millis(300)),
+        [false],
+        "C's datagram forwarded by A entered B's link {LINK}"
+    );
+    let status = daemon::status_with(Some(&a), daemons[0].pid(), &["--ext", EXT]);
+    let guarded = status["counters"]["guard"]["packets"]
+        .as_u64()
+        .expect("a count");
+    assert!(guarded >= 1, "A's guard counted {guarded}: {status:#}");
+    drop(daemons);
+}

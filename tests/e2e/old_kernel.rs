@@ -22,7 +22,7 @@ const KERNEL_ENV: &str = "L3MP_OLD_KERNEL";
 /// How much slower than here things are in the emulated guest, at most.
 const SLOWER: u32 = 20;
 /// The tests of this binary the guest runs.
-const IN_GUEST: [&str; 7] = [
+const IN_GUEST: [&str; 8] = [
     "old_kernel::guest_verifier_accepts_every_variant",
     "old_kernel::guest_refuses_what_the_kernel_lacks",
     "sigterm_removes_everything::tun_tc",
@@ -30,6 +30,7 @@ const IN_GUEST: [&str; 7] = [
     "sigterm_removes_everything::veth_xdp",
     "tc_attach::foreign_tc_is_left_alone",
     "tc_attach::dropped_outside_its_namespace",
+    "vlan::a_vlan_subinterface_serves_as_ext",
 ];
 /// The demos the guest runs: `l3mp demo` arguments.
 const DEMOS: [&str; 3] = ["", "--ethernet", "--ethernet --ingress xdp"];
@@ -82,7 +83,7 @@ fn guest_script() -> String {
          echo \"guest kernel $(uname -r) ($(cut -d' ' -f1 /proc/uptime) s up)\"\n\
          export {GUEST_ENV}=1 {SLOW_ENV}={SLOWER} RUST_BACKTRACE=1\n\
          unset {TC_ATTACH_ENV}\n\
-         modprobe -a tun veth\n\
+         modprobe -a tun veth 8021q\n\
          {} --include-ignored --exact --test-threads=1 {}\n",
         this.display(),
         IN_GUEST.join(" ")
@@ -163,9 +164,14 @@ fn debian_12_kernel() {
     assert!(out.status.success(), "vng: {}", out.status);
 }
 
+/// Whether this runs inside the guest.
+pub fn is_guest() -> bool {
+    std::env::var_os(GUEST_ENV).is_some()
+}
+
 /// Whether this is the guest; says why the test does nothing when not.
 fn in_guest(test: &str) -> bool {
-    if std::env::var_os(GUEST_ENV).is_some() {
+    if is_guest() {
         return true;
     }
     eprintln!("skipped {test}: runs inside the old-kernel guest only (debian_12_kernel)");
