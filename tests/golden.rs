@@ -91,6 +91,16 @@ struct Case {
     /// The `__sk_buff` fields of a TC run, where they are not what the kernel derives from
     /// the bytes (a VLAN tag it holds, a protocol a tunnel gave the packet).
     skb: Option<vm::Skb>,
+    /// A far-end probe the demux must record and drop: the `probes` entry it writes.
+    probe: Option<Recorded>,
+}
+
+/// The `probes` entry a probe must leave, and the bytes its link's ingress slot counts.
+#[derive(Clone, Copy, Debug)]
+struct Recorded {
+    label: u8,
+    word: [u8; 8],
+    bytes: u64,
 }
 
 impl Case {
@@ -151,6 +161,7 @@ fn egress_case(name: &str, s: &Rc<Setup>, label: u8, ip: &Ip, dst_mac: [u8; 6]) 
         output,
         slot: EGRESS + u32::from(label),
         skb: None,
+        probe: None,
     }
 }
 
@@ -175,6 +186,7 @@ fn ingress_case(name: &str, s: &Rc<Setup>, hook: Hook, label: u8, ip: &Ip) -> Ca
         output,
         slot: INGRESS + u32::from(label),
         skb: None,
+        probe: None,
     }
 }
 
@@ -197,6 +209,7 @@ fn ingress_untouched(
         redirect: None,
         slot,
         skb: None,
+        probe: None,
     }
 }
 
@@ -212,6 +225,7 @@ fn egress_drop(name: &str, s: &Rc<Setup>, label: u8, input: Vec<u8>) -> Case {
         redirect: None,
         slot: EGRESS_DROP,
         skb: None,
+        probe: None,
     }
 }
 
@@ -248,12 +262,23 @@ fn check(case: &Case) -> Vec<String> {
             hex(&case.output)
         ));
     }
+    let probes: Vec<(u32, [u8; 8], u64)> = case
+        .probe
+        .iter()
+        .map(|r| (u32::from(r.label), r.word, vm::VM_NOW_NS))
+        .collect();
+    if out.probes != probes {
+        bad.push(format!(
+            "probes entries (label, word, at) {:?} != expected {probes:?}",
+            out.probes
+        ));
+    }
     // A link's counters count frames as the link sends and receives them: what a redirect
-    // puts out; anything else is counted as it came.
-    let bytes = if case.redirect.is_some() {
-        case.output.len()
-    } else {
-        case.input.len()
+    // puts out (or a probe would have); anything else is counted as it came.
+    let bytes = match (case.redirect, case.probe) {
+        (_, Some(probe)) => probe.bytes as usize,
+        (Some(_), None) => case.output.len(),
+        (None, None) => case.input.len(),
     };
     for (slot, &counter) in out.counters().iter().enumerate() {
         let want = if slot as u32 == case.slot {
@@ -494,6 +519,7 @@ fn cs6_survives_the_round_trip_for_narrow_labels() {
                             output: expected,
                             slot: INGRESS + u32::from(label),
                             skb: None,
+                            probe: None,
                         });
                     }
                 }
@@ -897,6 +923,7 @@ fn untouched_with(
         redirect: None,
         slot,
         skb: Some(skb),
+        probe: None,
     }
 }
 
@@ -1124,11 +1151,119 @@ fn the_guard_clears_the_label_of_ext_own_ip_traffic() {
                     redirect: None,
                     output: cleared,
                     slot: GUARDED,
+                    probe: None,
                 });
             }
         }
     }
     run_cases("guard", &cases);
+}
+
+/// A far end's probe, written out from the wire format: UDP from an ephemeral port to 19507,
+/// the magic `l3mprobe`, then the sender's label, its label bits, two zero bytes and a
+/// big-endian sequence number; `port` and `magic` are what the test varies.
+fn probe_ip(port: u16, magic: &[u8; 8], word: [u8; 8]) -> Ip {
+    let mut udp = Vec::new();
+    udp.extend_from_slice(&40_000u16.to_be_bytes());
+    udp.extend_from_slice(&port.to_be_bytes());
+    udp.extend_from_slice(&24u16.to_be_bytes());
+    udp.extend_from_slice(&[0, 0]);
+    udp.extend_from_slice(magic);
+    udp.extend_from_slice(&word);
+    let mut source = [0u8; 16];
+    source[..2].copy_from_slice(&[0xfe, 0x80]);
+    source[15] = 9;
+    let mut destination = [0u8; 16];
+    destination[..2].copy_from_slice(&[0xff, 0x02]);
+    destination[15] = 1;
+    Ip::V6(V6 {
+        traffic_class: 0b10_0000 << 2 | 2,
+        hop_limit: 1,
+        source,
+        destination,
+        payload: udp,
+        ..V6::default()
+    })
+}
+
+const PROBE_MAGIC: &[u8; 8] = b"l3mprobe";
+
+/// A probe whose sender says label 9, 4 bits, sequence 0x01020304.
+const FAR_WORD: [u8; 8] = [9, 4, 0, 0, 1, 2, 3, 4];
+
+/// The far end's probe on a configured label is counted on that link's ingress slot (as the
+/// link would have received it), its word and arrival time recorded in that label's `probes`
+/// entry, and dropped: never delivered. A UDP datagram to another port, or to the probe port
+/// without the magic, or cut short, is delivered as before; a probe on a label no link uses
+/// takes the unknown path and records nothing.
+#[test]
+fn the_far_ends_probe_is_recorded_and_dropped() {
+    let mut cases = Vec::new();
+    for cfg in variants() {
+        let s = setup(cfg);
+        let bits = s.cfg.label_bits;
+        for label in [1, s.cfg.max_label()] {
+            let ip = probe_ip(19507, PROBE_MAGIC, FAR_WORD);
+            let wire = on_ext(&s, ip.ethertype(), &ip.with_label(bits, label).bytes());
+            let cleared = on_ext(&s, ip.ethertype(), &ip.with_label(bits, 0).bytes());
+            let link_bytes = (ETH_LEN + ip.bytes().len()) as u64;
+            for hook in HOOKS {
+                cases.push(Case {
+                    name: format!("probe label {label} {hook:?}"),
+                    setup: s.clone(),
+                    program: programs::ingress_name(hook).to_string(),
+                    input: wire.clone(),
+                    verdict: verdicts(hook).1,
+                    redirect: None,
+                    output: cleared.clone(),
+                    slot: INGRESS + u32::from(label),
+                    skb: None,
+                    probe: Some(Recorded {
+                        label,
+                        word: FAR_WORD,
+                        bytes: link_bytes,
+                    }),
+                });
+                let mut other_magic = *PROBE_MAGIC;
+                other_magic[7] ^= 1;
+                for (name, other) in [
+                    ("wrong magic", probe_ip(19507, &other_magic, FAR_WORD)),
+                    ("other port", probe_ip(19508, PROBE_MAGIC, FAR_WORD)),
+                ] {
+                    cases.push(ingress_case(name, &s, hook, label, &other));
+                }
+                // One byte short of the word: not a probe, delivered.
+                let full = ingress_case("probe cut short", &s, hook, label, &ip);
+                cases.push(Case {
+                    input: full.input[..full.input.len() - 1].to_vec(),
+                    output: full.output[..full.output.len() - 1].to_vec(),
+                    ..full
+                });
+            }
+        }
+        let unused = (1..=s.cfg.max_label()).find(|&l| s.cfg.link(l).is_none());
+        if let Some(label) = unused {
+            let ip = probe_ip(19507, PROBE_MAGIC, FAR_WORD);
+            let wire = on_ext(&s, ip.ethertype(), &ip.with_label(bits, label).bytes());
+            for hook in HOOKS {
+                let (pass, drop, _) = verdicts(hook);
+                let verdict = match s.cfg.unknown {
+                    Unknown::Pass => pass,
+                    Unknown::Drop => drop,
+                };
+                let name = format!("probe on unknown label {label}");
+                cases.push(ingress_untouched(
+                    &name,
+                    &s,
+                    hook,
+                    wire.clone(),
+                    verdict,
+                    UNKNOWN,
+                ));
+            }
+        }
+    }
+    run_cases("far-end probes", &cases);
 }
 
 /// The checks can fail: a wrong expected byte, verdict, redirect or slot is reported, and so is
@@ -1181,6 +1316,27 @@ fn harness_detects_wrong_expectations() {
         ETHERTYPE_IPV4,
         &v4_base().with_label(3, 5).bytes(),
     );
+    wrong.push(c);
+    // A probe expected where none is recorded, and a wrong word expected.
+    let mut c = good.clone();
+    c.probe = Some(Recorded {
+        label: 5,
+        word: FAR_WORD,
+        bytes: c.output.len() as u64,
+    });
+    wrong.push(c);
+    let probe = probe_ip(19507, PROBE_MAGIC, FAR_WORD);
+    let mut c = ingress_case("self-test", &s, Hook::Xdp, 5, &probe);
+    c.verdict = XDP_DROP;
+    c.redirect = None;
+    c.output = on_ext(&s, probe.ethertype(), &probe.with_label(3, 0).bytes());
+    let mut other = FAR_WORD;
+    other[1] = 3;
+    c.probe = Some(Recorded {
+        label: 5,
+        word: other,
+        bytes: (ETH_LEN + probe.bytes().len()) as u64,
+    });
     wrong.push(c);
     for (i, c) in wrong.iter().enumerate() {
         assert!(!check(c).is_empty(), "wrong expectation {i} not detected");

@@ -201,16 +201,18 @@ pub enum Helper {
     SkbChangeHead,
     XdpAdjustHead,
     RedirectMap,
+    KtimeGetNs,
 }
 
 impl Helper {
     /// Every helper the assembler knows by name.
-    pub const ALL: [Helper; 5] = [
+    pub const ALL: [Helper; 6] = [
         Helper::MapLookupElem,
         Helper::Redirect,
         Helper::SkbChangeHead,
         Helper::XdpAdjustHead,
         Helper::RedirectMap,
+        Helper::KtimeGetNs,
     ];
 
     /// The helper's number in `enum bpf_func_id`.
@@ -221,6 +223,7 @@ impl Helper {
             Helper::SkbChangeHead => 43,
             Helper::XdpAdjustHead => 44,
             Helper::RedirectMap => 51,
+            Helper::KtimeGetNs => 5,
         }
     }
 
@@ -232,6 +235,7 @@ impl Helper {
             Helper::SkbChangeHead => "bpf_skb_change_head",
             Helper::XdpAdjustHead => "bpf_xdp_adjust_head",
             Helper::RedirectMap => "bpf_redirect_map",
+            Helper::KtimeGetNs => "bpf_ktime_get_ns",
         }
     }
 

@@ -2,9 +2,11 @@
 //! with a configured label has the label cleared, gets the managed link's Ethernet header and is
 //! redirected into the hidden end of that link's veth pair, so that it is received on the link.
 //! Everything else passes untouched (or, for unknown labels by configuration, is dropped).
+//! The far end's probe on a configured label is recorded and dropped, never delivered.
 
 use l3mp_asm::{
-    alu64, exit, jump, jump_if, load, load_imm64, mov, store, AluOp, Cond, Program, Reg, Size,
+    alu64, call, exit, jump, jump_if, load, load_imm64, load_map, mov, store, AluOp, Cond, Helper,
+    Program, Reg, Size,
 };
 
 use super::classify::{branch_on_family, check_from_peer, check_header, Classify};
@@ -69,20 +71,10 @@ pub fn ingress(cfg: &Config, hook: Hook) -> Program {
             p.push(jump("deliver"));
         }
     }
+    is_probe(&mut p, ip);
 
     p.label("deliver");
-    if ethernet {
-        p.comment("Count on the link's ingress slot");
-    } else {
-        p.comment("Count on the link's ingress slot, as the link receives it: with the");
-        p.comment("Ethernet header about to be pushed, as its egress counted what it sent");
-        p.push(alu64(AluOp::Add, LEN, i32::from(ETH_HLEN)));
-    }
-    p.extend([
-        load(Size::W, Reg::R5, Reg::R10, STACK_LABEL),
-        alu64(AluOp::Add, Reg::R5, INGRESS as i32),
-    ]);
-    count(&mut p, Reg::R5, "counted");
+    count_on_link(&mut p, ethernet, "counted");
     if !ethernet {
         p.comment("L3 ext: make room for an Ethernet header and write its EtherType");
         hook.push_ethernet(&mut p);
@@ -130,7 +122,73 @@ pub fn ingress(cfg: &Config, hook: Hook) -> Program {
         p.comment("No room for the Ethernet header");
         p.extend([mov(Reg::R0, hook.drop()), exit()]);
     }
+
+    p.label("probe");
+    count_on_link(&mut p, ethernet, "probe_counted");
+    record_probe(&mut p, ip);
+    p.comment("Never delivered");
+    p.extend([mov(Reg::R0, hook.drop()), exit()]);
     p
+}
+
+/// The end of the IPv6 block: anything but UDP falls through to `deliver` after two
+/// instructions; a datagram to the probe port with the probe's magic goes to `probe`.
+fn is_probe(p: &mut Program, ip: i16) {
+    let udp = ip + IPV6_HLEN;
+    p.comment("Not UDP: delivered (the far end's probe is UDP)");
+    p.extend([
+        load(Size::B, Reg::R2, DATA, ip + IPV6_NEXT_HEADER),
+        jump_if(Cond::Ne, Reg::R2, IPPROTO_UDP, "deliver"),
+    ]);
+    p.comment("UDP to the probe port with the probe's magic: the far end's probe");
+    p.extend([
+        mov(Reg::R2, DATA),
+        alu64(AluOp::Add, Reg::R2, i32::from(udp + UDP_HLEN + PROBE_PAYLOAD)),
+        jump_if(Cond::Gt, Reg::R2, DATA_END, "deliver"),
+        load(Size::H, Reg::R2, DATA, udp + UDP_DEST),
+        jump_if(Cond::Ne, Reg::R2, PROBE_PORT_NE, "deliver"),
+        load(Size::DW, Reg::R2, DATA, udp + UDP_HLEN),
+        load_imm64(Reg::R3, i64::from_ne_bytes(PROBE_MAGIC)),
+        jump_if(Cond::Eq, Reg::R2, Reg::R3, "probe"),
+    ]);
+}
+
+/// Counts the packet on the ingress slot of the label in `STACK_LABEL`, as the link receives
+/// it (on a layer-3 ext, with the Ethernet header it is about to get).
+fn count_on_link(p: &mut Program, ethernet: bool, skip: &str) {
+    if ethernet {
+        p.comment("Count on the link's ingress slot");
+    } else {
+        p.comment("Count on the link's ingress slot, as the link receives it: with the");
+        p.comment("Ethernet header about to be pushed, as its egress counted what it sent");
+        p.push(alu64(AluOp::Add, LEN, i32::from(ETH_HLEN)));
+    }
+    p.extend([
+        load(Size::W, Reg::R5, Reg::R10, STACK_LABEL),
+        alu64(AluOp::Add, Reg::R5, INGRESS as i32),
+    ]);
+    count(p, Reg::R5, skip);
+}
+
+/// Writes the probe's word (after its magic) and the time it arrived into the `probes` entry
+/// of the label in `STACK_LABEL`, for `l3mp run` and `l3mp status` to compare with this end.
+fn record_probe(p: &mut Program, ip: i16) {
+    let word = ip + IPV6_HLEN + UDP_HLEN + 8;
+    p.comment("Its word and when it arrived, in the label's entry of the probes map");
+    p.extend([
+        call(Helper::KtimeGetNs),
+        store(Size::DW, Reg::R10, STACK_PROBE_AT, Reg::R0),
+        mov(Reg::R2, Reg::R10),
+        alu64(AluOp::Add, Reg::R2, i32::from(STACK_LABEL)),
+        load_map(Reg::R1, PROBES_MAP),
+        call(Helper::MapLookupElem),
+        jump_if(Cond::Eq, Reg::R0, 0, "probe_recorded"),
+        load(Size::DW, Reg::R1, DATA, word),
+        store(Size::DW, Reg::R0, 0, Reg::R1),
+        load(Size::DW, Reg::R1, Reg::R10, STACK_PROBE_AT),
+        store(Size::DW, Reg::R0, 8, Reg::R1),
+    ]);
+    p.label("probe_recorded");
 }
 
 #[cfg(test)]

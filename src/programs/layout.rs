@@ -50,6 +50,23 @@ pub const IPV4_HLEN: i16 = 20;
 pub const IPV4_TOS: i16 = 1;
 pub const IPV4_CSUM: i16 = 10;
 pub const IPV6_HLEN: i16 = 40;
+/// The IPv6 header's next header byte.
+pub const IPV6_NEXT_HEADER: i16 = 6;
+pub const IPPROTO_UDP: i32 = 17;
+/// UDP header length, and where the destination port sits in it.
+pub const UDP_HLEN: i16 = 8;
+pub const UDP_DEST: i16 = 2;
+
+/// The far-end probe that `l3mp run` sends on each link once a second: an IPv6 UDP datagram to this port
+/// whose payload is the magic and then one 8-byte word (the sender's label, label bits and
+/// sequence number). The port is 0x4c33, "L3", like [`FROM_LINK`].
+pub const PROBE_PORT: u16 = 0x4c33;
+/// The probe's first eight payload bytes.
+pub const PROBE_MAGIC: [u8; 8] = *b"l3mprobe";
+/// The probe's payload: the magic and the word.
+pub const PROBE_PAYLOAD: i16 = 16;
+/// The probe port as a native-endian 16-bit load of the wire bytes reads it.
+pub const PROBE_PORT_NE: i32 = u16::from_ne_bytes(PROBE_PORT.to_be_bytes()) as i32;
 
 /// Counter slots of the per-CPU `counters` array; each slot is `{ packets: u64, bytes: u64 }`.
 /// Egress of label L counts at `EGRESS + L`, ingress at `INGRESS + L`.
@@ -92,6 +109,8 @@ pub const LEN: l3mp_asm::Reg = l3mp_asm::Reg::R9;
 pub const STACK_KEY: i16 = -4;
 pub const STACK_LABEL: i16 = -8;
 pub const STACK_ETHERTYPE: i16 = -12;
+/// When a probe arrived (`bpf_ktime_get_ns`), 8 bytes.
+pub const STACK_PROBE_AT: i16 = -24;
 
 /// Map types.
 pub const BPF_MAP_TYPE_ARRAY: u32 = 2;
@@ -104,3 +123,9 @@ pub const COUNTERS_MAP: &str = "counters";
 pub const LINKS_MAP: &str = "links";
 /// TC: label → ifindex of the hidden end, an array the kernel inlines the lookup of.
 pub const PEERS_MAP: &str = "peers";
+/// The far end's probes: by the label one arrived with, its word and when it arrived.
+pub const PROBES_MAP: &str = "probes";
+/// Entries of `probes`: one per 6-bit label, whatever the label width.
+pub const PROBE_SLOTS: u32 = 64;
+/// Size of one `probes` entry: `{ word: [u8; 8], at_ns: u64 }`.
+pub const PROBE_SIZE: u32 = 16;

@@ -120,8 +120,8 @@ pub fn build(cfg: &Config) -> Result<Bundle, BuildError> {
     })
 }
 
-/// The maps: per-CPU counters, and from label to hidden end the DEVMAP for XDP and the array
-/// of ifindexes for TC.
+/// The maps: per-CPU counters, from label to hidden end the DEVMAP for XDP and the array of
+/// ifindexes for TC, and the far end's probes by label.
 pub fn maps(cfg: &Config) -> Vec<MapDef> {
     vec![
         MapDef {
@@ -147,6 +147,14 @@ pub fn maps(cfg: &Config) -> Vec<MapDef> {
             key_size: 4,
             value_size: 4,
             max_entries: u32::from(cfg.max_label()) + 1,
+            flags: 0,
+        },
+        MapDef {
+            name: PROBES_MAP.into(),
+            map_type: BPF_MAP_TYPE_ARRAY,
+            key_size: 4,
+            value_size: PROBE_SIZE,
+            max_entries: PROBE_SLOTS,
             flags: 0,
         },
     ]

@@ -78,6 +78,7 @@ fn bpf_helper(helper: Helper) -> BpfHelper {
         Helper::SkbChangeHead => BpfHelper::BPF_FUNC_skb_change_head,
         Helper::XdpAdjustHead => BpfHelper::BPF_FUNC_xdp_adjust_head,
         Helper::RedirectMap => BpfHelper::BPF_FUNC_redirect_map,
+        Helper::KtimeGetNs => BpfHelper::BPF_FUNC_ktime_get_ns,
     }
 }
 

@@ -6,21 +6,26 @@ use std::cell::RefCell;
 use crate::programs::layout::*;
 use crate::programs::Hook;
 
-use super::memory::{COUNTERS_AT, CTX_AT, PACKET_AT, PEERS_AT};
+use super::memory::{COUNTERS_AT, CTX_AT, PACKET_AT, PEERS_AT, PROBES_AT};
 
 /// Every mocked helper, by the helper it stands for.
-pub const ALL: [(l3mp_asm::Helper, rbpf::ebpf::Helper); 5] = [
+pub const ALL: [(l3mp_asm::Helper, rbpf::ebpf::Helper); 6] = [
     (l3mp_asm::Helper::MapLookupElem, map_lookup_elem),
     (l3mp_asm::Helper::Redirect, redirect),
     (l3mp_asm::Helper::RedirectMap, redirect_map),
     (l3mp_asm::Helper::SkbChangeHead, skb_change_head),
     (l3mp_asm::Helper::XdpAdjustHead, xdp_adjust_head),
+    (l3mp_asm::Helper::KtimeGetNs, ktime_get_ns),
 ];
 
 /// Map "addresses" patched into the programs' map loads; the helpers recognise them.
 pub const COUNTERS_ID: i64 = 1;
 pub const LINKS_ID: i64 = 2;
 pub const PEERS_ID: i64 = 3;
+pub const PROBES_ID: i64 = 4;
+
+/// What the mocked `bpf_ktime_get_ns` returns: the VM's clock stands still.
+pub const VM_NOW_NS: u64 = 1_000_000_007;
 
 /// Where a program redirected the packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,7 +82,8 @@ fn with<T>(f: impl FnOnce(&mut RunState) -> T) -> T {
 const EINVAL: u64 = (-22i64) as u64;
 const BPF_F_INGRESS: u64 = 1;
 
-/// `bpf_map_lookup_elem(map, key)`: the counters slot or the `peers` entry, or NULL.
+/// `bpf_map_lookup_elem(map, key)`: the counters slot, the `peers` or the `probes` entry, or
+/// NULL.
 pub fn map_lookup_elem(map: u64, key: u64, _: u64, _: u64, _: u64) -> u64 {
     // SAFETY: the verifier-checked program passes a pointer to its 4-byte stack key.
     let index = unsafe { (key as *const u32).read_unaligned() };
@@ -86,8 +92,16 @@ pub fn map_lookup_elem(map: u64, key: u64, _: u64, _: u64, _: u64) -> u64 {
             s.arena + COUNTERS_AT as u64 + u64::from(index * COUNTER_SIZE)
         }
         PEERS_ID if index < s.peers => s.arena + PEERS_AT as u64 + u64::from(index * 4),
+        PROBES_ID if index < PROBE_SLOTS => {
+            s.arena + PROBES_AT as u64 + u64::from(index * PROBE_SIZE)
+        }
         _ => 0,
     })
+}
+
+/// `bpf_ktime_get_ns()`: [`VM_NOW_NS`].
+pub fn ktime_get_ns(_: u64, _: u64, _: u64, _: u64, _: u64) -> u64 {
+    VM_NOW_NS
 }
 
 /// `bpf_redirect(ifindex, flags)` from TC.

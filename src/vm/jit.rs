@@ -44,7 +44,7 @@ macro_rules! trampolines {
         /// The helpers to register for the JIT, in [`helpers::ALL`]'s order: rbpf only reads
         /// their addresses and calls them from the compiled code; nothing calls them as Rust
         /// functions.
-        pub fn trampolines() -> [rbpf::ebpf::Helper; 5] {
+        pub fn trampolines() -> [rbpf::ebpf::Helper; 6] {
             // SAFETY: a helper registered with a JIT-compiled VM is only called by the compiled
             // code, with the C convention the trampolines expect; rbpf never calls it from Rust.
             [$($addr()),*].map(|a| unsafe { std::mem::transmute::<usize, rbpf::ebpf::Helper>(a) })
@@ -58,4 +58,5 @@ trampolines! {
     helpers::redirect_map => c_redirect_map, "l3mp_jit_redirect_map", redirect_map;
     helpers::skb_change_head => c_skb_change_head, "l3mp_jit_skb_change_head", skb_change_head;
     helpers::xdp_adjust_head => c_xdp_adjust_head, "l3mp_jit_xdp_adjust_head", xdp_adjust_head;
+    helpers::ktime_get_ns => c_ktime_get_ns, "l3mp_jit_ktime_get_ns", ktime_get_ns;
 }

@@ -66,6 +66,8 @@ impl Loaded {
         vm.register_allowed_memory(counters..counters + u64::from(COUNTER_SLOTS * COUNTER_SIZE));
         let peers_addr = arena.addr(PEERS_AT);
         vm.register_allowed_memory(peers_addr..peers_addr + u64::from(4 * peers));
+        let probes = arena.addr(PROBES_AT);
+        vm.register_allowed_memory(probes..probes + u64::from(PROBE_SLOTS * PROBE_SIZE));
         if engine == Engine::Jit {
             vm.jit_compile().map_err(err)?;
         }
@@ -247,12 +249,14 @@ fn execute(
         .with(|s| s.borrow_mut().take())
         .expect("state set above");
     let counters = take_counters(arena);
+    let probes = take_probes(arena);
     let verdict = result.map_err(|e| VmError(format!("{}: {e}", prog.name)))? as i32;
     Ok(Outcome {
         verdict,
         redirect: state.redirect,
         packet: read_packet(arena, hook),
         counted: counters,
+        probes,
         tc_index: match hook {
             Hook::Tc => ctx_u32(arena, SKB_TC_INDEX),
             Hook::Xdp => 0,
@@ -286,6 +290,22 @@ fn read_packet(arena: &mut Arena, hook: Hook) -> Vec<u8> {
     let (data, end) = (ctx_u32(arena, data_off), ctx_u32(arena, end_off));
     let base = arena.addr(0);
     arena.bytes()[(u64::from(data) - base) as usize..(u64::from(end) - base) as usize].to_vec()
+}
+
+/// The `probes` entries the run wrote (every entry starts zero), zeroed again for the next run.
+fn take_probes(arena: &mut Arena) -> Vec<(u32, [u8; 8], u64)> {
+    let size = PROBE_SIZE as usize;
+    let all = &mut arena.bytes()[PROBES_AT..PROBES_AT + PROBE_SLOTS as usize * size];
+    let mut out = Vec::new();
+    for (label, entry) in all.chunks_exact_mut(size).enumerate() {
+        if entry.iter().any(|&b| b != 0) {
+            let word: [u8; 8] = entry[..8].try_into().expect("8 bytes");
+            let at = u64::from_ne_bytes(entry[8..].try_into().expect("8 bytes"));
+            out.push((label as u32, word, at));
+            entry.fill(0);
+        }
+    }
+    out
 }
 
 /// The counter slots the run changed, with what it added to each, zeroed again for the next

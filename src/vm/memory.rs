@@ -8,7 +8,8 @@ use std::ptr::NonNull;
 
 use super::VmError;
 
-/// Size of the arena: context, counters, the `peers` array, and a packet buffer with headroom.
+/// Size of the arena: context, counters, the `peers` and `probes` arrays, and a packet buffer
+/// with headroom.
 pub const ARENA: usize = 192 * 1024;
 /// Where the context (`__sk_buff` or `xdp_md`) lives.
 pub const CTX_AT: usize = 0;
@@ -18,8 +19,10 @@ pub const CTX_LEN: usize = 192;
 pub const COUNTERS_AT: usize = 4096;
 /// Where the `peers` array (label → hidden end's ifindex, 4 bytes per label) lives.
 pub const PEERS_AT: usize = 7168;
+/// Where the `probes` array (label → `{word, at_ns}`, 16 bytes per label) lives.
+pub const PROBES_AT: usize = 8192;
 /// Where the packet buffer starts; the packet starts `HEADROOM` bytes later.
-pub const PACKET_AT: usize = 8192;
+pub const PACKET_AT: usize = 9216;
 /// Room in front of the packet for a pushed Ethernet header.
 pub const HEADROOM: usize = 256;
 /// The largest packet the arena holds.

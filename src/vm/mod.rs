@@ -21,7 +21,8 @@ use l3mp_asm::{Assembled, Section};
 
 use crate::programs::layout::*;
 use crate::programs::{Bundle, Config, Hook};
-use helpers::{COUNTERS_ID, LINKS_ID, PEERS_ID};
+use helpers::{COUNTERS_ID, LINKS_ID, PEERS_ID, PROBES_ID};
+pub use helpers::VM_NOW_NS;
 
 /// What a program did with one packet.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -36,6 +37,9 @@ pub struct Outcome {
     pub counted: Vec<(u32, [u64; 2])>,
     /// `skb->tc_index` after the run (TC; always 0 for XDP).
     pub tc_index: u32,
+    /// The `probes` entries the run wrote, by label: the probe's word and when it arrived
+    /// ([`VM_NOW_NS`]).
+    pub probes: Vec<(u32, [u8; 8], u64)>,
 }
 
 impl Outcome {
@@ -81,6 +85,7 @@ pub fn patched_bytes(prog: &Assembled) -> Result<Vec<u8>, VmError> {
             COUNTERS_MAP => COUNTERS_ID,
             LINKS_MAP => LINKS_ID,
             PEERS_MAP => PEERS_ID,
+            PROBES_MAP => PROBES_ID,
             other => return Err(VmError(format!("no mock for map '{other}'"))),
         };
         slots[reloc.slot].imm = id as i32;
