@@ -325,6 +325,57 @@ proptest! {
         }
     }
 
+    /// A far end's probe (IPv6 UDP to port 19507, payload `l3mprobe` and a word) with any
+    /// addresses, traffic class and word, marked on the egress of L, is dropped by the far
+    /// demux, counted once on L's ingress slot as the link would have received it, and its word
+    /// recorded in L's `probes` entry; and the round-trip spec says the same.
+    #[test]
+    fn a_probe_is_recorded_under_its_label_and_dropped(
+        (tc, src, dst, word) in (any::<u8>(), any::<[u8; 16]>(), any::<[u8; 16]>(), any::<[u8; 8]>()),
+        extra in prop::collection::vec(any::<u8>(), 0..16),
+        (bits, label) in label_strategy(),
+        ethernet in any::<bool>(),
+        hook in hook_strategy(),
+    ) {
+        let s = full_setup(bits, ethernet);
+        let mut udp = [&40_000u16.to_be_bytes()[..], &19507u16.to_be_bytes()[..]].concat();
+        udp.extend_from_slice(&((8 + 16 + extra.len()) as u16).to_be_bytes());
+        udp.extend_from_slice(&[0, 0]);
+        udp.extend_from_slice(b"l3mprobe");
+        udp.extend_from_slice(&word);
+        udp.extend_from_slice(&extra);
+        let ip = Ip::V6(V6 {
+            traffic_class: tc,
+            protocol: 17,
+            source: src,
+            destination: dst,
+            payload: udp,
+            ..V6::default()
+        });
+        let frame = ether(GATEWAY_MAC, link_mac(label), ip.ethertype(), &ip.bytes());
+        let eg = s.run(&programs::egress_name(label), &frame);
+        prop_assert_eq!(eg.verdict, 7, "egress verdict");
+        let wire = if s.ethernet() {
+            l3mp::roundtrip::at_the_mirror(&eg.packet)
+        } else {
+            eg.packet[ETH_LEN..].to_vec()
+        };
+        let back = s.run(programs::ingress_name(hook), &wire);
+        let dropped = match hook {
+            Hook::Tc => 2,
+            Hook::Xdp => 1,
+        };
+        prop_assert_eq!(back.verdict, dropped, "ingress verdict");
+        prop_assert_eq!(back.redirect, None);
+        counted_once(&back, INGRESS + u32::from(label), frame.len())?;
+        prop_assert_eq!(back.probes, vec![(u32::from(label), word, vm::VM_NOW_NS)]);
+        let machine = vm::Machine::new(&s.bundle, &s.cfg, vm::Engine::Interp)
+            .expect("a machine");
+        let trip = l3mp::roundtrip::egress(&machine, label, &frame)
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert!(!trip.restored, "a probe is not delivered");
+    }
+
     /// With a wrong IPv4 checksum in, the checksum stays exactly as wrong (RFC 1624 updates
     /// preserve the header sum up to the two zeros of one's complement).
     #[test]

@@ -22,7 +22,8 @@ pub struct Step {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Trip {
     pub steps: Vec<Step>,
-    /// Egress marked and redirected it, and both ingress flavours restored it.
+    /// Egress marked and redirected it, and both ingress flavours restored it (a far-end
+    /// probe, which they record and drop, is not restored).
     pub restored: bool,
 }
 
@@ -46,6 +47,8 @@ struct Expected {
     tc_index: u32,
     /// Where an IPv4 checksum the program may have rewritten sits in `packet`.
     csum_at: usize,
+    /// The `probes` entry a far end's probe leaves: its label and word.
+    probe: Option<(u8, [u8; 8])>,
 }
 
 /// Runs `frame` (an Ethernet frame as the link with `label` sends it) through egress, both
@@ -66,7 +69,8 @@ pub fn check(m: &Machine, label: u8, frame: &[u8]) -> Result<Trip, Violation> {
 }
 
 /// Egress on the link with `label`, then, when egress redirected the frame, both ingress
-/// flavours on what arrives at the far ext: they must restore it with the label cleared.
+/// flavours on what arrives at the far ext: they must restore it with the label cleared (or,
+/// for the far-end probe, record it and drop it).
 pub fn egress(m: &Machine, label: u8, frame: &[u8]) -> Result<Trip, Violation> {
     let cfg = m.cfg();
     let link = cfg
@@ -104,18 +108,40 @@ pub fn egress(m: &Machine, label: u8, frame: &[u8]) -> Result<Trip, Violation> {
         &spec::with_label(family, ip, cfg.label_bits, 0),
     ]
     .concat();
+    // This end's probe: the far end records it under the label and drops it, its label
+    // bits cleared where it lies.
+    let probe = spec::probe(family, ip);
+    let dropped = match cfg.ext.kind {
+        ExtKind::L3 => spec::with_label(family, &arriving, cfg.label_bits, 0),
+        ExtKind::Ethernet { .. } => {
+            let at = ETH_HLEN as usize;
+            let cleared = spec::with_label(family, &arriving[at..], cfg.label_bits, 0);
+            [&arriving[..at], &cleared[..]].concat()
+        }
+    };
     for hook in [Hook::Tc, Hook::Xdp] {
         run(&mut trip, m, programs::ingress_name(hook), &arriving)?;
-        let expected = Expected {
-            verdict: hook.redirected(),
-            redirect: Some(link.peer_ifindex),
-            packet: restored.clone(),
-            tc_index: 0,
-            csum_at: FRAMED_IPV4_CSUM,
+        let expected = match probe {
+            Some(word) => Expected {
+                verdict: hook.drop(),
+                redirect: None,
+                packet: dropped.clone(),
+                tc_index: 0,
+                csum_at: FRAMED_IPV4_CSUM,
+                probe: Some((link.label, word)),
+            },
+            None => Expected {
+                verdict: hook.redirected(),
+                redirect: Some(link.peer_ifindex),
+                packet: restored.clone(),
+                tc_index: 0,
+                csum_at: FRAMED_IPV4_CSUM,
+                probe: None,
+            },
         };
         compare(&trip, &expected)?;
     }
-    trip.restored = true;
+    trip.restored = probe.is_none();
     Ok(trip)
 }
 
@@ -155,6 +181,7 @@ fn guard_with(trip: &mut Trip, m: &Machine, wire: &[u8], skb: Skb) -> Result<(),
         packet: wire.to_vec(),
         tc_index: 0,
         csum_at: FRAMED_IPV4_CSUM,
+        probe: None,
     };
     if skb.tc_index != FROM_LINK as u32 {
         expected.tc_index = skb.tc_index;
@@ -281,6 +308,7 @@ fn expect_egress(cfg: &Config, label: u8, frame: &[u8]) -> Expected {
             packet: frame.to_vec(),
             tc_index: 0,
             csum_at: FRAMED_IPV4_CSUM,
+            probe: None,
         };
     };
     let mut packet = frame[..ETH_HLEN as usize].to_vec();
@@ -295,6 +323,7 @@ fn expect_egress(cfg: &Config, label: u8, frame: &[u8]) -> Expected {
         packet,
         tc_index: FROM_LINK as u32,
         csum_at: FRAMED_IPV4_CSUM,
+        probe: None,
     }
 }
 
@@ -305,6 +334,7 @@ fn expect_ingress(cfg: &Config, hook: Hook, wire: &[u8], skb: &Skb) -> Expected 
         packet: wire.to_vec(),
         tc_index: 0,
         csum_at: FRAMED_IPV4_CSUM,
+        probe: None,
     };
     let Some((family, ip)) = classify(cfg, hook, wire, skb) else {
         return untouched(hook.pass());
@@ -324,6 +354,18 @@ fn expect_ingress(cfg: &Config, hook: Hook, wire: &[u8], skb: &Skb) -> Expected 
             Unknown::Drop => hook.drop(),
         });
     };
+    if let Some(word) = spec::probe(family, ip) {
+        // Recorded and dropped, its label bits cleared in place.
+        let before_ip = &wire[..wire.len() - ip.len()];
+        return Expected {
+            verdict: hook.drop(),
+            redirect: None,
+            packet: [before_ip, &spec::with_label(family, ip, cfg.label_bits, 0)].concat(),
+            tc_index: 0,
+            csum_at: FRAMED_IPV4_CSUM,
+            probe: Some((label, word)),
+        };
+    }
     let ethertype = match family {
         Family::V4 => [0x08, 0x00],
         Family::V6 => [0x86, 0xdd],
@@ -340,6 +382,7 @@ fn expect_ingress(cfg: &Config, hook: Hook, wire: &[u8], skb: &Skb) -> Expected 
         .concat(),
         tc_index: 0,
         csum_at: FRAMED_IPV4_CSUM,
+        probe: None,
     }
 }
 
@@ -385,6 +428,17 @@ fn compare(trip: &Trip, expected: &Expected) -> Result<(), Violation> {
         return Err(Violation(format!(
             "{program}: redirect to {target:?} where the spec says {:?}",
             expected.redirect
+        )));
+    }
+    let recorded: Vec<(u8, [u8; 8])> = got
+        .probes
+        .iter()
+        .map(|&(label, word, _)| (label as u8, word))
+        .collect();
+    if recorded != expected.probe.into_iter().collect::<Vec<_>>() {
+        return Err(Violation(format!(
+            "{program}: recorded the probes {recorded:?} where the spec says {:?}",
+            expected.probe
         )));
     }
     if got.tc_index != expected.tc_index {

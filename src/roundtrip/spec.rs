@@ -64,6 +64,19 @@ pub fn with_label(family: Family, ip: &[u8], bits: u8, label: u8) -> Vec<u8> {
     out
 }
 
+/// The word of a far end's probe, if the well-formed packet `ip` is one: IPv6 whose next
+/// header is UDP, to port 19507, with at least 16 bytes of payload starting `l3mprobe`; the
+/// word is the 8 payload bytes after that.
+pub fn probe(family: Family, ip: &[u8]) -> Option<[u8; 8]> {
+    const UDP: usize = 40;
+    let payload = ip.get(UDP + 8..UDP + 8 + 16)?;
+    let is_probe = family == Family::V6
+        && ip[6] == 17
+        && ip[UDP + 2..UDP + 4] == 19507u16.to_be_bytes()
+        && payload[..8] == *b"l3mprobe";
+    is_probe.then(|| payload[8..].try_into().expect("8 bytes"))
+}
+
 /// IPv4 header length from IHL.
 pub fn ipv4_header_len(ip: &[u8]) -> usize {
     4 * usize::from(ip[0] & 0x0f)
