@@ -2,8 +2,10 @@
 //! (the captures, the fuzz seed corpus, and what egress makes of each) runs through the same
 //! program in rbpf's interpreter, in rbpf's JIT and in the kernel (BPF_PROG_TEST_RUN through
 //! aya); return code and output bytes must be equal, and so must the counters summed over the
-//! whole run. The interpreter and the JIT must agree on everything a run reports (verdict,
-//! redirect, bytes, counters, tc_index), on every packet.
+//! whole run, and so must the word of the last far-end probe recorded under each label (the
+//! corpus has probes; the arrival time is the kernel's clock, only checked to be set). The
+//! interpreter and the JIT must agree on everything a run reports (verdict, redirect, bytes,
+//! counters, tc_index, probes recorded), on every packet.
 //!
 //! Compared: egress (TC), the guard and both ingress flavours on an Ethernet ext; egress and XDP
 //! ingress on an L3 ext. Not compared: TC ingress and the guard on an L3 ext, because a TC test
@@ -19,10 +21,12 @@
 
 mod common;
 
-use aya::maps::PerCpuArray;
+use aya::maps::{Array, PerCpuArray};
 use aya::programs::{SchedClassifier, TestRun, TestRunOptions, Xdp};
 use aya::{EbpfLoader, Pod};
-use l3mp::programs::layout::{COUNTERS_MAP, COUNTER_SLOTS, TC_ACT_REDIRECT};
+use l3mp::programs::layout::{
+    COUNTERS_MAP, COUNTER_SLOTS, PROBES_MAP, PROBE_SLOTS, TC_ACT_REDIRECT,
+};
 use l3mp::programs::{build, egress_name, ingress_name, Config, ExtKind, Hook, Unknown, GUARD};
 use l3mp::run::point_links;
 use l3mp::vm::{Engine, Machine};
@@ -35,6 +39,13 @@ const MAX_TEST_RUN: usize = 3000;
 struct Counter([u64; 2]);
 // SAFETY: two u64s, no padding, every bit pattern valid.
 unsafe impl Pod for Counter {}
+
+/// A `probes` entry: the probe's word and when it arrived.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct Probe([u8; 8], u64);
+// SAFETY: 16 bytes, no padding, every bit pattern valid.
+unsafe impl Pod for Probe {}
 
 /// Configurations for the comparison; hidden ends are `lo` so that the DEVMAP takes them.
 fn configs() -> Vec<Config> {
@@ -63,6 +74,8 @@ struct Tally {
     skipped: usize,
     mismatches: Vec<String>,
     vm_counters: Vec<[u64; 2]>,
+    /// By label, the word of the last probe the VM recorded in a run the kernel also made.
+    vm_probes: Vec<Option<[u8; 8]>>,
 }
 
 fn kernel_run(ebpf: &aya::Ebpf, name: &str, input: &[u8]) -> (i32, Vec<u8>) {
@@ -120,6 +133,9 @@ fn compare(
     for (sum, add) in t.vm_counters.iter_mut().zip(&vm.counters()) {
         sum[0] += add[0];
         sum[1] += add[1];
+    }
+    for &(label, word, _) in &vm.probes {
+        t.vm_probes[label as usize] = Some(word);
     }
     let (verdict, bytes) = kernel_run(ebpf, name, input);
     t.compared += 1;
@@ -180,6 +196,7 @@ fn vm_and_kernel_agree_on_every_corpus_packet() {
             skipped: 0,
             mismatches: Vec::new(),
             vm_counters: vec![[0; 2]; COUNTER_SLOTS as usize],
+            vm_probes: vec![None; PROBE_SLOTS as usize],
         };
         for packet in &packets {
             let mut wires = vec![on_wire(packet)];
@@ -226,6 +243,28 @@ fn vm_and_kernel_agree_on_every_corpus_packet() {
                 ));
             }
         }
+        let probes: Array<_, Probe> = ebpf
+            .map(PROBES_MAP)
+            .expect("map")
+            .try_into()
+            .expect("array");
+        for label in 0..PROBE_SLOTS {
+            let Probe(word, at) = probes.get(&label, 0).expect("read");
+            let kernel = (at != 0).then_some(word);
+            if kernel != t.vm_probes[label as usize] {
+                t.mismatches.push(format!(
+                    "N={} {:?}: probes[{label}]: kernel {kernel:?}, VM {:?}",
+                    cfg.label_bits, cfg.ext.kind, t.vm_probes[label as usize]
+                ));
+            }
+        }
+        let recorded = t.vm_probes.iter().flatten().count();
+        assert!(
+            recorded > 0,
+            "N={} {:?}: the corpus's probes recorded nothing",
+            cfg.label_bits,
+            cfg.ext.kind
+        );
         assert!(
             t.mismatches.is_empty(),
             "{} mismatches:\n{}",
