@@ -84,6 +84,15 @@ pub enum UnknownLabel {
     Drop,
 }
 
+/// Whether to send and check the far-end probe.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProbeSwitch {
+    /// Send a probe on every link once a second and check the far end's.
+    On,
+    /// Send nothing and check nothing.
+    Off,
+}
+
 /// The label options shared by `run` and `asm`.
 #[derive(Args, Debug)]
 pub struct LabelArgs {
@@ -102,8 +111,8 @@ pub struct LabelArgs {
 pub struct RunArgs {
     /// Read the options from this TOML file instead of the flags (its keys mirror them:
     /// ext, label_bits, ingress, unknown, peer, and a [[link]] table with name and label per
-    /// link, host_id); SIGHUP reads it again and applies the difference.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["ext", "links", "label_bits", "unknown", "ingress", "peer", "host_id"])]
+    /// link, host_id, probe); SIGHUP reads it again and applies the difference.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["ext", "links", "label_bits", "unknown", "ingress", "peer", "host_id", "probe"])]
     pub config: Option<std::path::PathBuf>,
     /// The tunnel interface (e.g. wg0), or an Ethernet interface towards the remote l3mp host.
     #[arg(long, value_name = "IF", required_unless_present = "config")]
@@ -120,6 +129,11 @@ pub struct RunArgs {
     /// ext's name) instead of the machine id and the network namespace's name.
     #[arg(long, value_name = "STRING")]
     pub host_id: Option<String>,
+    /// The far-end check: a small probe on every link once a second, which the far end's
+    /// l3mp records and drops, so that each end sees whether the other uses the same label
+    /// and label bits (in l3mp status, the log and the metrics).
+    #[arg(long, value_enum, default_value_t = ProbeSwitch::On)]
+    pub probe: ProbeSwitch,
 }
 
 #[derive(Args, Debug)]

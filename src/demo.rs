@@ -10,7 +10,7 @@ use crate::lab::{
     LINK_TIMEOUT,
 };
 use crate::programs::Unknown;
-use crate::run::{Counter, Error, IngressChoice, Instance, LinkArg, RunOptions};
+use crate::run::{Counter, Error, IngressChoice, Instance, LinkArg, Probe, RunOptions};
 use crate::sys::caps::{missing_capabilities, Cap};
 
 /// The demo's links: name and label.
@@ -114,6 +114,7 @@ fn start(lab: &Lab, ingress: IngressChoice) -> Result<Vec<Instance>, Error> {
                 .then(|| ext_address(AddressKind::Ipv4, side.other())),
             unknown: Unknown::Pass,
             host_id: None,
+            probe: Probe::On,
         };
         let instance = host
             .run(|| Instance::start(&opts))?

@@ -13,11 +13,11 @@ use nix::sys::signal::{SigSet, Signal};
 use sd_notify::NotifyState;
 
 use cli::{
-    AsmArgs, BenchArgs, Cli, Command, EngineArg, ExtKindArg, Ingress, LabelArgs, ReplayArgs,
-    RunArgs, UnknownLabel,
+    AsmArgs, BenchArgs, Cli, Command, EngineArg, ExtKindArg, Ingress, LabelArgs, ProbeSwitch,
+    ReplayArgs, RunArgs, UnknownLabel,
 };
 use l3mp::programs::{self, Config, Unknown};
-use l3mp::run::{parse_link, Error, IngressChoice, Instance, LinkArg, RunOptions, Started};
+use l3mp::run::{parse_link, Error, IngressChoice, Instance, LinkArg, Probe, RunOptions, Started};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -87,6 +87,13 @@ fn unknown(u: UnknownLabel) -> Unknown {
     match u {
         UnknownLabel::Pass => Unknown::Pass,
         UnknownLabel::Drop => Unknown::Drop,
+    }
+}
+
+fn probe(p: ProbeSwitch) -> Probe {
+    match p {
+        ProbeSwitch::On => Probe::On,
+        ProbeSwitch::Off => Probe::Off,
     }
 }
 
@@ -280,6 +287,7 @@ fn run_options(args: &RunArgs) -> Result<RunOptions, Error> {
         peer: args.peer,
         unknown: unknown(args.labels.unknown),
         host_id: args.host_id.clone(),
+        probe: probe(args.probe),
     };
     opts.check()?;
     Ok(opts)

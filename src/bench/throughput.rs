@@ -16,7 +16,7 @@ use crate::lab::{
     ext_address, link_addresses, AddressKind, ExtKind, Host, Lab, Side, EXT, LINK_TIMEOUT,
 };
 use crate::programs::Unknown;
-use crate::run::{Error, IngressChoice, Instance, LinkArg, RunOptions};
+use crate::run::{Error, IngressChoice, Instance, LinkArg, Probe, RunOptions};
 use crate::sys::netlink::Netlink;
 
 use super::figure::{Figure, Report, Sample, Target};
@@ -201,6 +201,8 @@ pub fn start_instance(
         peer: Some(ext_address(AddressKind::Ipv4, host.side().other())),
         unknown: Unknown::Pass,
         host_id: None,
+        // Nothing of l3mp's own among the measured packets.
+        probe: Probe::Off,
     };
     host.run(|| Instance::start(&opts))?
         .map_err(|e| Error::new(format!("host {}: {e}", host.side())))

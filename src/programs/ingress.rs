@@ -143,7 +143,11 @@ fn is_probe(p: &mut Program, ip: i16) {
     p.comment("UDP to the probe port with the probe's magic: the far end's probe");
     p.extend([
         mov(Reg::R2, DATA),
-        alu64(AluOp::Add, Reg::R2, i32::from(udp + UDP_HLEN + PROBE_PAYLOAD)),
+        alu64(
+            AluOp::Add,
+            Reg::R2,
+            i32::from(udp + UDP_HLEN + PROBE_PAYLOAD),
+        ),
         jump_if(Cond::Gt, Reg::R2, DATA_END, "deliver"),
         load(Size::H, Reg::R2, DATA, udp + UDP_DEST),
         jump_if(Cond::Ne, Reg::R2, PROBE_PORT_NE, "deliver"),

@@ -10,7 +10,7 @@ use toml::Spanned;
 
 use crate::programs::Unknown;
 
-use super::options::{IngressChoice, LinkArg, RunOptions, Subject};
+use super::options::{IngressChoice, LinkArg, Probe, RunOptions, Subject};
 use super::Error;
 
 /// The label width when the file gives none (as `--label-bits`).
@@ -26,6 +26,7 @@ struct File {
     unknown: Option<Unknown>,
     peer: Option<IpAddr>,
     host_id: Option<Spanned<String>>,
+    probe: Option<Probe>,
     #[serde(default)]
     link: Vec<FileLink>,
 }
@@ -79,6 +80,7 @@ pub fn parse(text: &str, path: &Path) -> Result<RunOptions, Error> {
         peer: file.peer,
         unknown: file.unknown.unwrap_or(Unknown::Pass),
         host_id: file.host_id.as_ref().map(|id| id.get_ref().clone()),
+        probe: file.probe.unwrap_or(Probe::On),
     };
     opts.check_values().map_err(|invalid| {
         let (span, key) = match invalid.subject {

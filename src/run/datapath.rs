@@ -1,8 +1,6 @@
 //! The programs in the kernel: loaded through aya from the assembler's ELF, attached to the
 //! links and to ext. Dropping a [`Datapath`] detaches everything it attached.
 
-use std::path::Path;
-
 use aya::maps::{Array, DevMap, MapData, PerCpuArray};
 use aya::programs::tc::{SchedClassifierLink, SchedClassifierLinkId};
 use aya::programs::xdp::{XdpLink, XdpLinkId};
@@ -10,12 +8,14 @@ use aya::programs::{ProgramError, SchedClassifier, TcAttachType, Xdp, XdpMode};
 use aya::{Ebpf, EbpfLoader};
 use serde::{Deserialize, Serialize};
 
-use crate::programs::layout::{COUNTERS_MAP, LINKS_MAP, PEERS_MAP};
+use crate::programs::layout::{COUNTERS_MAP, LINKS_MAP, PEERS_MAP, PROBES_MAP};
 use crate::programs::{self, Config, Hook, NAPI_PASS};
 use crate::sys::netns::NetNs;
 
 use super::counters::{Counter, Counters};
 use super::kernel;
+use super::probe::Recorded;
+use super::registry::Pins;
 use super::tc_attach::{attach_error, has_tcx, Clsacts, TcAttach};
 use super::Error;
 
@@ -101,16 +101,16 @@ impl Datapath {
     /// Loads the programs of `cfg` and attaches egress to every link's user end and ingress
     /// demux to `ext` in `mode`. Must run in ext's network namespace.
     ///
-    /// The counters map is the one pinned at `counters`, created and pinned there if there is
-    /// none yet: programs loaded again for the same instance (after ext came back with a new
-    /// ifindex) keep counting where the previous ones stopped.
+    /// The counters and probes maps are those pinned at `pins`, created and pinned there if
+    /// there are none yet: programs loaded again for the same instance (after ext came back
+    /// with a new ifindex) keep counting where the previous ones stopped.
     pub fn attach(
         cfg: &Config,
         ext: &str,
         mode: IngressMode,
-        counters: &Path,
+        pins: &Pins,
     ) -> Result<Datapath, Error> {
-        let mut dp = Datapath::load(cfg, mode, counters)?;
+        let mut dp = Datapath::load(cfg, mode, pins)?;
         // Attached afresh, so no datapath of this instance is on these devices: l3mp filters
         // there (netlink TC, before Linux 6.6) are a killed instance's, on ext and on the
         // links a start adopted. (A replacement keeps the old filters: it takes them over.)
@@ -140,9 +140,9 @@ impl Datapath {
         cfg: &Config,
         ext: &str,
         mode: IngressMode,
-        counters: &Path,
+        pins: &Pins,
     ) -> Result<Datapath, (Option<Box<Datapath>>, Error)> {
-        let mut dp = match Datapath::load(cfg, mode, counters) {
+        let mut dp = match Datapath::load(cfg, mode, pins) {
             Ok(dp) => dp,
             Err(e) => return Err((Some(Box::new(old)), e)),
         };
@@ -160,14 +160,15 @@ impl Datapath {
         Ok(dp)
     }
 
-    /// Loads every program `cfg` and `mode` need into the kernel, with the counters map pinned
-    /// at `counters` and the links' maps filled, attaching none.
-    fn load(cfg: &Config, mode: IngressMode, counters: &Path) -> Result<Datapath, Error> {
+    /// Loads every program `cfg` and `mode` need into the kernel, with the maps pinned at
+    /// `pins` and the links' maps filled, attaching none.
+    fn load(cfg: &Config, mode: IngressMode, pins: &Pins) -> Result<Datapath, Error> {
         let bundle = programs::build(cfg).map_err(|e| Error::new(e.to_string()))?;
         kernel::check(&bundle)?;
         let elf = bundle.elf().map_err(|e| Error::new(e.to_string()))?;
         let ebpf = EbpfLoader::new()
-            .map_pin_path(COUNTERS_MAP, counters)
+            .map_pin_path(COUNTERS_MAP, &pins.counters)
+            .map_pin_path(PROBES_MAP, &pins.probes)
             .load(&elf)
             .map_err(|e| Error::new(format!("loading the programs: {e}")))?;
         let tc_attach = TcAttach::chosen()?;
@@ -341,6 +342,19 @@ impl Datapath {
     /// Every counter slot, summed over CPUs.
     pub fn counters(&self) -> Result<Counters, Error> {
         counters(self.ebpf.as_ref().expect("taken only when dropped"))
+    }
+
+    /// Every entry of the `probes` map, by label.
+    pub fn probes(&self) -> Result<Vec<Recorded>, Error> {
+        let ebpf = self.ebpf.as_ref().expect("taken only when dropped");
+        let map: Array<_, Recorded> = ebpf
+            .map(PROBES_MAP)
+            .ok_or_else(|| Error::new(format!("map {PROBES_MAP} missing from the object")))?
+            .try_into()
+            .map_err(|e| Error::new(format!("map {PROBES_MAP}: {e}")))?;
+        map.iter()
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| Error::new(format!("reading map {PROBES_MAP}: {e}")))
     }
 
     fn ebpf_mut(&mut self) -> &mut Ebpf {

@@ -12,6 +12,7 @@
 
 mod adopt;
 mod carrier;
+mod far_end;
 mod mtu;
 mod peer;
 
@@ -30,7 +31,8 @@ use super::counters::Counters;
 use super::datapath::{serving, Datapath, IngressMode};
 use super::lock::Lock;
 use super::naming::{hidden_name, is_hidden_name, Identity, Mark};
-use super::options::{IngressChoice, LinkArg, RunOptions};
+use super::options::{IngressChoice, LinkArg, Probe, RunOptions};
+use super::probe::Prober;
 use super::registry::{Claim, Published, Registry};
 use super::state::{InstanceId, Loaded, State, StateLink};
 use super::wait_ext::{wait_for_ext, Waited};
@@ -100,6 +102,8 @@ pub struct Instance {
     /// When and from where the configuration was last loaded.
     loaded: Loaded,
     datapath: Option<Datapath>,
+    /// The far-end check; `None` with `--probe off`.
+    prober: Option<Prober>,
     registry: Registry,
     /// The claim on the device the programs are on, while they are.
     device: Option<Lock>,
@@ -194,6 +198,7 @@ impl Instance {
             links: Vec::new(),
             loaded: Loaded::now(None),
             datapath: None,
+            prober: prober(opts),
             registry: registry.clone(),
             device: Some(device),
             published,
@@ -288,15 +293,15 @@ impl Instance {
     fn attach(&mut self) -> Result<(), Error> {
         let opts = &self.opts;
         let cfg = self.program_config();
-        let counters = self.published.counters();
+        let pins = self.published.pins();
         let ext = &self.ext.name;
         let (mode, why) = choose_mode(opts.ingress, &self.ext);
-        let attached = Datapath::attach(&cfg, ext, mode, &counters);
+        let attached = Datapath::attach(&cfg, ext, mode, &pins);
         let (mode, datapath) = match (attached, opts.ingress) {
             (Err(e), IngressChoice::Auto) if mode == IngressMode::Xdp => {
                 log::info!("native XDP on {ext} failed ({e}); using TC ingress");
                 let tc = IngressMode::Tc;
-                (tc, Datapath::attach(&cfg, ext, tc, &counters)?)
+                (tc, Datapath::attach(&cfg, ext, tc, &pins)?)
             }
             (attached, _) => {
                 let datapath = attached?;
@@ -638,6 +643,8 @@ impl Instance {
             label_bits: self.opts.label_bits,
             unknown: self.opts.unknown,
             counters: self.published.counters(),
+            probes: Some(self.published.probes()),
+            probe: Some(self.opts.probe == Probe::On),
             links: self
                 .links
                 .iter()
@@ -718,6 +725,16 @@ impl Instance {
             );
         }
     }
+}
+
+/// The far-end check `opts` asks for; none (said) when its socket cannot be had.
+fn prober(opts: &RunOptions) -> Option<Prober> {
+    if opts.probe == Probe::Off {
+        return None;
+    }
+    Prober::new(opts.label_bits)
+        .inspect_err(|e| log::warn!("{e}: the far ends are not checked"))
+        .ok()
 }
 
 /// Whether `link` carries `mark`.

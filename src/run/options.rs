@@ -22,6 +22,16 @@ pub enum IngressChoice {
     Tc,
 }
 
+/// Whether `run` sends the far-end probe on every link and checks the far end's (`--probe`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Probe {
+    /// Send and check (the default).
+    On,
+    /// Send nothing and check nothing.
+    Off,
+}
+
 /// One `--if NAME@LABEL`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LinkArg {
@@ -41,6 +51,8 @@ pub struct RunOptions {
     /// `--host-id`: what the links' MACs are derived from instead of the machine id and the
     /// network namespace (see [`super::Identity`]).
     pub host_id: Option<String>,
+    /// `--probe`: the far-end check.
+    pub probe: Probe,
 }
 
 /// Whether the kernel accepts `name` as an interface name.
@@ -206,6 +218,7 @@ mod tests {
             peer: None,
             unknown: Unknown::Pass,
             host_id: None,
+            probe: Probe::On,
         }
     }
 

@@ -8,7 +8,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::programs::layout::COUNTERS_MAP;
+use crate::programs::layout::{COUNTERS_MAP, PROBES_MAP};
 
 use super::bpffs::BPFFS;
 use super::lock::{holder_of, Lock};
@@ -316,6 +316,14 @@ fn in_dirs<T>(dirs: &[&Path], mut make: impl FnMut() -> io::Result<T>) -> io::Re
     make()
 }
 
+/// Where an instance's maps are pinned: programs loaded again for it find them there and keep
+/// what they hold.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pins {
+    pub counters: PathBuf,
+    pub probes: PathBuf,
+}
+
 /// An instance's id, its lock, its state file and its pin directory, removed when dropped.
 pub struct Published {
     id: InstanceId,
@@ -335,6 +343,19 @@ impl Published {
     /// Where the counters map is pinned.
     pub fn counters(&self) -> PathBuf {
         self.pins.join(COUNTERS_MAP)
+    }
+
+    /// Where the far end's probes map is pinned.
+    pub fn probes(&self) -> PathBuf {
+        self.pins.join(PROBES_MAP)
+    }
+
+    /// Where each pinned map is.
+    pub fn pins(&self) -> Pins {
+        Pins {
+            counters: self.counters(),
+            probes: self.probes(),
+        }
     }
 
     /// Writes (or replaces) the state file; a reader sees the old or the new one, whole.
@@ -391,6 +412,8 @@ mod tests {
             label_bits: 4,
             unknown: Unknown::Pass,
             counters,
+            probes: None,
+            probe: None,
             links: Vec::new(),
             loaded: None,
         }

@@ -84,6 +84,12 @@ pub struct State {
     pub unknown: Unknown,
     /// Where the counters map is pinned.
     pub counters: PathBuf,
+    /// Where the far ends' probes map is pinned (absent from an earlier l3mp's state file).
+    #[serde(default)]
+    pub probes: Option<PathBuf>,
+    /// Whether the far-end check runs (`--probe`; absent from an earlier l3mp's).
+    #[serde(default)]
+    pub probe: Option<bool>,
     pub links: Vec<StateLink>,
     /// When the configuration was last loaded (absent from an earlier l3mp's state file).
     #[serde(default)]
@@ -143,6 +149,8 @@ mod tests {
             label_bits: 4,
             unknown: Unknown::Drop,
             counters: "/sys/fs/bpf/l3mp/4242-1/counters".into(),
+            probes: Some("/sys/fs/bpf/l3mp/4242-1/probes".into()),
+            probe: Some(true),
             links: vec![StateLink {
                 name: "a".into(),
                 label: 1,
@@ -173,6 +181,19 @@ mod tests {
         assert_eq!(value["counters"], "/sys/fs/bpf/l3mp/4242-1/counters");
         assert_eq!(value["loaded"]["at"], 1_800_000_000);
         assert_eq!(value["loaded"]["file"], "/etc/l3mp/wg0.toml");
+        assert_eq!(value["probes"], "/sys/fs/bpf/l3mp/4242-1/probes");
+        assert_eq!(value["probe"], true);
+    }
+
+    #[test]
+    fn an_earlier_state_file_has_no_far_end_check() {
+        let mut value: serde_json::Value =
+            serde_json::from_str(&sample().to_json()).expect("valid JSON");
+        let object = value.as_object_mut().expect("an object");
+        object.remove("probes");
+        object.remove("probe");
+        let state = State::from_json(&value.to_string()).expect("reads");
+        assert_eq!((state.probes, state.probe), (None, None));
     }
 
     #[test]

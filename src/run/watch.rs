@@ -101,6 +101,7 @@ pub fn serve(instance: &mut Instance, stop: &SigSet) -> Result<Signal, Error> {
             Err(e) if e.errno() == Some(libc::ENOBUFS) => true,
             Err(e) => return Err(watching(&e)),
         };
+        instance.check_far_ends();
         let retry = attachment == Attachment::Waiting && tried.elapsed() >= RETRY;
         if notified || retry {
             attachment = instance.look()?;

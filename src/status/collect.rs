@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::run::probe::{self, FarEnd, Recorded};
 use crate::run::{Counters, Error, Listed, Mark, Registry, State};
 use crate::sys::netlink::{Address, LinkInfo, Netlink};
 use crate::sys::netns::NetNs;
@@ -54,7 +55,17 @@ pub fn collect(registry: &Registry, ext: Option<&str>) -> Result<Vec<Entry>, Err
             }
         };
         let seen = seen_by(&state, own);
-        out.push(Entry::Instance(status_of(&state, seen.as_ref(), &counters)));
+        let probes = probes_of(&state);
+        let far = Far {
+            recorded: probes.as_deref(),
+            now_ns: probe::monotonic_ns(),
+        };
+        out.push(Entry::Instance(status_of(
+            &state,
+            seen.as_ref(),
+            &counters,
+            &far,
+        )));
     }
     Ok(out)
 }
@@ -81,6 +92,23 @@ fn counters_of(registry: &Registry, state: &State) -> Result<Option<Counters>, E
         thread::sleep(EXIT_GRACE / 10);
     }
     Err(Error::new(format!("its counters: {error}")))
+}
+
+/// The far ends' probes the instance of `state` recorded; `None` for an earlier l3mp's, or
+/// when they cannot be read (said at debug level: the counters were read just before).
+fn probes_of(state: &State) -> Option<Vec<Recorded>> {
+    let path = state.probes.as_ref()?;
+    probe::read_pinned(path)
+        .or_else(|_| probe::read_pinned(&in_mounts_of(state.pid, path)))
+        .inspect_err(|e| log::debug!("l3mp {}: {e}", state.id))
+        .ok()
+}
+
+/// The probes an instance recorded, and the time to judge them at.
+pub(super) struct Far<'a> {
+    pub recorded: Option<&'a [Recorded]>,
+    /// CLOCK_MONOTONIC, which the programs' `bpf_ktime_get_ns` reads.
+    pub now_ns: u64,
 }
 
 /// `path` as process `pid` sees it: through its root, in its mount namespace (`ip netns exec`
@@ -153,7 +181,23 @@ fn find_netns(state: &State) -> Option<NetNs> {
 
 /// The status from the state file, what the instance's namespace shows (`None`: unknown)
 /// and the counters.
-pub(super) fn status_of(state: &State, seen: Option<&Seen>, counters: &Counters) -> InstanceStatus {
+pub(super) fn status_of(
+    state: &State,
+    seen: Option<&Seen>,
+    counters: &Counters,
+    far: &Far<'_>,
+) -> InstanceStatus {
+    let far_end = |label: u8| {
+        let checking = state.probe?;
+        let recorded = far.recorded?.get(usize::from(label)).copied()?;
+        Some(FarEnd::of(
+            recorded,
+            far.now_ns,
+            label,
+            state.label_bits,
+            checking,
+        ))
+    };
     let links = seen.map(|s| s.links.as_slice());
     let device = |found: Option<&LinkInfo>| match links {
         None => Device::default(),
@@ -187,6 +231,7 @@ pub(super) fn status_of(state: &State, seen: Option<&Seen>, counters: &Counters)
         ingress: state.ingress,
         label_bits: state.label_bits,
         unknown: state.unknown,
+        probe: state.probe,
         links: state
             .links
             .iter()
@@ -201,6 +246,7 @@ pub(super) fn status_of(state: &State, seen: Option<&Seen>, counters: &Counters)
                 }),
                 egress: counters.egress(link.label),
                 ingress: counters.ingress(link.label),
+                far_end: far_end(link.label),
             })
             .collect(),
         counters: ExtCounters {

@@ -17,6 +17,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::programs::Unknown;
+use crate::run::probe::FarEnd;
 use crate::run::{Counter, IngressMode, InstanceId, Loaded};
 
 /// What `status` says about one running instance: its status, or why it cannot be had.
@@ -49,6 +50,9 @@ pub struct InstanceStatus {
     pub ingress: IngressMode,
     pub label_bits: u8,
     pub unknown: Unknown,
+    /// Whether the far-end check runs (`--probe`); `None` for an instance of an earlier l3mp.
+    #[serde(default)]
+    pub probe: Option<bool>,
     pub links: Vec<LinkStatus>,
     /// What concerns ext rather than one link.
     pub counters: ExtCounters,
@@ -96,6 +100,10 @@ pub struct LinkStatus {
     pub egress: Counter,
     /// Arrived on ext with the link's label and delivered to it.
     pub ingress: Counter,
+    /// How its far end stands, from the probes; `None` when they cannot be read (an
+    /// instance of an earlier l3mp).
+    #[serde(default)]
+    pub far_end: Option<FarEnd>,
 }
 
 /// The counters that belong to no link.

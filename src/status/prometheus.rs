@@ -4,6 +4,8 @@
 
 use std::fmt::Write;
 
+use crate::run::probe::{FarEnd, FarEndState};
+
 use super::{Entry, InstanceStatus};
 
 /// The samples of one family for one instance: the link label if any, and the value.
@@ -28,6 +30,18 @@ macro_rules! per_link {
                 .collect()
         }
     };
+}
+
+/// A per-link gauge of the far end, where `value` has one for it (none where the far end is
+/// unknown, and none with `--probe off`).
+fn per_far_end(s: &InstanceStatus, value: fn(&FarEnd) -> Option<f64>) -> Samples {
+    s.links
+        .iter()
+        .filter_map(|l| {
+            let far = l.far_end.filter(|far| far.state != FarEndState::Off)?;
+            Some((Some(l.name.clone()), value(&far)?))
+        })
+        .collect()
 }
 
 /// A counter that belongs to no link.
@@ -149,6 +163,41 @@ const FAMILIES: &[Family] = &[
         samples: per_ext!(too_big, bytes),
     },
     Family {
+        name: "l3mp_link_far_end_ok",
+        kind: "gauge",
+        help:
+            "1 when the far end's probe arrives on the link with this end's label and label bits.",
+        samples: |s| per_far_end(s, |f| Some(f64::from(u8::from(f.state == FarEndState::Ok)))),
+    },
+    Family {
+        name: "l3mp_link_far_end_mismatch",
+        kind: "gauge",
+        help: "1 when the far end's probe arrives on the link with another label or label bits.",
+        samples: |s| {
+            per_far_end(s, |f| {
+                Some(f64::from(u8::from(f.state == FarEndState::Mismatch)))
+            })
+        },
+    },
+    Family {
+        name: "l3mp_link_far_end_probe_age_seconds",
+        kind: "gauge",
+        help: "Seconds since the far end's last probe arrived on the link (none: never).",
+        samples: |s| per_far_end(s, |f| f.seen_ms_ago.map(|ms| ms as f64 / 1000.0)),
+    },
+    Family {
+        name: "l3mp_link_far_end_label",
+        kind: "gauge",
+        help: "The label the far end's last probe on the link named.",
+        samples: |s| per_far_end(s, |f| f.label.map(f64::from)),
+    },
+    Family {
+        name: "l3mp_link_far_end_label_bits",
+        kind: "gauge",
+        help: "The label bits the far end's last probe on the link named.",
+        samples: |s| per_far_end(s, |f| f.label_bits.map(f64::from)),
+    },
+    Family {
         name: "l3mp_ext_attached",
         kind: "gauge",
         help: "1 when the programs are on ext as it is now, 0 while the instance waits for it.",
@@ -205,6 +254,7 @@ mod tests {
     use super::super::{Device, ExtCounters, ExtStatus, LinkStatus};
     use super::*;
     use crate::programs::Unknown;
+    use crate::run::probe::FarEnd;
     use crate::run::{Counter, IngressMode, InstanceId, Loaded};
 
     fn instance(ext: &str, attached: Option<bool>) -> InstanceStatus {
@@ -222,6 +272,7 @@ mod tests {
             ingress: IngressMode::Tc,
             label_bits: 4,
             unknown: Unknown::Pass,
+            probe: Some(true),
             links: vec![LinkStatus {
                 name: "bgp\"1".into(),
                 label: 1,
@@ -236,6 +287,12 @@ mod tests {
                     packets: 3,
                     bytes: 300,
                 },
+                far_end: Some(FarEnd {
+                    state: FarEndState::Mismatch,
+                    seen_ms_ago: Some(1250),
+                    label: Some(9),
+                    label_bits: Some(4),
+                }),
             }],
             counters: ExtCounters {
                 unknown: Counter {
@@ -275,9 +332,38 @@ mod tests {
             "l3mp_ext_attached{ext=\"wg0\"} 1\n",
             "l3mp_ext_attached{ext=\"wg1\"} 0\n",
             "l3mp_config_loaded_timestamp_seconds{ext=\"wg1\"} 1795987201\n",
+            "l3mp_link_far_end_ok{ext=\"wg0\",link=\"bgp\\\"1\"} 0\n",
+            "l3mp_link_far_end_mismatch{ext=\"wg0\",link=\"bgp\\\"1\"} 1\n",
+            "l3mp_link_far_end_probe_age_seconds{ext=\"wg0\",link=\"bgp\\\"1\"} 1.25\n",
+            "l3mp_link_far_end_label{ext=\"wg0\",link=\"bgp\\\"1\"} 9\n",
+            "l3mp_link_far_end_label_bits{ext=\"wg0\",link=\"bgp\\\"1\"} 4\n",
         ] {
             assert!(text.contains(line), "no {line:?} in:\n{text}");
         }
+    }
+
+    #[test]
+    fn a_far_end_never_seen_or_not_checked_has_only_what_is_known() {
+        let mut never = instance("wg0", Some(true));
+        never.links[0].far_end = Some(FarEnd {
+            state: FarEndState::NotSeen,
+            seen_ms_ago: None,
+            label: None,
+            label_bits: None,
+        });
+        let text = prometheus(&[Entry::Instance(never.clone())]);
+        assert!(
+            text.contains("l3mp_link_far_end_ok{ext=\"wg0\",link=\"bgp\\\"1\"} 0\n"),
+            "{text}"
+        );
+        assert!(!text.contains("l3mp_link_far_end_label{"), "{text}");
+        assert!(
+            !text.contains("l3mp_link_far_end_probe_age_seconds{"),
+            "{text}"
+        );
+        never.links[0].far_end.as_mut().expect("set").state = FarEndState::Off;
+        let text = prometheus(&[Entry::Instance(never)]);
+        assert!(!text.contains("l3mp_link_far_end_ok{"), "{text}");
     }
 
     #[test]

@@ -71,6 +71,7 @@ fn render(out: &mut String, s: &InstanceStatus) {
         "bytes",
         "ingress pkts",
         "bytes",
+        "far end",
         "link-local",
     ]
     .map(str::to_string)];
@@ -85,6 +86,7 @@ fn render(out: &mut String, s: &InstanceStatus) {
             link.egress.bytes.to_string(),
             link.ingress.packets.to_string(),
             link.ingress.bytes.to_string(),
+            link.far_end.map_or("?".to_string(), |far| far.describe()),
             match &link.link_local {
                 None => "?".to_string(),
                 Some(list) if list.is_empty() => "-".to_string(),
@@ -98,7 +100,9 @@ fn render(out: &mut String, s: &InstanceStatus) {
     columns(
         out,
         &rows,
-        &[false, true, false, true, true, true, true, true, false],
+        &[
+            false, true, false, true, true, true, true, true, false, false,
+        ],
     );
     let c = &s.counters;
     let _ = writeln!(
@@ -195,6 +199,7 @@ fn columns<const N: usize>(out: &mut String, rows: &[[String; N]], right: &[bool
 mod tests {
     use super::super::{ExtCounters, ExtStatus, LinkStatus, Unreadable};
     use super::*;
+    use crate::run::probe::{FarEnd, FarEndState};
     use crate::run::{IngressMode, InstanceId, Loaded};
 
     fn sample(attached: Option<bool>, ext_exists: Option<bool>) -> InstanceStatus {
@@ -221,6 +226,7 @@ mod tests {
             ingress: IngressMode::Tc,
             label_bits: 4,
             unknown: Unknown::Pass,
+            probe: Some(true),
             links: vec![LinkStatus {
                 name: "bgp1".into(),
                 label: 1,
@@ -233,6 +239,12 @@ mod tests {
                     bytes: 1_274,
                 },
                 ingress: Counter::default(),
+                far_end: Some(FarEnd {
+                    state: FarEndState::Ok,
+                    seen_ms_ago: Some(812),
+                    label: Some(1),
+                    label_bits: Some(4),
+                }),
             }],
             counters: ExtCounters {
                 guard: Counter {
@@ -258,8 +270,8 @@ mod tests {
         let expected = "\
 l3mp 4242 on wg0 (netns 4026531840): TC ingress, 4 label bits, unknown labels pass
   wg0: attached, ifindex 7, up, MTU 1420
-  link  label  state   mtu  egress pkts  bytes  ingress pkts  bytes  link-local
-  bgp1      1  up     1420            7   1274             0      0  fe80::1c:aff:fe5e:5701
+  link  label  state   mtu  egress pkts  bytes  ingress pkts  bytes  far end                          link-local
+  bgp1      1  up     1420            7   1274             0      0  seen 0.8 s ago, label 1, bits 4  fe80::1c:aff:fe5e:5701
   other traffic: pass 0 pkts 0 B, unknown 0 pkts 0 B, drop 0 pkts 0 B, guard 2 pkts 168 B, \
 foreign 3 pkts 300 B, guard not IP 0 pkts 0 B, too big 0 pkts 0 B
   configuration loaded 2026-11-29 21:20:01 UTC from /etc/l3mp/wg0.toml
@@ -317,6 +329,11 @@ foreign 3 pkts 300 B, guard not IP 0 pkts 0 B, too big 0 pkts 0 B
         assert_eq!(i["counters"]["guard"]["packets"], 2);
         assert_eq!(i["counters"]["foreign"]["bytes"], 300);
         assert_eq!(i["counters"]["guard_not_ip"]["packets"], 0);
+        assert_eq!(i["probe"], true);
+        let far = &i["links"][0]["far_end"];
+        assert_eq!(far["state"], "ok");
+        assert_eq!(far["seen_ms_ago"], 812);
+        assert_eq!((&far["label"], &far["label_bits"]), (&1.into(), &4.into()));
         let parsed: Vec<InstanceStatus> = serde_json::from_value(value).expect("reads back");
         assert_eq!(parsed, vec![sample(Some(true), Some(true))]);
     }

@@ -21,8 +21,8 @@ use l3mp_asm::{Assembled, Section};
 
 use crate::programs::layout::*;
 use crate::programs::{Bundle, Config, Hook};
-use helpers::{COUNTERS_ID, LINKS_ID, PEERS_ID, PROBES_ID};
 pub use helpers::VM_NOW_NS;
+use helpers::{COUNTERS_ID, LINKS_ID, PEERS_ID, PROBES_ID};
 
 /// What a program did with one packet.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -5,7 +5,7 @@
 
 use l3mp::lab::{link_addresses, Host, Lab, Side, EXT};
 use l3mp::programs::{ingress_name, Hook, Unknown, GUARD};
-use l3mp::run::{IngressChoice, Instance, LinkArg, RunOptions, TcAttach};
+use l3mp::run::{IngressChoice, Instance, LinkArg, Probe, RunOptions, TcAttach};
 
 use super::daemon::Daemon;
 use super::inspect::{self, tool};
@@ -150,6 +150,7 @@ fn dropped_outside_its_namespace() {
         peer: None,
         unknown: Unknown::Pass,
         host_id: None,
+        probe: Probe::On,
     };
     let instance = host
         .run(|| Instance::start(&opts))

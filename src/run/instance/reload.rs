@@ -1,6 +1,6 @@
 //! Reloading a running instance (SIGHUP): the configuration read again, and only the
 //! difference applied. Links added, removed or given another label are created or deleted;
-//! `unknown` follows the file. The programs are replaced through each attachment's own update
+//! `unknown` and `probe` follow the file. The programs are replaced through each attachment's own update
 //! (see [`Datapath::replace`]), so the links the change does not touch keep their interfaces,
 //! addresses, routes, counters and a program at every moment, and a label configured before
 //! and after is never unknown to the demux in between. What cannot change on a running
@@ -12,7 +12,8 @@ use std::path::Path;
 use super::super::counters::Counters;
 use super::super::datapath::Datapath;
 use super::super::naming::hidden_name;
-use super::super::options::{LinkArg, RunOptions};
+use super::super::options::{LinkArg, Probe, RunOptions};
+use super::super::probe;
 use super::super::state::Loaded;
 use super::super::Error;
 use super::Instance;
@@ -74,6 +75,9 @@ impl Instance {
             if let Err(e) = Counters::reset_link(&self.published.counters(), arg.label) {
                 log::warn!("{e}");
             }
+            if let Err(e) = probe::reset_pinned(&self.published.probes(), arg.label) {
+                log::warn!("{e}");
+            }
         }
         for arg in &added {
             match self.create_link(arg) {
@@ -95,11 +99,16 @@ impl Instance {
             }
         }
         self.opts.links = new.links.clone();
+        let probe = (self.opts.probe != new.probe).then_some(new.probe);
+        if probe.is_some() {
+            self.opts.probe = new.probe;
+            self.prober = super::prober(&self.opts);
+        }
         self.loaded = Loaded::now(Some(file));
         if let Err(e) = self.published.write(&self.state()) {
             log::warn!("{e}");
         }
-        Ok(said(&added, &removed, unknown))
+        Ok(said(&added, &removed, unknown, probe))
     }
 
     /// What cannot change on a running instance, if `new` changes it.
@@ -176,8 +185,8 @@ impl Instance {
             return Ok(());
         };
         let cfg = self.program_config();
-        let counters = self.published.counters();
-        match Datapath::replace(old, &cfg, &self.ext.name, self.mode, &counters) {
+        let pins = self.published.pins();
+        match Datapath::replace(old, &cfg, &self.ext.name, self.mode, &pins) {
             Ok(datapath) => {
                 self.datapath = Some(datapath);
                 Ok(())
@@ -211,6 +220,7 @@ fn said(
     added: &[LinkArg],
     removed: &[LinkArg],
     unknown: Option<crate::programs::Unknown>,
+    probe: Option<Probe>,
 ) -> String {
     let list = |links: &[LinkArg]| {
         links
@@ -230,6 +240,12 @@ fn said(
         parts.push(format!(
             "unknown labels now {}",
             format!("{unknown:?}").to_lowercase()
+        ));
+    }
+    if let Some(probe) = probe {
+        parts.push(format!(
+            "far-end probe now {}",
+            format!("{probe:?}").to_lowercase()
         ));
     }
     if parts.is_empty() {
