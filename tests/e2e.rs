@@ -90,6 +90,8 @@ macro_rules! for_each_setup {
 }
 
 // After the macro, which it uses.
+#[path = "e2e/far_end.rs"]
+mod far_end;
 #[path = "e2e/lifecycle.rs"]
 mod lifecycle;
 #[path = "e2e/old_kernel.rs"]

@@ -192,9 +192,9 @@ const FAMILIES: &[Family] = &[
         samples: |s| per_far_end(s, |f| f.label.map(f64::from)),
     },
     Family {
-        name: "l3mp_link_far_end_label_bits",
+        name: "l3mp_link_far_end_label_width",
         kind: "gauge",
-        help: "The label bits the far end's last probe on the link named.",
+        help: "The label width (label bits) the far end's last probe on the link named.",
         samples: |s| per_far_end(s, |f| f.label_bits.map(f64::from)),
     },
     Family {
@@ -336,7 +336,7 @@ mod tests {
             "l3mp_link_far_end_mismatch{ext=\"wg0\",link=\"bgp\\\"1\"} 1\n",
             "l3mp_link_far_end_probe_age_seconds{ext=\"wg0\",link=\"bgp\\\"1\"} 1.25\n",
             "l3mp_link_far_end_label{ext=\"wg0\",link=\"bgp\\\"1\"} 9\n",
-            "l3mp_link_far_end_label_bits{ext=\"wg0\",link=\"bgp\\\"1\"} 4\n",
+            "l3mp_link_far_end_label_width{ext=\"wg0\",link=\"bgp\\\"1\"} 4\n",
         ] {
             assert!(text.contains(line), "no {line:?} in:\n{text}");
         }

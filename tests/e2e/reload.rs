@@ -25,6 +25,7 @@ use l3mp::sys::netlink::format_mac;
 use super::daemon::{link_status, run_to_exit, status, As, Daemon};
 use super::inspect::tool;
 use super::service::PROMPTLY;
+use super::far_end::far_end_becomes;
 use super::{lab, link_names, privileged, Running, Setup, SILENCE, WAIT};
 
 /// A configuration file written for one host of one test, removed when dropped.
@@ -150,8 +151,8 @@ fn samples(text: &str, series: &str) -> Vec<f64> {
 }
 
 /// `l3mp status --prometheus` while two instances run and traffic crosses one link: Prometheus's
-/// own `promtool check metrics` accepts the text, and the series of the links count what was
-/// sent and received, per link and direction.
+/// own `promtool check metrics` accepts the text, the series of the links count what was
+/// sent and received, per link and direction, and each link's far end is seen matching.
 #[test]
 fn metrics_pass_promtool_and_count_what_crossed() {
     let links = [("prom1", 1), ("prom2", 2)];
@@ -160,6 +161,11 @@ fn metrics_pass_promtool_and_count_what_crossed() {
     };
     let arrived = send_over(&r, "prom1", 1, 20);
     assert_eq!(arrived, 20, "datagrams over prom1");
+    for (i, side) in Side::BOTH.into_iter().enumerate() {
+        for (name, _) in links {
+            far_end_becomes(r.host(side), r.daemons[i].pid(), name, "ok");
+        }
+    }
 
     let out = run_to_exit(r.host(Side::A), &["status", "--prometheus"]);
     assert!(out.status.success(), "{out:?}");
@@ -200,6 +206,14 @@ fn metrics_pass_promtool_and_count_what_crossed() {
     assert!(most(series("l3mp_link_egress_packets_total", "prom1")) >= 20.0);
     assert!(most(series("l3mp_link_ingress_packets_total", "prom1")) >= 20.0);
     assert!(most(series("l3mp_link_egress_packets_total", "prom2")) < 20.0);
+    for (name, label) in links {
+        let far = |family: &str| series(&format!("l3mp_link_far_end_{family}"), name);
+        assert_eq!(far("ok"), [1.0, 1.0], "{name}:\n{text}");
+        assert_eq!(far("mismatch"), [0.0, 0.0], "{name}:\n{text}");
+        assert_eq!(far("label"), [f64::from(label); 2], "{name}:\n{text}");
+        assert_eq!(far("label_width"), [4.0, 4.0], "{name}:\n{text}");
+        assert_eq!(far("probe_age_seconds").len(), 2, "{name}:\n{text}");
+    }
     assert!(
         text.contains(&format!("l3mp_ext_attached{{ext=\"{EXT}\"}} 1\n")),
         "{text}"

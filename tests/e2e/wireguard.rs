@@ -27,7 +27,7 @@ use super::sniff::Sniffer;
 use super::{privileged, LINKS, TCP_BYTES, WAIT};
 
 /// The tunnel's name on both hosts.
-const WG: &str = "wg0";
+pub(super) const WG: &str = "wg0";
 /// wireguard-go's default MTU, which the links take.
 const WG_MTU: usize = 1420;
 /// The UDP port WireGuard listens on (each host has its own namespace).
@@ -173,8 +173,9 @@ impl Drop for WireGuard {
 
 /// The two hosts, WireGuard on both and l3mp on both. Fields drop in order: l3mp first, then
 /// wireguard-go, then the key directory, then the namespaces.
-struct Tunnel {
-    daemons: Vec<Daemon>,
+pub(super) struct Tunnel {
+    /// A's, then B's.
+    pub(super) daemons: Vec<Daemon>,
     wireguard: Vec<WireGuard>,
     _key_dir: KeyDir,
     lab: Lab,
@@ -190,8 +191,14 @@ impl Drop for KeyDir {
 }
 
 impl Tunnel {
-    fn host(&self, side: Side) -> &Host {
+    pub(super) fn host(&self, side: Side) -> &Host {
         self.lab.host(side)
+    }
+
+    /// Both hosts (A's first) and l3mp on each.
+    pub(super) fn hosts_and_daemons(&mut self) -> ([&Host; 2], &mut [Daemon]) {
+        let hosts = [self.lab.host(Side::A), self.lab.host(Side::B)];
+        (hosts, &mut self.daemons)
     }
 
     fn index(side: Side) -> usize {
@@ -232,6 +239,24 @@ fn wireguard_installed(test: &str) -> bool {
 /// Builds the hosts, starts and configures WireGuard on both, then l3mp, and addresses the
 /// links; `None` when skipped.
 fn tunnel(test: &str) -> Option<Tunnel> {
+    let mut args = vec!["--ext".to_string(), WG.to_string()];
+    for (name, label) in LINKS {
+        args.extend(["--if".to_string(), format!("{name}@{label}")]);
+    }
+    let t = tunnel_with(test, |_| args.clone())?;
+    for side in Side::BOTH {
+        for (name, label) in LINKS {
+            t.host(side)
+                .configure_link(name, &link_addresses(label, side), LINK_TIMEOUT)
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+    Some(t)
+}
+
+/// Builds the hosts, starts and configures WireGuard on both, then `l3mp run <args(side)>`
+/// (on `wg0`, with `--if NAME@LABEL` links) on each; `None` when skipped.
+pub(super) fn tunnel_with(test: &str, args: impl Fn(Side) -> Vec<String>) -> Option<Tunnel> {
     if !privileged(test, ExtKind::Tun) || !wireguard_installed(test) {
         return None;
     }
@@ -251,22 +276,16 @@ fn tunnel(test: &str) -> Option<Tunnel> {
     for side in Side::BOTH {
         t.start_wireguard(side);
     }
-    let names: Vec<&str> = LINKS.iter().map(|(name, _)| *name).collect();
-    let mut args = vec!["--ext", WG];
-    let links: Vec<String> = LINKS.iter().map(|(n, l)| format!("{n}@{l}")).collect();
-    for link in &links {
-        args.extend(["--if", link.as_str()]);
-    }
     for side in Side::BOTH {
+        let args = args(side);
+        let names: Vec<&str> = args
+            .windows(2)
+            .filter(|w| w[0] == "--if")
+            .filter_map(|w| w[1].split_once('@').map(|(name, _)| name))
+            .collect();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let daemon = Daemon::start(t.host(side), &args, &names, "TC");
         t.daemons.push(daemon);
-    }
-    for side in Side::BOTH {
-        for (name, label) in LINKS {
-            t.host(side)
-                .configure_link(name, &link_addresses(label, side), LINK_TIMEOUT)
-                .unwrap_or_else(|e| panic!("{e}"));
-        }
     }
     Some(t)
 }
