@@ -25,7 +25,8 @@ const EXAMPLES: Section = (
         "  systemctl reload l3mp@wg0",
         "The counters for node_exporter's textfile collector:",
         "  l3mp status --prometheus > /var/lib/prometheus/node-exporter/l3mp.prom",
-        "What runs, and its traffic per link:",
+        "What runs, its traffic per link, and whether each link's far end uses the same label \
+         and label bits:",
         "  l3mp status --ext wg0",
     ],
 );
@@ -35,12 +36,15 @@ const FILES: Section = (
     &[
         "/run/l3mp/ID.json: the state file of each running instance, which l3mp status reads.",
         "/sys/fs/bpf/l3mp/ID/counters: its counters map, pinned in the BPF filesystem.",
+        "/sys/fs/bpf/l3mp/ID/probes: the far ends' probes as its demux recorded them, by label \
+         (what l3mp status judges each link's far end from).",
         "/run/l3mp/ID.lock and /run/l3mp/ext/: the locks an instance holds for life on its id \
          and its ext (flock; the kernel releases them when it dies): how l3mp tells a live \
          instance from a dead one's leftovers.",
         "/etc/systemd/system/l3mp@.service: the unit, one instance per tunnel (l3mp@wg0).",
         "/etc/l3mp/EXT.toml: the unit's configuration for ext EXT (l3mp run --config): ext, \
-         label_bits, ingress, unknown, peer, and a [[link]] table (name, label) per link.",
+         label_bits, ingress, unknown, peer, host_id, probe, and a [[link]] table (name, \
+         label) per link.",
     ],
 );
 
@@ -50,7 +54,7 @@ const SIGNALS: Section = (
         "SIGTERM, SIGINT: l3mp run detaches every program, deletes every link it created, \
          removes its state file and pins, and exits 0.",
         "SIGHUP: l3mp run reads its --config file again and applies only the difference (links \
-         added, removed or relabelled; unknown); the other links are not disturbed. A file \
+         added, removed or relabelled; unknown; probe); the other links are not disturbed. A file \
          that cannot be read, or a change that cannot be applied (ext, label_bits, ingress, \
          peer), changes nothing and is one error line. Started with flags, it ignores SIGHUP.",
         "SIGUSR2: l3mp run hands over, for an upgrade: it detaches every program, removes its \

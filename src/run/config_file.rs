@@ -162,6 +162,12 @@ label = 17
         assert_eq!(opts.unknown, Unknown::Drop);
         assert_eq!(opts.ingress, IngressChoice::Auto);
         assert_eq!(opts.peer, None);
+        assert_eq!(opts.probe, Probe::On);
+        let off = parse(
+            &GOOD.replace("unknown = ", "probe = \"off\"\nunknown = "),
+            Path::new("x"),
+        );
+        assert_eq!(off.unwrap().probe, Probe::Off);
         let links: Vec<(&str, u8)> = opts
             .links
             .iter()
@@ -227,6 +233,8 @@ label = 17
         );
         let e = error(&GOOD.replace("unknown = \"drop\"", "host_id = \" \""));
         assert!(e.starts_with("/etc/l3mp/wg0.toml:4: host_id: empty"), "{e}");
+        let e = error(&GOOD.replace("unknown = \"drop\"", "probe = \"no\""));
+        assert!(e.starts_with("/etc/l3mp/wg0.toml:4: probe: "), "{e}");
         let e = error("ext = \"wg0\"\npeer = \"not an address\"\n");
         assert!(e.starts_with("/etc/l3mp/wg0.toml:2: peer: "), "{e}");
     }

@@ -23,9 +23,9 @@ use l3mp::lab::{
 use l3mp::sys::netlink::format_mac;
 
 use super::daemon::{link_status, run_to_exit, status, As, Daemon};
+use super::far_end::far_end_becomes;
 use super::inspect::tool;
 use super::service::PROMPTLY;
-use super::far_end::far_end_becomes;
 use super::{lab, link_names, privileged, Running, Setup, SILENCE, WAIT};
 
 /// A configuration file written for one host of one test, removed when dropped.
@@ -701,4 +701,35 @@ fn a_link_added_by_a_reload_counts_from_nothing() {
     // The kernel's own few packets (router solicitations, MLD) may count, not cz2's 20.
     let counted = egress(&r, "cz3");
     assert!(counted < 20, "cz3 starts with {counted} packets, cz2's");
+}
+
+/// `probe` follows the file: turned off on A by a reload, A says so and its status says the
+/// check is off, and B stops seeing A (not seen); turned on again, B sees A again.
+#[test]
+fn the_far_end_check_follows_a_reload() {
+    let setup = Setup::TunTc;
+    let links = [("fz1", 1)];
+    let Some((mut r, files)) = start_with_files("probe_reload", setup, &links) else {
+        return;
+    };
+    let (pid_a, pid_b) = (r.daemons[0].pid(), r.daemons[1].pid());
+    far_end_becomes(r.host(Side::B), pid_b, "fz1", "ok");
+    for (more, said, a_state, b_state) in [
+        (
+            "probe = \"off\"\n",
+            "far-end probe now off",
+            "off",
+            "not_seen",
+        ),
+        ("", "far-end probe now on", "ok", "ok"),
+    ] {
+        files[0].rewrite(setup, Side::A, &links, more);
+        r.daemons[0].hup();
+        let line = r.daemons[0].wait_for_line(said, RELOAD_TIMEOUT);
+        assert!(line.is_some(), "{}", r.daemons[0].transcript());
+        far_end_becomes(r.host(Side::A), pid_a, "fz1", a_state);
+        far_end_becomes(r.host(Side::B), pid_b, "fz1", b_state);
+        let probe = status(None, pid_a)["probe"].clone();
+        assert_eq!(probe, a_state != "off", "A's status");
+    }
 }
