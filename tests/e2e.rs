@@ -157,8 +157,13 @@ fn lab(setup: Setup) -> Lab {
 
 /// `l3mp run`'s arguments on `side` for `setup`, before any extra ones.
 fn run_args(setup: Setup, side: Side) -> Vec<String> {
+    run_args_with(setup, side, &LINKS)
+}
+
+/// `l3mp run`'s arguments on `side` for `setup` with the links `links`, before any extra ones.
+fn run_args_with(setup: Setup, side: Side, links: &[(&str, u8)]) -> Vec<String> {
     let mut args = vec!["--ext".to_string(), EXT.to_string()];
-    for (name, label) in LINKS {
+    for (name, label) in links {
         args.extend(["--if".to_string(), format!("{name}@{label}")]);
     }
     args.extend(["--ingress".to_string(), setup.ingress().0.to_string()]);

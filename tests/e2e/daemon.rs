@@ -217,6 +217,17 @@ impl Daemon {
         Daemon::start_as(host, As::Root, args, links, mode)
     }
 
+    /// Like [`Daemon::start`], waiting for the links its `--if NAME@LABEL` arguments name.
+    pub fn start_owned(host: &Host, args: &[String], mode: &str) -> Daemon {
+        let links: Vec<&str> = args
+            .windows(2)
+            .filter(|w| w[0] == "--if")
+            .filter_map(|w| w[1].split_once('@').map(|(name, _)| name))
+            .collect();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        Daemon::start(host, &args, &links, mode)
+    }
+
     /// Like [`Daemon::start`], as root limited to the capabilities `caps` (see [`spawn`]).
     pub fn start_confined(
         host: &Host,

@@ -10,12 +10,12 @@ use std::net::{IpAddr, Ipv6Addr};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use l3mp::lab::{ext_address, AddressKind, ExtKind, Host, Side, UdpReceiver, EXT};
+use l3mp::lab::{Host, Side, UdpReceiver, EXT};
 
 use super::daemon::{link_status, run_to_exit, status, Daemon};
 use super::sniff::Sniffer;
 use super::wireguard::{tunnel_with, WG};
-use super::{lab, privileged, start, Setup, LINKS};
+use super::{lab, privileged, run_args_with, start, Setup, LINKS};
 
 /// The probe's UDP port and the first bytes of its payload (the wire format, written out).
 const PROBE_PORT: u16 = 19507;
@@ -48,28 +48,9 @@ pub(super) fn far_end_becomes(host: &Host, pid: u32, name: &str, state: &str) ->
 /// `l3mp run`'s arguments for the lab's ext on `side` with `setup`'s ingress (and `--peer` on
 /// a veth ext), the links `links`, and `more`.
 fn lab_args(setup: Setup, side: Side, links: &[(&str, u8)], more: &[&str]) -> Vec<String> {
-    let mut args = vec!["--ext".to_string(), EXT.to_string()];
-    for (name, label) in links {
-        args.extend(["--if".to_string(), format!("{name}@{label}")]);
-    }
-    args.extend(["--ingress".to_string(), setup.ingress().0.to_string()]);
-    if setup.kind() == ExtKind::Veth {
-        let peer = ext_address(AddressKind::Ipv4, side.other());
-        args.extend(["--peer".to_string(), peer.to_string()]);
-    }
+    let mut args = run_args_with(setup, side, links);
     args.extend(more.iter().map(ToString::to_string));
     args
-}
-
-/// Starts `l3mp run <args>` on `host`, the links named in its `--if` flags.
-fn start_daemon(host: &Host, args: &[String], mode: &str) -> Daemon {
-    let names: Vec<&str> = args
-        .windows(2)
-        .filter(|w| w[0] == "--if")
-        .filter_map(|w| w[1].split_once('@').map(|(name, _)| name))
-        .collect();
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    Daemon::start(host, &args, &names, mode)
 }
 
 /// The table `l3mp status` prints for the instance `pid` (its block among every instance's).
@@ -188,12 +169,12 @@ fn mismatch_is_said_on_the_lab(setup: Setup) {
     }
     let lab = lab(setup);
     let mode = setup.ingress().1;
-    let mut a = start_daemon(
+    let mut a = Daemon::start_owned(
         lab.host(Side::A),
         &lab_args(setup, Side::A, &[("c9", 9)], &["--label-bits", "4"]),
         mode,
     );
-    let mut b = start_daemon(
+    let mut b = Daemon::start_owned(
         lab.host(Side::B),
         &lab_args(setup, Side::B, &[("c1", 1)], &["--label-bits", "3"]),
         mode,
@@ -214,12 +195,12 @@ fn probe_off_sends_nothing(setup: Setup) {
     let lab = lab(setup);
     let mode = setup.ingress().1;
     let (host_a, host_b) = (lab.host(Side::A), lab.host(Side::B));
-    let a = start_daemon(
+    let a = Daemon::start_owned(
         host_a,
         &lab_args(setup, Side::A, &LINKS, &["--probe", "off"]),
         mode,
     );
-    let b = start_daemon(host_b, &lab_args(setup, Side::B, &LINKS, &[]), mode);
+    let b = Daemon::start_owned(host_b, &lab_args(setup, Side::B, &LINKS, &[]), mode);
     let (pid_a, pid_b) = (a.pid(), b.pid());
     let watch = Sniffer::open(host_b, EXT);
     for (name, _) in LINKS {
@@ -233,7 +214,7 @@ fn probe_off_sends_nothing(setup: Setup) {
         assert_eq!(watch.seen(&[MAGIC], WATCH), [false], "a probe crossed ext");
     }
     drop(a);
-    let again = start_daemon(host_a, &lab_args(setup, Side::A, &LINKS, &[]), mode);
+    let again = Daemon::start_owned(host_a, &lab_args(setup, Side::A, &LINKS, &[]), mode);
     let watch = Sniffer::open(host_b, EXT);
     far_end_becomes(host_b, pid_b, LINKS[0].0, "ok");
     if tapped {

@@ -277,14 +277,7 @@ pub(super) fn tunnel_with(test: &str, args: impl Fn(Side) -> Vec<String>) -> Opt
         t.start_wireguard(side);
     }
     for side in Side::BOTH {
-        let args = args(side);
-        let names: Vec<&str> = args
-            .windows(2)
-            .filter(|w| w[0] == "--if")
-            .filter_map(|w| w[1].split_once('@').map(|(name, _)| name))
-            .collect();
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let daemon = Daemon::start(t.host(side), &args, &names, "TC");
+        let daemon = Daemon::start_owned(t.host(side), &args(side), "TC");
         t.daemons.push(daemon);
     }
     Some(t)
