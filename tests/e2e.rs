@@ -772,9 +772,12 @@ fn sigterm_removes_everything(setup: Setup) {
             status.success(),
             "{setup:?}: l3mp exited with {status} after SIGTERM: {stderr:?}"
         );
+        // A far end not seen is said while it runs, not on the way out: where instances start
+        // slowly (a guest without KVM), one may be up seconds before the other.
         let complaints: Vec<&String> = stderr
             .iter()
             .filter(|l| l.contains("WARN") || l.contains("ERROR") || l.starts_with("l3mp: "))
+            .filter(|l| !l.contains("far end not seen"))
             .collect();
         assert!(
             complaints.is_empty(),

@@ -19,6 +19,7 @@ use l3mp::programs::{egress_name, ingress_name, Hook, GUARD};
 use l3mp::run::{ensure_bpffs, hidden_name, Mark, BPFFS};
 
 use super::daemon::{link_status, run_confined_to_exit, run_to_exit, status, Daemon};
+use super::far_end::far_end_becomes;
 use super::inspect::tool;
 use super::{
     inspect, lab, link_names, planned, privileged, run_args, run_on, start, Running, Setup, LINKS,
@@ -375,7 +376,9 @@ fn status_counts_what_was_sent() {
             egress_bytes.as_str(),
             "0",
             "0",
-            // IPv6 is off on this host's links: no link-local address.
+            // IPv6 is off on both hosts' links: no probe crosses, and no link-local address.
+            "not",
+            "seen",
             "-"
         ],
         "{table:?}"
@@ -716,8 +719,8 @@ fn unit_capabilities() -> String {
 }
 
 /// As root limited to the capabilities of contrib/l3mp@.service (the BPF filesystem mounted
-/// beforehand, as the unit requires), l3mp starts, carries traffic, follows ext away and back,
-/// and stops cleanly. With CAP_PERFMON taken away as well, it refuses in one line naming it.
+/// beforehand, as the unit requires), l3mp starts, carries traffic, sees each link's far end
+/// (the probe needs no other privilege), follows ext away and back, and stops cleanly. With CAP_PERFMON taken away as well, it refuses in one line naming it.
 fn runs_with_the_units_capabilities(setup: Setup) {
     let test = "runs_with_the_units_capabilities";
     if !privileged(test, setup.kind()) {
@@ -733,6 +736,11 @@ fn runs_with_the_units_capabilities(setup: Setup) {
     for from in Side::BOTH {
         for (name, label) in LINKS {
             link_works(&r, name, label, from, &format!("{setup:?} with {caps}"));
+        }
+    }
+    for (i, side) in Side::BOTH.into_iter().enumerate() {
+        for (name, _) in LINKS {
+            far_end_becomes(r.host(side), r.daemons[i].pid(), name, "ok");
         }
     }
     r.lab.remove_ext().expect("remove ext");
