@@ -96,11 +96,16 @@ const PROGRESS_AFTER: Duration = Duration::from_secs(1);
 /// Packets a thread checks at a time (and between progress bar updates).
 const BATCH: usize = 8192;
 
-/// What became of one packet, and its entry in the report if it is shown.
+/// What became of a batch of packets, and the entries of those shown in the report.
+#[derive(Default)]
 struct Done {
-    restored: bool,
-    violation: bool,
-    entry: Option<String>,
+    packets: usize,
+    restored: usize,
+    violations: usize,
+    /// The entries, one after the other (one string for the batch, not one per packet).
+    text: String,
+    /// Where each entry sits in `text`.
+    entries: Vec<std::ops::Range<usize>>,
 }
 
 /// Replays the capture at `path`, writing the report to `out`. Batches of packets go round
@@ -142,7 +147,7 @@ fn report(
         packets: frames.len(),
         ..Totals::default()
     };
-    let (tx, rx) = std::sync::mpsc::channel::<(usize, Result<Vec<Done>, Error>)>();
+    let (tx, rx) = std::sync::mpsc::channel::<(usize, Result<Done, Error>)>();
     std::thread::scope(|s| {
         for first in 0..threads {
             let (tx, batches) = (tx.clone(), &batches);
@@ -166,19 +171,17 @@ fn report(
         for (b, done) in rx {
             waiting.insert(b, done?);
             while let Some(done) = waiting.remove(&next) {
-                for d in &done {
-                    totals.restored += usize::from(d.restored);
-                    totals.violations += usize::from(d.violation);
-                    if let Some(entry) = &d.entry {
-                        report.packet(entry)?;
-                    }
+                totals.restored += done.restored;
+                totals.violations += done.violations;
+                for entry in &done.entries {
+                    report.packet(&done.text[entry.clone()])?;
                 }
                 next += 1;
                 if show_bar && started.elapsed() > PROGRESS_AFTER {
                     bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
                     show_bar = false;
                 }
-                bar.inc(done.len() as u64);
+                bar.inc(done.packets as u64);
             }
         }
         Ok::<(), Error>(())
@@ -195,20 +198,25 @@ fn check_all(
     opts: &ReplayOptions,
     first: usize,
     frames: &[Vec<u8>],
-) -> Vec<Done> {
-    frames
-        .iter()
-        .enumerate()
-        .map(|(i, frame)| {
-            let result = roundtrip::check(machine, opts.label, frame);
-            let shown = opts.show == Show::Packets || result.is_err();
-            Done {
-                restored: result.as_ref().is_ok_and(|t| t.restored),
-                violation: result.is_err(),
-                entry: shown.then(|| output::entry(cfg, opts.json, first + i, frame, &result)),
-            }
-        })
-        .collect()
+) -> Done {
+    let mut done = Done {
+        packets: frames.len(),
+        ..Done::default()
+    };
+    for (i, frame) in frames.iter().enumerate() {
+        let result = roundtrip::check(machine, opts.label, frame);
+        done.restored += usize::from(result.as_ref().is_ok_and(|t| t.restored));
+        done.violations += usize::from(result.is_err());
+        if opts.show == Show::Packets || result.is_err() {
+            let start = done.text.len();
+            output::entry(&mut done.text, cfg, opts.json, first + i, frame, &result);
+            done.entries.push(start..done.text.len());
+        }
+        if let Ok(trip) = result {
+            trip.recycle();
+        }
+    }
+    done
 }
 
 /// Writes `program=verdict[>target]` with the program and target named for a reader.
@@ -253,49 +261,51 @@ fn step(out: &mut String, cfg: &Config, s: &Step) {
     }
 }
 
-/// What the frame is, in a few words (by etherparse).
-fn describe(frame: &[u8]) -> String {
+/// Writes what the frame is, in a few words (by etherparse).
+fn describe(out: &mut String, frame: &[u8]) {
     use etherparse::{NetSlice, SlicedPacket, TransportSlice};
+    use std::fmt::Write;
     let Ok(p) = SlicedPacket::from_ethernet(frame) else {
-        return "truncated or malformed".into();
+        return out.push_str("truncated or malformed");
     };
-    let net = match &p.net {
+    match &p.net {
         Some(NetSlice::Ipv4(v4)) => {
-            let mut d = "IPv4".to_string();
+            out.push_str("IPv4");
             if v4.header().ihl() > 5 {
-                d.push_str("+options");
+                out.push_str("+options");
             }
             if v4.is_payload_fragmented() {
-                d.push_str(" fragment");
+                out.push_str(" fragment");
             }
-            d
         }
         Some(NetSlice::Ipv6(v6)) => {
-            let mut d = "IPv6".to_string();
+            out.push_str("IPv6");
             if !v6.extensions().is_empty() {
-                d.push_str("+ext");
+                out.push_str("+ext");
             }
             if v6.is_payload_fragmented() {
-                d.push_str(" fragment");
+                out.push_str(" fragment");
             }
-            d
         }
         None => {
             return match frame.get(12..14) {
-                Some([0x08, 0x06]) => "ARP".into(),
-                Some(b) => format!("ethertype {:#06x}", u16::from_be_bytes([b[0], b[1]])),
-                None => "truncated".into(),
+                Some([0x08, 0x06]) => out.push_str("ARP"),
+                Some(b) => {
+                    let ethertype = u16::from_be_bytes([b[0], b[1]]);
+                    write!(out, "ethertype {ethertype:#06x}").expect("a String takes it")
+                }
+                None => out.push_str("truncated"),
             };
         }
-    };
+    }
     let transport = match &p.transport {
-        Some(TransportSlice::Tcp(_)) => "TCP",
-        Some(TransportSlice::Udp(_)) => "UDP",
-        Some(TransportSlice::Icmpv4(_)) => "ICMP",
-        Some(TransportSlice::Icmpv6(_)) => "ICMPv6",
+        Some(TransportSlice::Tcp(_)) => " TCP",
+        Some(TransportSlice::Udp(_)) => " UDP",
+        Some(TransportSlice::Icmpv4(_)) => " ICMP",
+        Some(TransportSlice::Icmpv6(_)) => " ICMPv6",
         None => "",
     };
-    format!("{net} {transport}").trim_end().to_string()
+    out.push_str(transport);
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! How a replay's report is written: text lines (today's format) or one JSON document, streamed
 //! packet by packet.
 
+use std::fmt::Write as _;
 use std::io::Write;
 use std::path::Path;
 
@@ -97,19 +98,16 @@ impl<'o> Output<'o> {
     }
 }
 
-/// The entry of packet `n` (from 1) in the report: a text line, or a JSON object.
+/// Appends the entry of packet `n` (from 1) in the report to `out`: a text line, or a JSON
+/// object.
 pub fn entry(
+    out: &mut String,
     cfg: &Config,
     json: bool,
     n: usize,
     frame: &[u8],
     result: &Result<Trip, Violation>,
-) -> String {
-    let named = |s| {
-        let mut text = String::new();
-        step(&mut text, cfg, s);
-        text
-    };
+) {
     let fate = |trip: &Trip| {
         if trip.restored {
             "restored"
@@ -118,10 +116,17 @@ pub fn entry(
         }
     };
     if json {
+        let named = |s| {
+            let mut text = String::new();
+            step(&mut text, cfg, s);
+            text
+        };
+        let mut what = String::new();
+        describe(&mut what, frame);
         let mut entry = json!({
             "packet": n,
             "bytes": frame.len(),
-            "what": describe(frame),
+            "what": what,
         });
         match result {
             Ok(trip) => {
@@ -133,21 +138,25 @@ pub fn entry(
                 entry["violation"] = json!(v.0);
             }
         }
-        return entry.to_string();
+        return write!(out, "{entry}").expect("a String takes it");
     }
-    let mut line = format!("#{:<4} {:>5} B  {:<28} ", n, frame.len(), describe(frame));
+    write!(out, "#{:<4} {:>5} B  ", n, frame.len()).expect("a String takes it");
+    // What it is, padded to 28 characters.
+    let start = out.len();
+    describe(out, frame);
+    let width = out[start..].chars().count();
+    out.extend(std::iter::repeat_n(' ', 28usize.saturating_sub(width) + 1));
     match result {
         Ok(trip) => {
             for s in &trip.steps {
-                step(&mut line, cfg, s);
-                line.push_str("  ");
+                step(out, cfg, s);
+                out.push_str("  ");
             }
-            line.push_str(fate(trip));
+            out.push_str(fate(trip));
         }
         Err(v) => {
-            line.push_str("VIOLATION ");
-            line.push_str(&v.0);
+            out.push_str("VIOLATION ");
+            out.push_str(&v.0);
         }
     }
-    line
 }

@@ -3,14 +3,16 @@
 //! the guard and each ingress flavour on the frame as if it were ext's own or foreign traffic. Shared by `l3mp replay`, the fuzz
 //! targets and the bounded fuzz test.
 
+mod pool;
 pub mod spec;
 
 use crate::programs::layout::*;
 use crate::programs::{self, Config, ExtKind, Family, Hook, Unknown};
 use crate::vm::{Machine, Outcome, Skb};
+use pool::Buf;
 
 /// What one program did, for the report.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Step {
     pub program: String,
     /// The `__sk_buff` fields it ran with (TC).
@@ -25,6 +27,22 @@ pub struct Trip {
     /// Egress marked and redirected it, and both ingress flavours restored it (a far-end
     /// probe, which they record and drop, is not restored).
     pub restored: bool,
+}
+
+impl Trip {
+    /// A trip with no steps yet.
+    fn new() -> Trip {
+        Trip {
+            steps: pool::steps(),
+            restored: false,
+        }
+    }
+
+    /// Gives the trip's buffers back to this thread for the next check (optional: a caller
+    /// checking many frames allocates nothing per frame once they have grown).
+    pub fn recycle(self) {
+        pool::recycle(self.steps);
+    }
 }
 
 /// A way the programs departed from the spec.
@@ -43,7 +61,7 @@ impl std::error::Error for Violation {}
 struct Expected {
     verdict: i32,
     redirect: Option<u32>,
-    packet: Vec<u8>,
+    packet: Buf,
     tc_index: u32,
     /// Where an IPv4 checksum the program may have rewritten sits in `packet`.
     csum_at: usize,
@@ -61,9 +79,9 @@ pub fn check(m: &Machine, label: u8, frame: &[u8]) -> Result<Trip, Violation> {
         ExtKind::L3 => frame.get(ETH_HLEN as usize..).unwrap_or_default(),
         ExtKind::Ethernet { .. } => frame,
     };
-    trip.steps.extend(guard(m, foreign, 0)?.steps);
+    guard_into(&mut trip, m, foreign, 0)?;
     for hook in [Hook::Tc, Hook::Xdp] {
-        trip.steps.extend(ingress(m, hook, foreign)?.steps);
+        ingress_into(&mut trip, m, hook, foreign)?;
     }
     Ok(trip)
 }
@@ -76,10 +94,7 @@ pub fn egress(m: &Machine, label: u8, frame: &[u8]) -> Result<Trip, Violation> {
     let link = cfg
         .link(label)
         .ok_or_else(|| Violation(format!("no link has label {label}")))?;
-    let mut trip = Trip {
-        steps: Vec::new(),
-        restored: false,
-    };
+    let mut trip = Trip::new();
     let name = programs::egress_name(label);
     run_skb(&mut trip, m, &name, frame, from_link(cfg, frame))?;
     compare(&trip, &expect_egress(cfg, label, frame))?;
@@ -90,54 +105,60 @@ pub fn egress(m: &Machine, label: u8, frame: &[u8]) -> Result<Trip, Violation> {
     // What leaves ext, and what arrives on the far ext: an L3 ext carries no MAC header; on
     // an Ethernet ext the far end is this configuration mirrored (its MAC our peer's, its
     // peer's ours), so this end's demux stands in for it on the frame with the MACs swapped.
-    let (wire, arriving) = match cfg.ext.kind {
-        ExtKind::L3 => {
-            let ip = out.packet[ETH_HLEN as usize..].to_vec();
-            (ip.clone(), ip)
-        }
-        ExtKind::Ethernet { .. } => (out.packet.clone(), at_the_mirror(&out.packet)),
-    };
+    let (mut wire, mut mirrored) = (Buf::new(), Buf::new());
+    let ethernet = matches!(cfg.ext.kind, ExtKind::Ethernet { .. });
+    if ethernet {
+        wire.extend_from_slice(&out.packet);
+        mirror_into(&out.packet, &mut mirrored);
+    } else {
+        wire.extend_from_slice(&out.packet[ETH_HLEN as usize..]);
+    }
+    let arriving: &[u8] = if ethernet { &mirrored } else { &wire };
     let tc_index = out.tc_index;
-    trip.steps.extend(guard(m, &wire, tc_index)?.steps);
+    guard_into(&mut trip, m, &wire, tc_index)?;
     let ip = &frame[ETH_HLEN as usize..];
     let family = spec::family(ip).expect("egress redirects only well-formed IP");
-    let restored = [
-        &cfg.macs.user_end(link.label)[..],
-        &cfg.macs.hidden_end(link.label)[..],
-        &frame[12..14],
-        &spec::with_label(family, ip, cfg.label_bits, 0),
-    ]
-    .concat();
-    // This end's probe: the far end records it under the label and drops it, its label
-    // bits cleared where it lies.
-    let probe = spec::probe(family, ip);
-    let dropped = match cfg.ext.kind {
-        ExtKind::L3 => spec::with_label(family, &arriving, cfg.label_bits, 0),
-        ExtKind::Ethernet { .. } => {
-            let at = ETH_HLEN as usize;
-            let cleared = spec::with_label(family, &arriving[at..], cfg.label_bits, 0);
-            [&arriving[..at], &cleared[..]].concat()
-        }
+    let mut expected = Expected {
+        verdict: 0,
+        redirect: Some(link.peer_ifindex),
+        packet: Buf::new(),
+        tc_index: 0,
+        csum_at: FRAMED_IPV4_CSUM,
+        probe: None,
     };
+    // This end's probe: the far end records it under the label and drops it, its label
+    // bits cleared where it lies. Anything else is restored on the link.
+    let probe = spec::probe(family, ip);
+    match probe {
+        Some(word) => {
+            let at = if ethernet { ETH_HLEN as usize } else { 0 };
+            expected.packet.extend_from_slice(&arriving[..at]);
+            spec::with_label_into(
+                family,
+                &arriving[at..],
+                cfg.label_bits,
+                0,
+                &mut expected.packet,
+            );
+            expected.redirect = None;
+            expected.probe = Some((link.label, word));
+        }
+        None => {
+            expected
+                .packet
+                .extend_from_slice(&cfg.macs.user_end(link.label));
+            expected
+                .packet
+                .extend_from_slice(&cfg.macs.hidden_end(link.label));
+            expected.packet.extend_from_slice(&frame[12..14]);
+            spec::with_label_into(family, ip, cfg.label_bits, 0, &mut expected.packet);
+        }
+    }
     for hook in [Hook::Tc, Hook::Xdp] {
-        run(&mut trip, m, programs::ingress_name(hook), &arriving)?;
-        let expected = match probe {
-            Some(word) => Expected {
-                verdict: hook.drop(),
-                redirect: None,
-                packet: dropped.clone(),
-                tc_index: 0,
-                csum_at: FRAMED_IPV4_CSUM,
-                probe: Some((link.label, word)),
-            },
-            None => Expected {
-                verdict: hook.redirected(),
-                redirect: Some(link.peer_ifindex),
-                packet: restored.clone(),
-                tc_index: 0,
-                csum_at: FRAMED_IPV4_CSUM,
-                probe: None,
-            },
+        run(&mut trip, m, programs::ingress_name(hook), arriving)?;
+        expected.verdict = match probe {
+            Some(_) => hook.drop(),
+            None => hook.redirected(),
         };
         compare(&trip, &expected)?;
     }
@@ -149,9 +170,21 @@ pub fn egress(m: &Machine, label: u8, frame: &[u8]) -> Result<Trip, Violation> {
 /// the far end: the far end is this configuration mirrored (its MAC our peer's, its peer's
 /// ours), so the frame's two MACs change places.
 pub fn at_the_mirror(frame: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(frame.len());
+    mirror_into(frame, &mut out);
+    out
+}
+
+/// Like [`at_the_mirror`], into `out` (which it clears first).
+fn mirror_into(frame: &[u8], out: &mut Vec<u8>) {
+    out.clear();
     match frame.split_at_checked(12) {
-        Some((macs, rest)) => [&macs[6..], &macs[..6], rest].concat(),
-        None => frame.to_vec(),
+        Some((macs, rest)) => {
+            out.extend_from_slice(&macs[6..]);
+            out.extend_from_slice(&macs[..6]);
+            out.extend_from_slice(rest);
+        }
+        None => out.extend_from_slice(frame),
     }
 }
 
@@ -160,16 +193,18 @@ pub fn at_the_mirror(frame: &[u8]) -> Vec<u8> {
 /// reset; otherwise its label bits are cleared. On an L3 ext the same bytes are also sent as
 /// MPLS, which the guard must leave alone.
 pub fn guard(m: &Machine, wire: &[u8], tc_index: u32) -> Result<Trip, Violation> {
-    let cfg = m.cfg();
-    let mut trip = Trip {
-        steps: Vec::new(),
-        restored: false,
-    };
-    for skb in kernel_and_other(cfg, Hook::Tc, wire) {
-        let skb = Skb { tc_index, ..skb };
-        guard_with(&mut trip, m, wire, skb)?;
-    }
+    let mut trip = Trip::new();
+    guard_into(&mut trip, m, wire, tc_index)?;
     Ok(trip)
+}
+
+/// Like [`guard`], adding the steps to `trip`.
+fn guard_into(trip: &mut Trip, m: &Machine, wire: &[u8], tc_index: u32) -> Result<(), Violation> {
+    for skb in kernel_and_other(m.cfg(), Hook::Tc, wire, &mut Buf::new()) {
+        let skb = Skb { tc_index, ..skb };
+        guard_with(trip, m, wire, skb)?;
+    }
+    Ok(())
 }
 
 fn guard_with(trip: &mut Trip, m: &Machine, wire: &[u8], skb: Skb) -> Result<(), Violation> {
@@ -178,16 +213,18 @@ fn guard_with(trip: &mut Trip, m: &Machine, wire: &[u8], skb: Skb) -> Result<(),
     let mut expected = Expected {
         verdict: TC_ACT_UNSPEC,
         redirect: None,
-        packet: wire.to_vec(),
+        packet: Buf::new(),
         tc_index: 0,
         csum_at: FRAMED_IPV4_CSUM,
         probe: None,
     };
+    expected.packet.extend_from_slice(wire);
     if skb.tc_index != FROM_LINK as u32 {
         expected.tc_index = skb.tc_index;
         if let Some((family, ip)) = classify(cfg, Hook::Tc, wire, &skb) {
             let at = wire.len() - ip.len();
-            expected.packet[at..].copy_from_slice(&spec::with_label(family, ip, cfg.label_bits, 0));
+            expected.packet.truncate(at);
+            spec::with_label_into(family, ip, cfg.label_bits, 0, &mut expected.packet);
             expected.csum_at = at + IPV4_CSUM as usize;
         }
     }
@@ -199,19 +236,24 @@ fn guard_with(trip: &mut Trip, m: &Machine, wire: &[u8], skb: Skb) -> Result<(),
 /// on an Ethernet ext a VLAN tag is taken off first. On an L3 ext at TC, the same bytes are
 /// also received as MPLS, which the demux must leave alone.
 pub fn ingress(m: &Machine, hook: Hook, wire: &[u8]) -> Result<Trip, Violation> {
+    let mut trip = Trip::new();
+    ingress_into(&mut trip, m, hook, wire)?;
+    Ok(trip)
+}
+
+/// Like [`ingress`], adding the steps to `trip`.
+fn ingress_into(trip: &mut Trip, m: &Machine, hook: Hook, wire: &[u8]) -> Result<(), Violation> {
     let cfg = m.cfg();
-    let mut trip = Trip {
-        steps: Vec::new(),
-        restored: false,
+    let mut received = Buf::new();
+    let skbs = kernel_and_other(cfg, hook, wire, &mut received);
+    let data: &[u8] = match (hook, cfg.ext.kind) {
+        (Hook::Tc, ExtKind::Ethernet { .. }) => &received,
+        _ => wire,
     };
-    let data = match (hook, cfg.ext.kind) {
-        (Hook::Tc, ExtKind::Ethernet { .. }) => Skb::received(wire).0,
-        _ => wire.to_vec(),
-    };
-    for skb in kernel_and_other(cfg, hook, wire) {
-        run_skb(&mut trip, m, programs::ingress_name(hook), &data, skb)?;
-        compare(&trip, &expect_ingress(cfg, hook, &data, &skb))?;
-        if let (ExtKind::Ethernet { mac, peer_mac }, Some(_)) = (cfg.ext.kind, last(&trip).redirect)
+    for skb in skbs {
+        run_skb(trip, m, programs::ingress_name(hook), data, skb)?;
+        compare(trip, &expect_ingress(cfg, hook, data, &skb))?;
+        if let (ExtKind::Ethernet { mac, peer_mac }, Some(_)) = (cfg.ext.kind, last(trip).redirect)
         {
             if data[..6] != mac || data[6..12] != peer_mac {
                 return Err(Violation(format!(
@@ -223,14 +265,21 @@ pub fn ingress(m: &Machine, hook: Hook, wire: &[u8]) -> Result<Trip, Violation> 
             }
         }
     }
-    Ok(trip)
+    Ok(())
 }
 
 /// The `__sk_buff` the kernel gives `wire` at ext's `hook`, and on an L3 ext at TC also one
-/// where the tunnel says the packet is MPLS (whatever its first byte reads as).
-fn kernel_and_other(cfg: &Config, hook: Hook, wire: &[u8]) -> impl Iterator<Item = Skb> {
+/// where the tunnel says the packet is MPLS (whatever its first byte reads as). At TC on an
+/// Ethernet ext, `received` is set to the data the program sees (the kernel takes a VLAN tag
+/// off).
+fn kernel_and_other(
+    cfg: &Config,
+    hook: Hook,
+    wire: &[u8],
+    received: &mut Vec<u8>,
+) -> impl Iterator<Item = Skb> {
     let (kernel, other) = match (hook, cfg.ext.kind) {
-        (Hook::Tc, ExtKind::Ethernet { .. }) => (Skb::received(wire).1, None),
+        (Hook::Tc, ExtKind::Ethernet { .. }) => (Skb::received_into(wire, received), None),
         (Hook::Tc, ExtKind::L3) => (
             Skb::of(wire, false),
             Some(Skb {
@@ -277,14 +326,13 @@ fn run_skb(
     packet: &[u8],
     skb: Skb,
 ) -> Result<(), Violation> {
-    let outcome = m
-        .run_skb(program, packet, skb)
+    let mut step = pool::step();
+    m.run_into(program, packet, skb, &mut step.outcome)
         .map_err(|e| Violation(format!("{program}: VM error: {e}")))?;
-    trip.steps.push(Step {
-        program: program.to_string(),
-        skb,
-        outcome,
-    });
+    step.program.clear();
+    step.program.push_str(program);
+    step.skb = skb;
+    trip.steps.push(step);
     Ok(())
 }
 
@@ -301,22 +349,24 @@ fn framed_ip(frame: &[u8]) -> Option<(Family, &[u8])> {
 }
 
 fn expect_egress(cfg: &Config, label: u8, frame: &[u8]) -> Expected {
+    let mut packet = Buf::new();
     let Some((family, ip)) = framed_ip(frame) else {
+        packet.extend_from_slice(frame);
         return Expected {
             verdict: TC_ACT_SHOT,
             redirect: None,
-            packet: frame.to_vec(),
+            packet,
             tc_index: 0,
             csum_at: FRAMED_IPV4_CSUM,
             probe: None,
         };
     };
-    let mut packet = frame[..ETH_HLEN as usize].to_vec();
+    packet.extend_from_slice(&frame[..ETH_HLEN as usize]);
     if let ExtKind::Ethernet { mac, peer_mac } = cfg.ext.kind {
         packet[..6].copy_from_slice(&peer_mac);
         packet[6..12].copy_from_slice(&mac);
     }
-    packet.extend(spec::with_label(family, ip, cfg.label_bits, label));
+    spec::with_label_into(family, ip, cfg.label_bits, label, &mut packet);
     Expected {
         verdict: TC_ACT_REDIRECT,
         redirect: Some(cfg.ext.ifindex),
@@ -328,13 +378,17 @@ fn expect_egress(cfg: &Config, label: u8, frame: &[u8]) -> Expected {
 }
 
 fn expect_ingress(cfg: &Config, hook: Hook, wire: &[u8], skb: &Skb) -> Expected {
-    let untouched = |verdict| Expected {
-        verdict,
-        redirect: None,
-        packet: wire.to_vec(),
-        tc_index: 0,
-        csum_at: FRAMED_IPV4_CSUM,
-        probe: None,
+    let untouched = |verdict| {
+        let mut packet = Buf::new();
+        packet.extend_from_slice(wire);
+        Expected {
+            verdict,
+            redirect: None,
+            packet,
+            tc_index: 0,
+            csum_at: FRAMED_IPV4_CSUM,
+            probe: None,
+        }
     };
     let Some((family, ip)) = classify(cfg, hook, wire, skb) else {
         return untouched(hook.pass());
@@ -356,11 +410,13 @@ fn expect_ingress(cfg: &Config, hook: Hook, wire: &[u8], skb: &Skb) -> Expected 
     };
     if let Some(word) = spec::probe(family, ip) {
         // Recorded and dropped, its label bits cleared in place.
-        let before_ip = &wire[..wire.len() - ip.len()];
+        let mut packet = Buf::new();
+        packet.extend_from_slice(&wire[..wire.len() - ip.len()]);
+        spec::with_label_into(family, ip, cfg.label_bits, 0, &mut packet);
         return Expected {
             verdict: hook.drop(),
             redirect: None,
-            packet: [before_ip, &spec::with_label(family, ip, cfg.label_bits, 0)].concat(),
+            packet,
             tc_index: 0,
             csum_at: FRAMED_IPV4_CSUM,
             probe: Some((label, word)),
@@ -370,16 +426,15 @@ fn expect_ingress(cfg: &Config, hook: Hook, wire: &[u8], skb: &Skb) -> Expected 
         Family::V4 => [0x08, 0x00],
         Family::V6 => [0x86, 0xdd],
     };
+    let mut packet = Buf::new();
+    packet.extend_from_slice(&cfg.macs.user_end(link.label));
+    packet.extend_from_slice(&cfg.macs.hidden_end(link.label));
+    packet.extend_from_slice(&ethertype);
+    spec::with_label_into(family, ip, cfg.label_bits, 0, &mut packet);
     Expected {
         verdict: hook.redirected(),
         redirect: Some(link.peer_ifindex),
-        packet: [
-            &cfg.macs.user_end(link.label)[..],
-            &cfg.macs.hidden_end(link.label)[..],
-            &ethertype[..],
-            &spec::with_label(family, ip, cfg.label_bits, 0),
-        ]
-        .concat(),
+        packet,
         tc_index: 0,
         csum_at: FRAMED_IPV4_CSUM,
         probe: None,

@@ -43,7 +43,16 @@ pub fn label(family: Family, ip: &[u8], bits: u8) -> u8 {
 /// A copy of `ip` with the label bits set to `label`; the IPv4 checksum recomputed from scratch
 /// when it was valid, and otherwise off by exactly what it was off before.
 pub fn with_label(family: Family, ip: &[u8], bits: u8, label: u8) -> Vec<u8> {
-    let mut out = ip.to_vec();
+    let mut out = Vec::with_capacity(ip.len());
+    with_label_into(family, ip, bits, label, &mut out);
+    out
+}
+
+/// Like [`with_label`], appending the copy to `out`.
+pub fn with_label_into(family: Family, ip: &[u8], bits: u8, label: u8, out: &mut Vec<u8>) {
+    let start = out.len();
+    out.extend_from_slice(ip);
+    let out = &mut out[start..];
     let mask = ((1u8 << bits) - 1) << 2;
     let tc = (traffic_class(family, ip) & !mask) | (label << 2);
     match family {
@@ -61,7 +70,6 @@ pub fn with_label(family: Family, ip: &[u8], bits: u8, label: u8) -> Vec<u8> {
             out[1] = (ip[1] & 0x0f) | (tc << 4);
         }
     }
-    out
 }
 
 /// The word of a far end's probe, if the well-formed packet `ip` is one: IPv6 whose next

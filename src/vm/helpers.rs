@@ -2,6 +2,7 @@
 //! DEVMAP contents, the redirect they record) lives in a thread-local set up for each run.
 
 use std::cell::RefCell;
+use std::rc::Rc;
 
 use crate::programs::layout::*;
 use crate::programs::Hook;
@@ -61,7 +62,8 @@ pub struct RunState {
     pub hook: Hook,
     /// Address of the arena's first byte.
     pub arena: u64,
-    pub devmap: Devmap,
+    /// The machine's DEVMAP (shared, not copied for every run).
+    pub devmap: Rc<Devmap>,
     /// Entries of the `peers` array, which lives in the arena at `PEERS_AT`.
     pub peers: u32,
     pub redirect: Option<Redirect>,

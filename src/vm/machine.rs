@@ -4,6 +4,7 @@
 //! written.
 
 use std::cell::OnceCell;
+use std::rc::Rc;
 
 use l3mp_asm::{Assembled, Helper as AsmHelper, Insn};
 
@@ -91,7 +92,7 @@ pub struct Machine {
     loaded: Vec<OnceCell<Loaded>>,
     /// The `peers` array as it sits in memory: one entry per label, the unused ones 0.
     peers: Vec<u8>,
-    devmap: Devmap,
+    devmap: Rc<Devmap>,
     /// The address of the arena of the thread that made the machine, which the programs'
     /// maps were registered in (rbpf's VM is not `Send`, so neither is a machine).
     arena: u64,
@@ -120,7 +121,7 @@ impl Machine {
                 .collect(),
             loaded: bundle.programs.iter().map(|_| OnceCell::new()).collect(),
             peers,
-            devmap,
+            devmap: Rc::new(devmap),
             arena: with_arena(|arena| Ok(arena.addr(0)))?,
         })
     }
@@ -144,6 +145,20 @@ impl Machine {
 
     /// Runs the program `name` on `packet`, whose `__sk_buff` holds `skb` (ignored for XDP).
     pub fn run_skb(&self, name: &str, packet: &[u8], skb: Skb) -> Result<Outcome, VmError> {
+        let mut out = Outcome::default();
+        self.run_into(name, packet, skb, &mut out)?;
+        Ok(out)
+    }
+
+    /// Like [`Machine::run_skb`], writing what the program did into `out`, whose buffers are
+    /// reused (a caller running many packets allocates nothing per run once they have grown).
+    pub fn run_into(
+        &self,
+        name: &str,
+        packet: &[u8],
+        skb: Skb,
+        out: &mut Outcome,
+    ) -> Result<(), VmError> {
         let at = self
             .programs
             .iter()
@@ -170,7 +185,7 @@ impl Machine {
                     self.loaded[at].get_or_init(|| loaded)
                 }
             };
-            execute(arena, prog, &self.peers, &self.devmap, packet, skb)
+            execute(arena, prog, &self.peers, &self.devmap, packet, skb, out)
         })
     }
 }
@@ -179,10 +194,11 @@ fn execute(
     arena: &mut Arena,
     prog: &Loaded,
     peers: &[u8],
-    devmap: &Devmap,
+    devmap: &Rc<Devmap>,
     packet: &[u8],
     skb: Skb,
-) -> Result<Outcome, VmError> {
+    out: &mut Outcome,
+) -> Result<(), VmError> {
     let hook = prog.hook;
     let start = PACKET_AT + HEADROOM;
     let end = start + packet.len();
@@ -218,7 +234,7 @@ fn execute(
         *s.borrow_mut() = Some(RunState {
             hook,
             arena: arena.addr(0),
-            devmap: *devmap,
+            devmap: Rc::clone(devmap),
             peers: peers.len() as u32 / 4,
             redirect: None,
         })
@@ -248,20 +264,16 @@ fn execute(
     let state = STATE
         .with(|s| s.borrow_mut().take())
         .expect("state set above");
-    let counters = take_counters(arena);
-    let probes = take_probes(arena);
-    let verdict = result.map_err(|e| VmError(format!("{}: {e}", prog.name)))? as i32;
-    Ok(Outcome {
-        verdict,
-        redirect: state.redirect,
-        packet: read_packet(arena, hook),
-        counted: counters,
-        probes,
-        tc_index: match hook {
-            Hook::Tc => ctx_u32(arena, SKB_TC_INDEX),
-            Hook::Xdp => 0,
-        },
-    })
+    take_counters(arena, &mut out.counted);
+    take_probes(arena, &mut out.probes);
+    out.verdict = result.map_err(|e| VmError(format!("{}: {e}", prog.name)))? as i32;
+    out.redirect = state.redirect;
+    read_packet(arena, hook, &mut out.packet);
+    out.tc_index = match hook {
+        Hook::Tc => ctx_u32(arena, SKB_TC_INDEX),
+        Hook::Xdp => 0,
+    };
+    Ok(())
 }
 
 /// Whether the program calls a helper that grows the packet at its head.
@@ -282,21 +294,26 @@ fn ctx_u32(arena: &mut Arena, off: i16) -> u32 {
     u32::from_ne_bytes(arena.bytes()[at..at + 4].try_into().expect("4 bytes"))
 }
 
-fn read_packet(arena: &mut Arena, hook: Hook) -> Vec<u8> {
+/// The packet after the run, from `data` to `data_end`, into `out`.
+fn read_packet(arena: &mut Arena, hook: Hook, out: &mut Vec<u8>) {
     let (data_off, end_off) = match hook {
         Hook::Tc => (SKB_DATA, SKB_DATA_END),
         Hook::Xdp => (XDP_DATA, XDP_DATA_END),
     };
     let (data, end) = (ctx_u32(arena, data_off), ctx_u32(arena, end_off));
     let base = arena.addr(0);
-    arena.bytes()[(u64::from(data) - base) as usize..(u64::from(end) - base) as usize].to_vec()
+    out.clear();
+    out.extend_from_slice(
+        &arena.bytes()[(u64::from(data) - base) as usize..(u64::from(end) - base) as usize],
+    );
 }
 
-/// The `probes` entries the run wrote (every entry starts zero), zeroed again for the next run.
-fn take_probes(arena: &mut Arena) -> Vec<(u32, [u8; 8], u64)> {
+/// The `probes` entries the run wrote (every entry starts zero), into `out`; zeroed again for
+/// the next run.
+fn take_probes(arena: &mut Arena, out: &mut Vec<(u32, [u8; 8], u64)>) {
     let size = PROBE_SIZE as usize;
     let all = &mut arena.bytes()[PROBES_AT..PROBES_AT + PROBE_SLOTS as usize * size];
-    let mut out = Vec::new();
+    out.clear();
     for (label, entry) in all.chunks_exact_mut(size).enumerate() {
         if entry.iter().any(|&b| b != 0) {
             let word: [u8; 8] = entry[..8].try_into().expect("8 bytes");
@@ -305,19 +322,18 @@ fn take_probes(arena: &mut Arena) -> Vec<(u32, [u8; 8], u64)> {
             entry.fill(0);
         }
     }
-    out
 }
 
-/// The counter slots the run changed, with what it added to each, zeroed again for the next
-/// run.
-fn take_counters(arena: &mut Arena) -> Vec<(u32, [u64; 2])> {
+/// The counter slots the run changed, with what it added to each, into `out`; zeroed again for
+/// the next run.
+fn take_counters(arena: &mut Arena, out: &mut Vec<(u32, [u64; 2])>) {
     /// Slots looked at together: an OR over a block compiles to vector instructions, and most
     /// blocks are zero (a run changes one or two slots).
     const BLOCK: usize = 8;
     let size = COUNTER_SIZE as usize;
     let mem = arena.bytes();
     let all = &mut mem[COUNTERS_AT..COUNTERS_AT + COUNTER_SLOTS as usize * size];
-    let mut out = Vec::new();
+    out.clear();
     for (b, block) in all.chunks_mut(BLOCK * size).enumerate() {
         let any = block.chunks_exact(8).fold(0, |acc, w| {
             acc | u64::from_ne_bytes(w.try_into().expect("8 bytes"))
@@ -334,5 +350,4 @@ fn take_counters(arena: &mut Arena) -> Vec<(u32, [u64; 2])> {
             }
         }
     }
-    out
 }

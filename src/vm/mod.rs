@@ -25,7 +25,7 @@ pub use helpers::VM_NOW_NS;
 use helpers::{COUNTERS_ID, LINKS_ID, PEERS_ID, PROBES_ID};
 
 /// What a program did with one packet.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Outcome {
     /// The program's return value.
     pub verdict: i32,

@@ -43,16 +43,27 @@ impl Skb {
     /// outer VLAN tag off into `vlan_tci` (`skb_vlan_untag`) and the protocol becomes the
     /// EtherType behind it. Returns the data TC sees and the skb.
     pub fn received(frame: &[u8]) -> (Vec<u8>, Skb) {
+        let mut data = Vec::with_capacity(frame.len());
+        let skb = Skb::received_into(frame, &mut data);
+        (data, skb)
+    }
+
+    /// Like [`Skb::received`], writing the data TC sees into `data` (which it clears first).
+    pub fn received_into(frame: &[u8], data: &mut Vec<u8>) -> Skb {
+        data.clear();
         match frame.get(12..18) {
             Some([t0, t1, c0, c1, ..]) if VLAN_TAGS.contains(&[*t0, *t1]) => {
-                let untagged = [&frame[..12], &frame[16..]].concat();
-                let skb = Skb {
+                data.extend_from_slice(&frame[..12]);
+                data.extend_from_slice(&frame[16..]);
+                Skb {
                     vlan_tci: Some(u16::from_be_bytes([*c0, *c1])),
-                    ..Skb::of(&untagged, true)
-                };
-                (untagged, skb)
+                    ..Skb::of(data, true)
+                }
             }
-            _ => (frame.to_vec(), Skb::of(frame, true)),
+            _ => {
+                data.extend_from_slice(frame);
+                Skb::of(frame, true)
+            }
         }
     }
 }
