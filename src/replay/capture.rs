@@ -1,12 +1,11 @@
 //! Reading captures (pcap or pcapng, by their magic number) into Ethernet frames, the form a
 //! managed link's stack hands to egress.
 
-use std::fs::File;
-use std::io::{BufReader, Read, Seek};
+use std::borrow::Cow;
 use std::path::Path;
 
-use pcap_file::pcap::PcapReader;
-use pcap_file::pcapng::{Block, PcapNgReader};
+use pcap_file::pcap::PcapParser;
+use pcap_file::pcapng::{Block, PcapNgParser};
 use pcap_file::DataLink;
 
 use crate::run::Error;
@@ -23,42 +22,50 @@ const PCAP_MAGICS: [[u8; 4]; 4] = [
 ];
 
 /// How many of a file's first bytes an error shows.
-const SHOWN: u64 = 16;
+const SHOWN: usize = 16;
 
 /// Every packet of the capture at `path`, as an Ethernet frame.
 pub fn frames(path: &Path) -> Result<Vec<Vec<u8>>, Error> {
+    let bytes = read(path)?;
+    let frames = frames_of(path, &bytes)?;
+    Ok(frames.into_iter().map(Cow::into_owned).collect())
+}
+
+/// Reads the capture at `path` whole, for [`frames_of`].
+pub fn read(path: &Path) -> Result<Vec<u8>, Error> {
+    std::fs::read(path).map_err(|e| Error::new(format!("{}: {e}", path.display())))
+}
+
+/// Every packet of the capture `bytes` (the file at `path`), as an Ethernet frame: Ethernet
+/// frames are not copied.
+pub fn frames_of<'a>(path: &Path, bytes: &'a [u8]) -> Result<Vec<Cow<'a, [u8]>>, Error> {
     let what = |e: &dyn std::fmt::Display| Error::new(format!("{}: {e}", path.display()));
-    let mut file = BufReader::new(File::open(path).map_err(|e| what(&e))?);
-    let mut start = Vec::new();
-    (&mut file)
-        .take(SHOWN)
-        .read_to_end(&mut start)
-        .map_err(|e| what(&e))?;
-    file.rewind().map_err(|e| what(&e))?;
-    let magic = start.get(..4).unwrap_or_default();
+    let magic = bytes.get(..4).unwrap_or_default();
     let mut out = Vec::new();
     if magic == PCAPNG_MAGIC {
-        let mut reader = PcapNgReader::new(file).map_err(|e| what(&e))?;
-        while let Some(block) = reader.next_block() {
-            if let Block::EnhancedPacket(p) = block.map_err(|e| what(&e))? {
-                let (interface, data) = (p.interface_id as usize, p.data.into_owned());
-                let link = reader
+        let (mut rest, mut parser) = PcapNgParser::new(bytes).map_err(|e| what(&e))?;
+        while !rest.is_empty() {
+            let (after, block) = parser.next_block(rest).map_err(|e| what(&e))?;
+            rest = after;
+            if let Block::EnhancedPacket(p) = block {
+                let link = parser
                     .interfaces()
-                    .get(interface)
+                    .get(p.interface_id as usize)
                     .ok_or_else(|| what(&"packet of an undeclared interface"))?
                     .linktype;
-                out.push(to_ethernet(link, &data).map_err(|e| what(&e))?);
+                out.push(to_ethernet(link, p.data).map_err(|e| what(&e))?);
             }
         }
     } else if PCAP_MAGICS.iter().any(|m| m == magic) {
-        let mut reader = PcapReader::new(file).map_err(|e| what(&e))?;
-        let link = reader.header().datalink;
-        while let Some(p) = reader.next_packet() {
-            let p = p.map_err(|e| what(&e))?;
-            out.push(to_ethernet(link, &p.data).map_err(|e| what(&e))?);
+        let (mut rest, parser) = PcapParser::new(bytes).map_err(|e| what(&e))?;
+        let link = parser.header().datalink;
+        while !rest.is_empty() {
+            let (after, p) = parser.next_packet(rest).map_err(|e| what(&e))?;
+            rest = after;
+            out.push(to_ethernet(link, p.data).map_err(|e| what(&e))?);
         }
     } else {
-        return Err(what(&not_a_capture(&start)));
+        return Err(what(&not_a_capture(&bytes[..bytes.len().min(SHOWN)])));
     }
     Ok(out)
 }
@@ -78,20 +85,20 @@ fn not_a_capture(start: &[u8]) -> String {
 
 /// A captured packet as an Ethernet frame: Ethernet as it is; raw IP and Linux cooked captures
 /// with an Ethernet header whose EtherType matches the packet (MACs zero).
-fn to_ethernet(link: DataLink, data: &[u8]) -> Result<Vec<u8>, String> {
+fn to_ethernet(link: DataLink, data: Cow<'_, [u8]>) -> Result<Cow<'_, [u8]>, String> {
     let framed = |ethertype: [u8; 2], payload: &[u8]| {
         let mut frame = vec![0u8; 12];
         frame.extend(ethertype);
         frame.extend(payload);
-        frame
+        Cow::Owned(frame)
     };
     let by_version = |ip: &[u8]| match ip.first().map(|b| b >> 4) {
         Some(6) => [0x86, 0xdd],
         _ => [0x08, 0x00],
     };
     match link {
-        DataLink::ETHERNET => Ok(data.to_vec()),
-        DataLink::RAW | DataLink::IPV4 | DataLink::IPV6 => Ok(framed(by_version(data), data)),
+        DataLink::ETHERNET => Ok(data),
+        DataLink::RAW | DataLink::IPV4 | DataLink::IPV6 => Ok(framed(by_version(&data), &data)),
         DataLink::LINUX_SLL if data.len() >= 16 => Ok(framed([data[14], data[15]], &data[16..])),
         DataLink::LINUX_SLL2 if data.len() >= 20 => Ok(framed([data[0], data[1]], &data[20..])),
         other => Err(format!(

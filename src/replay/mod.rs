@@ -119,21 +119,22 @@ pub fn replay_to(path: &Path, opts: &ReplayOptions, out: &mut dyn Write) -> Resu
         Unknown::Pass,
     );
     let bundle = build(&cfg).map_err(|e| Error::new(format!("--label {}: {e}", opts.label)))?;
-    let frames = frames(path)?;
+    let bytes = capture::read(path)?;
+    let frames = capture::frames_of(path, &bytes)?;
     report(&bundle, &cfg, &frames, path, opts, out)
 }
 
 /// Checks `frames` (of the capture at `path`) with `bundle`, generated from `cfg`, and writes
 /// the report to `out`.
-fn report(
+fn report<F: AsRef<[u8]> + Sync>(
     bundle: &Bundle,
     cfg: &Config,
-    frames: &[Vec<u8>],
+    frames: &[F],
     path: &Path,
     opts: &ReplayOptions,
     out: &mut dyn Write,
 ) -> Result<Totals, Error> {
-    let batches: Vec<&[Vec<u8>]> = frames.chunks(BATCH).collect();
+    let batches: Vec<&[F]> = frames.chunks(BATCH).collect();
     let threads = std::thread::available_parallelism()
         .map_or(1, usize::from)
         .min(batches.len())
@@ -192,18 +193,19 @@ fn report(
 }
 
 /// Checks `frames`, the first of which is packet number `first`.
-fn check_all(
+fn check_all<F: AsRef<[u8]>>(
     machine: &Machine,
     cfg: &Config,
     opts: &ReplayOptions,
     first: usize,
-    frames: &[Vec<u8>],
+    frames: &[F],
 ) -> Done {
     let mut done = Done {
         packets: frames.len(),
         ..Done::default()
     };
     for (i, frame) in frames.iter().enumerate() {
+        let frame = frame.as_ref();
         let result = roundtrip::check(machine, opts.label, frame);
         done.restored += usize::from(result.as_ref().is_ok_and(|t| t.restored));
         done.violations += usize::from(result.is_err());

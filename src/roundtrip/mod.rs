@@ -58,15 +58,31 @@ impl std::fmt::Display for Violation {
 impl std::error::Error for Violation {}
 
 /// What the spec says a program must do with a packet.
-struct Expected {
+struct Expected<'a> {
     verdict: i32,
     redirect: Option<u32>,
-    packet: Buf,
+    packet: Bytes<'a>,
     tc_index: u32,
     /// Where an IPv4 checksum the program may have rewritten sits in `packet`.
     csum_at: usize,
     /// The `probes` entry a far end's probe leaves: its label and word.
     probe: Option<(u8, [u8; 8])>,
+}
+
+/// The bytes a program must leave: the ones it was given, or new ones.
+enum Bytes<'a> {
+    Given(&'a [u8]),
+    Made(Buf),
+}
+
+impl std::ops::Deref for Bytes<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Bytes::Given(b) => b,
+            Bytes::Made(b) => b,
+        }
+    }
 }
 
 /// Runs `frame` (an Ethernet frame as the link with `label` sends it) through egress, both
@@ -118,42 +134,31 @@ pub fn egress(m: &Machine, label: u8, frame: &[u8]) -> Result<Trip, Violation> {
     guard_into(&mut trip, m, &wire, tc_index)?;
     let ip = &frame[ETH_HLEN as usize..];
     let family = spec::family(ip).expect("egress redirects only well-formed IP");
-    let mut expected = Expected {
-        verdict: 0,
-        redirect: Some(link.peer_ifindex),
-        packet: Buf::new(),
-        tc_index: 0,
-        csum_at: FRAMED_IPV4_CSUM,
-        probe: None,
-    };
     // This end's probe: the far end records it under the label and drops it, its label
     // bits cleared where it lies. Anything else is restored on the link.
     let probe = spec::probe(family, ip);
+    let mut packet = Buf::new();
     match probe {
-        Some(word) => {
+        Some(_) => {
             let at = if ethernet { ETH_HLEN as usize } else { 0 };
-            expected.packet.extend_from_slice(&arriving[..at]);
-            spec::with_label_into(
-                family,
-                &arriving[at..],
-                cfg.label_bits,
-                0,
-                &mut expected.packet,
-            );
-            expected.redirect = None;
-            expected.probe = Some((link.label, word));
+            packet.extend_from_slice(&arriving[..at]);
+            spec::with_label_into(family, &arriving[at..], cfg.label_bits, 0, &mut packet);
         }
         None => {
-            expected
-                .packet
-                .extend_from_slice(&cfg.macs.user_end(link.label));
-            expected
-                .packet
-                .extend_from_slice(&cfg.macs.hidden_end(link.label));
-            expected.packet.extend_from_slice(&frame[12..14]);
-            spec::with_label_into(family, ip, cfg.label_bits, 0, &mut expected.packet);
+            packet.extend_from_slice(&cfg.macs.user_end(link.label));
+            packet.extend_from_slice(&cfg.macs.hidden_end(link.label));
+            packet.extend_from_slice(&frame[12..14]);
+            spec::with_label_into(family, ip, cfg.label_bits, 0, &mut packet);
         }
     }
+    let mut expected = Expected {
+        verdict: 0,
+        redirect: probe.is_none().then_some(link.peer_ifindex),
+        packet: Bytes::Made(packet),
+        tc_index: 0,
+        csum_at: FRAMED_IPV4_CSUM,
+        probe: probe.map(|word| (link.label, word)),
+    };
     for hook in [Hook::Tc, Hook::Xdp] {
         run(&mut trip, m, programs::ingress_name(hook), arriving)?;
         expected.verdict = match probe {
@@ -213,18 +218,19 @@ fn guard_with(trip: &mut Trip, m: &Machine, wire: &[u8], skb: Skb) -> Result<(),
     let mut expected = Expected {
         verdict: TC_ACT_UNSPEC,
         redirect: None,
-        packet: Buf::new(),
+        packet: Bytes::Given(wire),
         tc_index: 0,
         csum_at: FRAMED_IPV4_CSUM,
         probe: None,
     };
-    expected.packet.extend_from_slice(wire);
     if skb.tc_index != FROM_LINK as u32 {
         expected.tc_index = skb.tc_index;
         if let Some((family, ip)) = classify(cfg, Hook::Tc, wire, &skb) {
             let at = wire.len() - ip.len();
-            expected.packet.truncate(at);
-            spec::with_label_into(family, ip, cfg.label_bits, 0, &mut expected.packet);
+            let mut cleared = Buf::new();
+            cleared.extend_from_slice(&wire[..at]);
+            spec::with_label_into(family, ip, cfg.label_bits, 0, &mut cleared);
+            expected.packet = Bytes::Made(cleared);
             expected.csum_at = at + IPV4_CSUM as usize;
         }
     }
@@ -348,19 +354,18 @@ fn framed_ip(frame: &[u8]) -> Option<(Family, &[u8])> {
     (spec::family(ip)? == family).then_some((family, ip))
 }
 
-fn expect_egress(cfg: &Config, label: u8, frame: &[u8]) -> Expected {
-    let mut packet = Buf::new();
+fn expect_egress<'a>(cfg: &Config, label: u8, frame: &'a [u8]) -> Expected<'a> {
     let Some((family, ip)) = framed_ip(frame) else {
-        packet.extend_from_slice(frame);
         return Expected {
             verdict: TC_ACT_SHOT,
             redirect: None,
-            packet,
+            packet: Bytes::Given(frame),
             tc_index: 0,
             csum_at: FRAMED_IPV4_CSUM,
             probe: None,
         };
     };
+    let mut packet = Buf::new();
     packet.extend_from_slice(&frame[..ETH_HLEN as usize]);
     if let ExtKind::Ethernet { mac, peer_mac } = cfg.ext.kind {
         packet[..6].copy_from_slice(&peer_mac);
@@ -370,25 +375,21 @@ fn expect_egress(cfg: &Config, label: u8, frame: &[u8]) -> Expected {
     Expected {
         verdict: TC_ACT_REDIRECT,
         redirect: Some(cfg.ext.ifindex),
-        packet,
+        packet: Bytes::Made(packet),
         tc_index: FROM_LINK as u32,
         csum_at: FRAMED_IPV4_CSUM,
         probe: None,
     }
 }
 
-fn expect_ingress(cfg: &Config, hook: Hook, wire: &[u8], skb: &Skb) -> Expected {
-    let untouched = |verdict| {
-        let mut packet = Buf::new();
-        packet.extend_from_slice(wire);
-        Expected {
-            verdict,
-            redirect: None,
-            packet,
-            tc_index: 0,
-            csum_at: FRAMED_IPV4_CSUM,
-            probe: None,
-        }
+fn expect_ingress<'a>(cfg: &Config, hook: Hook, wire: &'a [u8], skb: &Skb) -> Expected<'a> {
+    let untouched = |verdict| Expected {
+        verdict,
+        redirect: None,
+        packet: Bytes::Given(wire),
+        tc_index: 0,
+        csum_at: FRAMED_IPV4_CSUM,
+        probe: None,
     };
     let Some((family, ip)) = classify(cfg, hook, wire, skb) else {
         return untouched(hook.pass());
@@ -416,7 +417,7 @@ fn expect_ingress(cfg: &Config, hook: Hook, wire: &[u8], skb: &Skb) -> Expected 
         return Expected {
             verdict: hook.drop(),
             redirect: None,
-            packet,
+            packet: Bytes::Made(packet),
             tc_index: 0,
             csum_at: FRAMED_IPV4_CSUM,
             probe: Some((label, word)),
@@ -434,7 +435,7 @@ fn expect_ingress(cfg: &Config, hook: Hook, wire: &[u8], skb: &Skb) -> Expected 
     Expected {
         verdict: hook.redirected(),
         redirect: Some(link.peer_ifindex),
-        packet,
+        packet: Bytes::Made(packet),
         tc_index: 0,
         csum_at: FRAMED_IPV4_CSUM,
         probe: None,
