@@ -119,8 +119,8 @@ pub fn replay_to(path: &Path, opts: &ReplayOptions, out: &mut dyn Write) -> Resu
         Unknown::Pass,
     );
     let bundle = build(&cfg).map_err(|e| Error::new(format!("--label {}: {e}", opts.label)))?;
-    let bytes = capture::read(path)?;
-    let frames = capture::frames_of(path, &bytes)?;
+    let file = capture::Mapped::open(path)?;
+    let frames = capture::frames_of(path, file.bytes())?;
     report(&bundle, &cfg, &frames, path, opts, out)
 }
 
