@@ -117,7 +117,17 @@ impl Machine {
             programs: bundle
                 .programs
                 .iter()
-                .map(|(section, prog)| (hook_of(*section), prog.clone()))
+                .map(|(section, prog)| {
+                    // What loading needs, without the listing's notes (most of a program's
+                    // memory; a fuzzer keeps thousands of machines).
+                    let prog = Assembled {
+                        name: prog.name.clone(),
+                        slots: prog.slots.clone(),
+                        relocs: prog.relocs.clone(),
+                        notes: Vec::new(),
+                    };
+                    (hook_of(*section), prog)
+                })
                 .collect(),
             loaded: bundle.programs.iter().map(|_| OnceCell::new()).collect(),
             peers,

@@ -14,8 +14,14 @@ use l3mp::vm::{Engine, Machine};
 /// Ethernet ext, the unknown-label policy.
 type Key = (u8, u8, Vec<u8>, bool, bool);
 
-/// More configurations than this and the cache starts again (each holds an arena).
-const MAX_CACHED: usize = 8192;
+/// Every configuration an input can decode to (`Case::from_bytes`): for each label width `b`
+/// (1 to 6), a label under test and a second link's label (each of `2^b - 1`), and two flags.
+const CONFIGURATIONS: usize = 4 * (1 + 9 + 49 + 225 + 961 + 3969);
+
+/// A new configuration beyond this many and the cache starts again. All of them fit (a machine holds
+/// its programs, without their listings, and the VMs of those that ran), so that a long run
+/// builds each configuration's programs once.
+const MAX_CACHED: usize = CONFIGURATIONS;
 
 thread_local! {
     static MACHINES: RefCell<HashMap<Key, Rc<Machine>>> = RefCell::new(HashMap::new());
@@ -35,16 +41,17 @@ pub fn case(data: &[u8]) -> Option<(Case, Rc<Machine>)> {
     );
     let machine = MACHINES.with(|cache| {
         let mut cache = cache.borrow_mut();
+        if let Some(machine) = cache.get(&key) {
+            return Rc::clone(machine);
+        }
         if cache.len() >= MAX_CACHED {
             cache.clear();
         }
-        cache
-            .entry(key)
-            .or_insert_with(|| {
-                let bundle = build(cfg).expect("a decoded case always builds");
-                Rc::new(Machine::new(&bundle, cfg, Engine::Interp).expect("the VM takes them"))
-            })
-            .clone()
+        let bundle = build(cfg).expect("a decoded case always builds");
+        let machine =
+            Rc::new(Machine::new(&bundle, cfg, Engine::Interp).expect("the VM takes them"));
+        cache.insert(key, Rc::clone(&machine));
+        machine
     });
     Some((case, machine))
 }
