@@ -67,7 +67,14 @@ pub struct RunState {
     /// Entries of the `peers` array, which lives in the arena at `PEERS_AT`.
     pub peers: u32,
     pub redirect: Option<Redirect>,
+    /// A bit for each counter slot the program looked up.
+    pub counters_looked_up: [u64; 3],
 }
+
+const _: () = assert!(
+    COUNTER_SLOTS <= 3 * 64,
+    "counters_looked_up has a bit per slot"
+);
 
 thread_local! {
     pub static STATE: RefCell<Option<RunState>> = const { RefCell::new(None) };
@@ -91,6 +98,7 @@ pub fn map_lookup_elem(map: u64, key: u64, _: u64, _: u64, _: u64) -> u64 {
     let index = unsafe { (key as *const u32).read_unaligned() };
     with(|s| match map as i64 {
         COUNTERS_ID if index < COUNTER_SLOTS => {
+            s.counters_looked_up[index as usize / 64] |= 1 << (index % 64);
             s.arena + COUNTERS_AT as u64 + u64::from(index * COUNTER_SIZE)
         }
         PEERS_ID if index < s.peers => s.arena + PEERS_AT as u64 + u64::from(index * 4),

@@ -247,6 +247,7 @@ fn execute(
             devmap: Rc::clone(devmap),
             peers: peers.len() as u32 / 4,
             redirect: None,
+            counters_looked_up: [0; 3],
         })
     });
     // Only a program that grows the packet at its head may reach in front of it, and only by
@@ -274,7 +275,7 @@ fn execute(
     let state = STATE
         .with(|s| s.borrow_mut().take())
         .expect("state set above");
-    take_counters(arena, &mut out.counted);
+    take_counters(arena, &state.counters_looked_up, &mut out.counted);
     take_probes(arena, &mut out.probes);
     out.verdict = result.map_err(|e| VmError(format!("{}: {e}", prog.name)))? as i32;
     out.redirect = state.redirect;
@@ -321,10 +322,16 @@ fn read_packet(arena: &mut Arena, hook: Hook, out: &mut Vec<u8>) {
 /// The `probes` entries the run wrote (every entry starts zero), into `out`; zeroed again for
 /// the next run.
 fn take_probes(arena: &mut Arena, out: &mut Vec<(u32, [u8; 8], u64)>) {
-    let size = PROBE_SIZE as usize;
-    let all = &mut arena.bytes()[PROBES_AT..PROBES_AT + PROBE_SLOTS as usize * size];
+    const SIZE: usize = PROBE_SIZE as usize;
+    const LEN: usize = PROBE_SLOTS as usize * SIZE;
+    static ZEROS: [u8; LEN] = [0; LEN];
+    let all = &mut arena.bytes()[PROBES_AT..PROBES_AT + LEN];
     out.clear();
-    for (label, entry) in all.chunks_exact_mut(size).enumerate() {
+    // Only a probe writes here: one comparison for every other run.
+    if *all == ZEROS {
+        return;
+    }
+    for (label, entry) in all.chunks_exact_mut(SIZE).enumerate() {
         if entry.iter().any(|&b| b != 0) {
             let word: [u8; 8] = entry[..8].try_into().expect("8 bytes");
             let at = u64::from_ne_bytes(entry[8..].try_into().expect("8 bytes"));
@@ -334,30 +341,37 @@ fn take_probes(arena: &mut Arena, out: &mut Vec<(u32, [u8; 8], u64)>) {
     }
 }
 
-/// The counter slots the run changed, with what it added to each, into `out`; zeroed again for
-/// the next run.
-fn take_counters(arena: &mut Arena, out: &mut Vec<(u32, [u64; 2])>) {
-    /// Slots looked at together: an OR over a block compiles to vector instructions, and most
-    /// blocks are zero (a run changes one or two slots).
-    const BLOCK: usize = 8;
-    let size = COUNTER_SIZE as usize;
-    let mem = arena.bytes();
-    let all = &mut mem[COUNTERS_AT..COUNTERS_AT + COUNTER_SLOTS as usize * size];
+/// The counter slots the run changed, with what it added to each, into `out` in slot order;
+/// zeroed again for the next run. `looked_up` has a bit set for each slot the program looked
+/// up: those are taken first, then one comparison shows whether the rest are still zero (a
+/// write past a looked-up slot stays inside the counters map, which the interpreter allows);
+/// only if not is every slot looked at.
+fn take_counters(arena: &mut Arena, looked_up: &[u64; 3], out: &mut Vec<(u32, [u64; 2])>) {
+    const SIZE: usize = COUNTER_SIZE as usize;
+    const LEN: usize = COUNTER_SLOTS as usize * SIZE;
+    static ZEROS: [u8; LEN] = [0; LEN];
+    let all = &mut arena.bytes()[COUNTERS_AT..COUNTERS_AT + LEN];
+    let take = |all: &mut [u8], slot: usize, out: &mut Vec<(u32, [u64; 2])>| {
+        let bytes = &mut all[slot * SIZE..(slot + 1) * SIZE];
+        let word = |i: usize| u64::from_ne_bytes(bytes[i..i + 8].try_into().expect("8"));
+        let counter = [word(0), word(8)];
+        if counter != [0, 0] {
+            out.push((slot as u32, counter));
+            bytes.fill(0);
+        }
+    };
     out.clear();
-    for (b, block) in all.chunks_mut(BLOCK * size).enumerate() {
-        let any = block.chunks_exact(8).fold(0, |acc, w| {
-            acc | u64::from_ne_bytes(w.try_into().expect("8 bytes"))
-        });
-        if any == 0 {
-            continue;
+    for (w, bits) in looked_up.iter().enumerate() {
+        let mut bits = *bits;
+        while bits != 0 {
+            take(all, 64 * w + bits.trailing_zeros() as usize, out);
+            bits &= bits - 1;
         }
-        for (i, bytes) in block.chunks_exact_mut(size).enumerate() {
-            let word = |i: usize| u64::from_ne_bytes(bytes[i..i + 8].try_into().expect("8"));
-            let counter = [word(0), word(8)];
-            if counter != [0, 0] {
-                out.push(((b * BLOCK + i) as u32, counter));
-                bytes.fill(0);
-            }
+    }
+    if *all != ZEROS {
+        for slot in 0..COUNTER_SLOTS as usize {
+            take(all, slot, out);
         }
+        out.sort_unstable_by_key(|(slot, _)| *slot);
     }
 }

@@ -116,7 +116,9 @@ pub fn run_skb(
 mod tests {
     use super::*;
     use crate::programs::{Ext, ExtKind, LinkMacs, Unknown};
-    use l3mp_asm::{exit, load, mov, Program, Reg, Size};
+    use l3mp_asm::{
+        alu64, call, exit, load, load_map, mov, store, AluOp, Helper, Program, Reg, Size,
+    };
 
     fn bundle_of(insns: Vec<l3mp_asm::Insn>) -> (Bundle, Config) {
         let mut p = Program::new("probe");
@@ -171,5 +173,28 @@ mod tests {
             run(&bundle, &cfg, "probe", &[0; 14]).expect("runs").verdict,
             -1
         );
+    }
+
+    /// A program that looks up counter slot 0 and writes both it and, through the same
+    /// pointer, slot 1 (inside the counters map, so the interpreter allows it): both writes
+    /// are reported, in slot order, and the slots are zero again for the next run.
+    #[test]
+    fn every_counter_slot_written_is_reported_not_only_those_looked_up() {
+        let (bundle, cfg) = bundle_of(vec![
+            store(Size::W, Reg::R10, -4, 0),
+            mov(Reg::R2, Reg::R10),
+            alu64(AluOp::Add, Reg::R2, -4),
+            load_map(Reg::R1, COUNTERS_MAP),
+            call(Helper::MapLookupElem),
+            store(Size::DW, Reg::R0, COUNTER_SIZE as i16 + 8, 9),
+            store(Size::DW, Reg::R0, 0, 1),
+            mov(Reg::R0, 0),
+            exit(),
+        ]);
+        let machine = Machine::new(&bundle, &cfg, Engine::Interp).expect("loads");
+        for _ in 0..2 {
+            let out = machine.run("probe", &[0; 14]).expect("runs");
+            assert_eq!(out.counted, vec![(0, [1, 0]), (1, [0, 9])]);
+        }
     }
 }
