@@ -193,6 +193,33 @@ impl From<String> for Target {
     }
 }
 
+impl From<&Label> for Target {
+    fn from(label: &Label) -> Target {
+        Target::Label(label.0.clone())
+    }
+}
+
+/// A label local to one block of a program, made unique by [`Program::local`]
+/// (`counted.0`, `counted.1`, ...), as the kernel selftests' `l0_%=` are: code that emits the
+/// same block twice (a helper called from several places) needs no name from its caller.
+///
+/// [`Program::local`]: crate::Program::local
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Label(pub(crate) String);
+
+impl Label {
+    /// The unique name the label has in the program and its listing.
+    pub fn name(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for Label {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
 /// A kernel helper function, called by number.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Helper {

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use crate::encode::{encode, RawInsn};
-use crate::insn::{Insn, Target};
+use crate::insn::{Insn, Label, Target};
 use crate::Error;
 
 #[derive(Clone, Debug)]
@@ -27,6 +27,8 @@ pub struct MapReloc {
 pub struct Program {
     name: String,
     items: Vec<Item>,
+    /// How many local labels of each name [`Program::local`] has made.
+    locals: HashMap<String, usize>,
 }
 
 impl Program {
@@ -34,7 +36,7 @@ impl Program {
     pub fn new(name: &str) -> Program {
         Program {
             name: name.to_string(),
-            items: Vec::new(),
+            ..Program::default()
         }
     }
 
@@ -55,10 +57,22 @@ impl Program {
         self
     }
 
-    /// Places `name` at the next instruction.
-    pub fn label(&mut self, name: &str) -> &mut Program {
-        self.items.push(Item::Label(name.to_string()));
+    /// Places the label `name` (a `&str`, or a [`Label`] from [`Program::local`]) at the next
+    /// instruction. A name placed twice is an error at [`Program::assemble`].
+    pub fn label(&mut self, name: impl AsRef<str>) -> &mut Program {
+        self.items.push(Item::Label(name.as_ref().to_string()));
         self
+    }
+
+    /// A new label for one block, unique in this program: `name.0` the first time `name` is
+    /// asked for, then `name.1`, and so on. Jump to it with `&label` and place it with
+    /// [`Program::label`]; like any label, it is resolved to an offset only when the program is
+    /// assembled, so a jump may name it before it is placed.
+    pub fn local(&mut self, name: &str) -> Label {
+        let n = self.locals.entry(name.to_string()).or_default();
+        let label = Label(format!("{name}.{n}"));
+        *n += 1;
+        label
     }
 
     /// Opens a block with a comment, shown in the listing above the block's first instruction.

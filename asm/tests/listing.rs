@@ -107,3 +107,52 @@ fn listing_of_undecodable_slots_is_an_error() {
     let err = asm.listing().unwrap_err();
     assert!(matches!(err, Error::Decode { slot: 5, .. }), "{err}");
 }
+
+/// A block that skips one instruction, emitted by a helper that takes no label from its caller.
+fn skip_if_zero(p: &mut Program, reg: Reg) {
+    let skip = p.local("skip");
+    p.push(jump_if(Cond::Eq, reg, 0, &skip))
+        .push(alu64(AluOp::Add, Reg::R0, 1))
+        .label(&skip);
+}
+
+#[test]
+fn local_labels_are_unique_per_use_and_resolve_to_their_own_block() {
+    let mut p = Program::new("locals");
+    p.push(mov(Reg::R0, 0));
+    skip_if_zero(&mut p, Reg::R1);
+    skip_if_zero(&mut p, Reg::R2);
+    let other = p.local("other");
+    p.label(&other).push(exit());
+    assert_eq!(other.name(), "other.0");
+    let asm = p.assemble().expect("two uses of one helper assemble");
+    assert_eq!(
+        asm.listing().expect("listing"),
+        "\
+locals:
+    0: r0 = 0
+    1: if r1 == 0 goto +1
+    2: r0 += 1
+skip.0:
+    3: if r2 == 0 goto +1
+    4: r0 += 1
+skip.1:
+other.0:
+    5: exit
+"
+    );
+}
+
+#[test]
+fn a_local_label_placed_twice_is_a_duplicate() {
+    let mut p = Program::new("twice");
+    let l = p.local("here");
+    p.label(&l).push(mov(Reg::R0, 0)).label(&l).push(exit());
+    assert_eq!(
+        p.assemble().unwrap_err(),
+        Error::DuplicateLabel {
+            program: "twice".into(),
+            label: "here.0".into()
+        }
+    );
+}

@@ -243,7 +243,7 @@ proptest! {
         let mut expected_relocs = Vec::new();
         for (n, s) in steps.iter().enumerate() {
             for k in (0..nlabels).filter(|k| label_at[*k] == n) {
-                p.label(&name(k));
+                p.label(name(k));
             }
             let slot = slot_of_step[n];
             match s {
@@ -267,7 +267,7 @@ proptest! {
             }
         }
         for k in (0..nlabels).filter(|k| label_at[*k] == steps.len()) {
-            p.label(&name(k));
+            p.label(name(k));
         }
 
         let asm = p.assemble().expect("every label is defined once");
