@@ -16,7 +16,7 @@ use cli::{
     AsmArgs, BenchArgs, Cli, Command, EngineArg, ExtKindArg, Ingress, LabelArgs, ProbeSwitch,
     ReplayArgs, RunArgs, UnknownLabel,
 };
-use l3mp::programs::{self, Config, Unknown};
+use l3mp::programs::{self, Config, Framing, Unknown};
 use l3mp::run::{parse_link, Error, IngressChoice, Instance, LinkArg, Probe, RunOptions, Started};
 
 fn main() -> ExitCode {
@@ -379,7 +379,10 @@ fn asm(args: &AsmArgs) -> Result<(), Error> {
         .collect();
     let cfg = Config::offline(
         args.labels.label_bits,
-        args.ext_kind == ExtKindArg::Ether,
+        match args.ext_kind {
+            ExtKindArg::Ether => Framing::Ethernet,
+            ExtKindArg::L3 => Framing::Ip,
+        },
         &links,
         unknown(args.labels.unknown),
     );

@@ -16,7 +16,13 @@ fn configurations() -> Vec<(&'static str, u8, ExtKind, Vec<u8>, Unknown)> {
     let [l3, ethernet] = ext_kinds();
     vec![
         ("n1-l3-pass", 1, l3, vec![1], Unknown::Pass),
-        ("n4-ethernet-pass", 4, ethernet, vec![1, 8, 15], Unknown::Pass),
+        (
+            "n4-ethernet-pass",
+            4,
+            ethernet,
+            vec![1, 8, 15],
+            Unknown::Pass,
+        ),
         ("n6-l3-drop", 6, l3, vec![1, 32, 63], Unknown::Drop),
     ]
 }

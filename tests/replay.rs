@@ -118,7 +118,7 @@ fn vlan_tagged_captures_replay_and_never_enter_a_link() {
     let opts = ReplayOptions::lines(6, 3, true);
     let cfg = l3mp::programs::Config::offline(
         3,
-        true,
+        l3mp::programs::Framing::Ethernet,
         &[("link".into(), 6)],
         l3mp::programs::Unknown::Pass,
     );

@@ -16,7 +16,7 @@ use l3mp_asm::{Assembled, Section};
 use crate::programs::layout::{
     EGRESS, INGRESS, PASS, TC_ACT_REDIRECT, TC_ACT_UNSPEC, XDP_REDIRECT,
 };
-use crate::programs::{self, egress_name, ingress_name, Config, Family, Hook, Unknown};
+use crate::programs::{self, egress_name, ingress_name, Config, Family, Framing, Hook, Unknown};
 use crate::roundtrip::at_the_mirror;
 use crate::run::{point_links, Error};
 
@@ -39,7 +39,12 @@ const LABEL: u8 = 1;
 /// A configuration for test runs: labels `labels`, every hidden end at `lo`.
 pub fn test_config(label_bits: u8, ethernet: bool, labels: &[u8]) -> Config {
     let links: Vec<(String, u8)> = labels.iter().map(|&l| (format!("l{l}"), l)).collect();
-    let mut cfg = Config::offline(label_bits, ethernet, &links, Unknown::Pass);
+    let framing = if ethernet {
+        Framing::Ethernet
+    } else {
+        Framing::Ip
+    };
+    let mut cfg = Config::offline(label_bits, framing, &links, Unknown::Pass);
     for link in &mut cfg.links {
         link.peer_ifindex = LOOPBACK;
     }

@@ -7,6 +7,7 @@ use l3mp_asm::{
     alu64, jump, jump32_if, jump_if, load, load_imm64, mov, AluOp, Cond, Program, Reg, Size,
 };
 
+use super::config::Framing;
 use super::dscp::Family;
 use super::hook::Hook;
 use super::layout::*;
@@ -27,13 +28,12 @@ pub enum Classify {
 }
 
 impl Classify {
-    /// How a program at `hook` on a device with (`framed`) or without Ethernet headers learns
-    /// the family.
-    pub fn at(hook: Hook, framed: bool) -> Classify {
-        match (framed, hook) {
-            (true, _) => Classify::EtherType,
-            (false, Hook::Tc) => Classify::SkbProtocol,
-            (false, Hook::Xdp) => Classify::Version,
+    /// How a program at `hook` on a device whose packets have `framing` learns the family.
+    pub fn at(hook: Hook, framing: Framing) -> Classify {
+        match (framing, hook) {
+            (Framing::Ethernet, _) => Classify::EtherType,
+            (Framing::Ip, Hook::Tc) => Classify::SkbProtocol,
+            (Framing::Ip, Hook::Xdp) => Classify::Version,
         }
     }
 
@@ -85,6 +85,21 @@ pub fn branch_on_family(p: &mut Program, how: Classify, hook: Hook, other: &str)
         }
     }
     p.push(jump(other));
+}
+
+/// Lays out one block per family, labelled for [`branch_on_family`] and written by `block`,
+/// then places `join`: every block but the last jumps there, the last falls through. Which
+/// family comes last is the layout's business, not the caller's.
+pub fn family_blocks(p: &mut Program, join: &str, mut block: impl FnMut(&mut Program, Family)) {
+    let mut families = Family::ALL.into_iter().peekable();
+    while let Some(family) = families.next() {
+        p.label(family.block());
+        block(p, family);
+        if families.peek().is_some() {
+            p.push(jump(join));
+        }
+    }
+    p.label(join);
 }
 
 /// Jumps to the block of the family whose `value` (EtherType or version) r2 holds.

@@ -20,6 +20,25 @@ pub enum ExtKind {
     Ethernet { mac: [u8; 6], peer_mac: [u8; 6] },
 }
 
+impl ExtKind {
+    /// What its packets start with.
+    pub fn framing(self) -> Framing {
+        match self {
+            ExtKind::L3 => Framing::Ip,
+            ExtKind::Ethernet { .. } => Framing::Ethernet,
+        }
+    }
+}
+
+/// What a device's packets start with, as the programs on it see them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Framing {
+    /// The IP header (a layer-3 device).
+    Ip,
+    /// An Ethernet header.
+    Ethernet,
+}
+
 /// The tunnel device.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Ext {
@@ -102,18 +121,17 @@ impl Config {
     /// has ifindex 100+L and MAC 02:00:00:00:00:L, its hidden end 200+L and 02:00:00:00:01:L.
     pub fn offline(
         label_bits: u8,
-        ethernet: bool,
+        framing: Framing,
         links: &[(String, u8)],
         unknown: Unknown,
     ) -> Config {
         let mac = |b: u8| [0x02, 0, 0, 0, 0, b];
-        let kind = if ethernet {
-            ExtKind::Ethernet {
+        let kind = match framing {
+            Framing::Ethernet => ExtKind::Ethernet {
                 mac: mac(0xe0),
                 peer_mac: mac(0xe1),
-            }
-        } else {
-            ExtKind::L3
+            },
+            Framing::Ip => ExtKind::L3,
         };
         Config {
             label_bits,

@@ -9,14 +9,15 @@ use super::layout::*;
 
 /// Adds one packet of r9 bytes to the slot `key` (an immediate or a register other than
 /// r1/r2). Clobbers r0..r5.
-pub fn count(p: &mut Program, key: impl Into<Src>, skip: &str) {
+pub fn count(p: &mut Program, key: impl Into<Src>) {
+    let skip = p.local("counted");
     p.extend([
         store(Size::W, Reg::R10, STACK_KEY, key),
         mov(Reg::R2, Reg::R10),
         alu64(AluOp::Add, Reg::R2, i32::from(STACK_KEY)),
         load_map(Reg::R1, COUNTERS_MAP),
         call(Helper::MapLookupElem),
-        jump_if(Cond::Eq, Reg::R0, 0, skip),
+        jump_if(Cond::Eq, Reg::R0, 0, &skip),
         load(Size::DW, Reg::R1, Reg::R0, 0),
         alu64(AluOp::Add, Reg::R1, 1),
         store(Size::DW, Reg::R0, 0, Reg::R1),
@@ -24,5 +25,5 @@ pub fn count(p: &mut Program, key: impl Into<Src>, skip: &str) {
         alu64(AluOp::Add, Reg::R1, LEN),
         store(Size::DW, Reg::R0, 8, Reg::R1),
     ]);
-    p.label(skip);
+    p.label(&skip);
 }

@@ -1,12 +1,12 @@
 //! Egress, on the user end of each managed link (TC; a veth, so the program sees an Ethernet
 //! frame): write the link's label into DSCP and redirect the packet out of ext.
 
-use l3mp_asm::{call, exit, jump, jump_if, load, mov, store, Cond, Helper, Program, Reg, Size};
+use l3mp_asm::{call, exit, jump_if, load, mov, store, Cond, Helper, Program, Reg, Size};
 
-use super::classify::{branch_on_family, check_header, Classify};
+use super::classify::{branch_on_family, check_header, family_blocks, Classify};
 use super::config::{Config, ExtKind, Link};
 use super::counters::count;
-use super::dscp::{store_mac, write_label, Family};
+use super::dscp::{store_mac, write_label};
 use super::hook::Hook;
 use super::layout::*;
 
@@ -37,7 +37,7 @@ pub fn egress(cfg: &Config, link: &Link) -> Program {
         load(Size::W, Reg::R1, CTX, SKB_GSO_SIZE),
         jump_if(Cond::Ne, Reg::R1, 0, "fits"),
     ]);
-    count(&mut p, TOO_BIG as i32, "too_big_counted");
+    count(&mut p, TOO_BIG as i32);
     p.extend([mov(Reg::R0, hook.drop()), exit()]);
     p.label("fits");
 
@@ -45,20 +45,15 @@ pub fn egress(cfg: &Config, link: &Link) -> Program {
     let how = Classify::EtherType;
     branch_on_family(&mut p, how, hook, "drop");
 
-    for family in Family::ALL {
-        p.label(family.block());
+    family_blocks(&mut p, "out", |p, family| {
         p.comment(&format!(
             "{family:?}: header whole and well-formed, then label {} into DSCP",
             link.label
         ));
-        check_header(&mut p, family, how, "drop");
-        write_label(&mut p, family, ETH_HLEN, cfg.label_bits, link.label);
-        if family != Family::V6 {
-            p.push(jump("out"));
-        }
-    }
+        check_header(p, family, how, "drop");
+        write_label(p, family, ETH_HLEN, cfg.label_bits, link.label);
+    });
 
-    p.label("out");
     if let ExtKind::Ethernet { mac, peer_mac } = cfg.ext.kind {
         p.comment(
             "Ethernet ext: from ext's MAC to the remote l3mp host's MAC, whatever the destination",
@@ -67,7 +62,7 @@ pub fn egress(cfg: &Config, link: &Link) -> Program {
         store_mac(&mut p, 6, mac);
     }
     p.comment("Count, tell the guard on ext it came from a link, and transmit on ext");
-    count(&mut p, (EGRESS + u32::from(link.label)) as i32, "counted");
+    count(&mut p, (EGRESS + u32::from(link.label)) as i32);
     p.extend([
         mov(Reg::R1, FROM_LINK),
         store(Size::W, CTX, SKB_TC_INDEX, Reg::R1),
@@ -81,7 +76,7 @@ pub fn egress(cfg: &Config, link: &Link) -> Program {
 
     p.label("drop");
     p.comment("Not IP, malformed or truncated: drop and count");
-    count(&mut p, EGRESS_DROP as i32, "drop_counted");
+    count(&mut p, EGRESS_DROP as i32);
     p.extend([mov(Reg::R0, hook.drop()), exit()]);
     p
 }

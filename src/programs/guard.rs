@@ -4,10 +4,10 @@
 
 use l3mp_asm::{exit, jump_if, load, mov, store, Cond, Program, Reg, Size};
 
-use super::classify::{branch_on_family, check_header, Classify};
-use super::config::{Config, ExtKind};
+use super::classify::{branch_on_family, check_header, family_blocks, Classify};
+use super::config::Config;
 use super::counters::count;
-use super::dscp::{read_label, write_label, Family};
+use super::dscp::{read_label, write_label};
 use super::hook::Hook;
 use super::layout::*;
 
@@ -18,7 +18,7 @@ pub const NAME: &str = "l3mp_guard";
 pub fn guard(cfg: &Config) -> Program {
     let hook = Hook::Tc;
     let mut p = Program::new(NAME);
-    let how = Classify::at(hook, matches!(cfg.ext.kind, ExtKind::Ethernet { .. }));
+    let how = Classify::at(hook, cfg.ext.kind.framing());
     let ip = how.ip_offset();
 
     hook.prologue(&mut p);
@@ -35,19 +35,14 @@ pub fn guard(cfg: &Config) -> Program {
 
     p.label("not_from_link");
     branch_on_family(&mut p, how, hook, "not_ip");
-    for family in Family::ALL {
-        p.label(family.block());
+    family_blocks(&mut p, "guarded", |p, family| {
         p.comment(&format!("{family:?}: label bits set? clear them"));
-        check_header(&mut p, family, how, "not_ip");
-        read_label(&mut p, family, ip, cfg.label_bits, Reg::R5);
+        check_header(p, family, how, "not_ip");
+        read_label(p, family, ip, cfg.label_bits, Reg::R5);
         p.push(jump_if(Cond::Eq, Reg::R5, 0, "pass"));
-        write_label(&mut p, family, ip, cfg.label_bits, 0);
-        if family != Family::V6 {
-            p.push(l3mp_asm::jump("guarded"));
-        }
-    }
-    p.label("guarded");
-    count(&mut p, GUARDED as i32, "guarded_counted");
+        write_label(p, family, ip, cfg.label_bits, 0);
+    });
+    count(&mut p, GUARDED as i32);
 
     p.label("pass");
     p.comment("Leaves ext as it is");
@@ -55,7 +50,7 @@ pub fn guard(cfg: &Config) -> Program {
 
     p.label("not_ip");
     p.comment("Not IPv4 or IPv6 (MPLS, ARP, a VLAN's traffic) or malformed: no label to clear");
-    count(&mut p, GUARD_NOT_IP as i32, "not_ip_counted");
+    count(&mut p, GUARD_NOT_IP as i32);
     p.extend([mov(Reg::R0, hook.pass()), exit()]);
     p
 }

@@ -107,16 +107,17 @@ impl Hook {
     pub fn redirect_to_hidden_end(self, p: &mut Program) {
         match self {
             Hook::Tc => {
+                let found = p.local("peer_found");
                 p.extend([
                     mov(Reg::R2, Reg::R10),
                     alu64(AluOp::Add, Reg::R2, i32::from(STACK_LABEL)),
                     load_map(Reg::R1, PEERS_MAP),
                     call(Helper::MapLookupElem),
-                    jump_if(Cond::Ne, Reg::R0, 0, "peer_found"),
+                    jump_if(Cond::Ne, Reg::R0, 0, &found),
                 ]);
                 p.comment("No entry: only past the array's end, which no label reaches");
                 p.extend([mov(Reg::R0, TC_ACT_SHOT), exit()]);
-                p.label("peer_found");
+                p.label(&found);
                 p.extend([
                     load(Size::W, Reg::R1, Reg::R0, 0),
                     mov(Reg::R2, 0),

@@ -5,12 +5,12 @@
 //! The far end's probe on a configured label is recorded and dropped, never delivered.
 
 use l3mp_asm::{
-    alu64, call, exit, jump, jump_if, load, load_imm64, load_map, mov, store, AluOp, Cond, Helper,
+    alu64, call, exit, jump_if, load, load_imm64, load_map, mov, store, AluOp, Cond, Helper,
     Program, Reg, Size,
 };
 
-use super::classify::{branch_on_family, check_from_peer, check_header, Classify};
-use super::config::{Config, ExtKind, Unknown};
+use super::classify::{branch_on_family, check_from_peer, check_header, family_blocks, Classify};
+use super::config::{Config, ExtKind, Framing, Unknown};
 use super::counters::count;
 use super::dscp::{read_label, store_link_mac, write_label, Family};
 use super::hook::Hook;
@@ -27,8 +27,9 @@ pub fn name(hook: Hook) -> &'static str {
 /// Builds the ingress demux for `hook`.
 pub fn ingress(cfg: &Config, hook: Hook) -> Program {
     let mut p = Program::new(name(hook));
-    let ethernet = matches!(cfg.ext.kind, ExtKind::Ethernet { .. });
-    let how = Classify::at(hook, ethernet);
+    let framing = cfg.ext.kind.framing();
+    let ethernet = framing == Framing::Ethernet;
+    let how = Classify::at(hook, framing);
     let ip = how.ip_offset();
 
     hook.prologue(&mut p);
@@ -36,18 +37,17 @@ pub fn ingress(cfg: &Config, hook: Hook) -> Program {
     branch_on_family(&mut p, how, hook, "pass");
 
     let known: u64 = cfg.links.iter().map(|l| 1u64 << l.label).sum();
-    for family in Family::ALL {
-        p.label(family.block());
+    family_blocks(&mut p, "deliver", |p, family| {
         p.comment(&format!(
             "{family:?}: header whole and well-formed, r5 = label"
         ));
-        check_header(&mut p, family, how, "pass");
-        read_label(&mut p, family, ip, cfg.label_bits, Reg::R5);
+        check_header(p, family, how, "pass");
+        read_label(p, family, ip, cfg.label_bits, Reg::R5);
         p.comment("Label 0 is not multiplexed");
         p.push(jump_if(Cond::Eq, Reg::R5, 0, "pass"));
         if let ExtKind::Ethernet { mac, peer_mac } = cfg.ext.kind {
             p.comment("Labelled, but only the peer's frames to ext's MAC are the far l3mp's");
-            check_from_peer(&mut p, mac, peer_mac, "foreign");
+            check_from_peer(p, mac, peer_mac, "foreign");
         }
         p.comment("A label not in the mask of links' labels is unknown");
         p.extend([
@@ -66,15 +66,13 @@ pub fn ingress(cfg: &Config, hook: Hook) -> Program {
             ));
         }
         p.comment("Ours: clear the label bits");
-        write_label(&mut p, family, ip, cfg.label_bits, 0);
-        if family != Family::V6 {
-            p.push(jump("deliver"));
+        write_label(p, family, ip, cfg.label_bits, 0);
+        if family == Family::V6 {
+            is_probe(p, ip);
         }
-    }
-    is_probe(&mut p, ip);
+    });
 
-    p.label("deliver");
-    count_on_link(&mut p, ethernet, "counted");
+    count_on_link(&mut p, framing);
     if !ethernet {
         p.comment("L3 ext: make room for an Ethernet header and write its EtherType");
         hook.push_ethernet(&mut p);
@@ -98,7 +96,7 @@ pub fn ingress(cfg: &Config, hook: Hook) -> Program {
 
     p.label("unknown");
     p.comment("A label no link uses");
-    count(&mut p, UNKNOWN as i32, "unknown_counted");
+    count(&mut p, UNKNOWN as i32);
     let verdict = match cfg.unknown {
         Unknown::Pass => hook.pass(),
         Unknown::Drop => hook.drop(),
@@ -108,13 +106,13 @@ pub fn ingress(cfg: &Config, hook: Hook) -> Program {
     if ethernet {
         p.label("foreign");
         p.comment("Labelled by a host that is not the peer: untouched, to ext's own stack");
-        count(&mut p, FOREIGN as i32, "foreign_counted");
+        count(&mut p, FOREIGN as i32);
         p.extend([mov(Reg::R0, hook.pass()), exit()]);
     }
 
     p.label("pass");
     p.comment("Not ours: untouched, to ext's own stack");
-    count(&mut p, PASS as i32, "pass_counted");
+    count(&mut p, PASS as i32);
     p.extend([mov(Reg::R0, hook.pass()), exit()]);
 
     if !ethernet {
@@ -124,15 +122,15 @@ pub fn ingress(cfg: &Config, hook: Hook) -> Program {
     }
 
     p.label("probe");
-    count_on_link(&mut p, ethernet, "probe_counted");
+    count_on_link(&mut p, framing);
     record_probe(&mut p, ip);
     p.comment("Never delivered");
     p.extend([mov(Reg::R0, hook.drop()), exit()]);
     p
 }
 
-/// The end of the IPv6 block: anything but UDP falls through to `deliver` after two
-/// instructions; a datagram to the probe port with the probe's magic goes to `probe`.
+/// The end of the IPv6 block: a datagram to the probe port with the probe's magic goes to
+/// `probe`; anything else goes on to `deliver` (after two instructions when not UDP).
 fn is_probe(p: &mut Program, ip: i16) {
     let udp = ip + IPV6_HLEN;
     p.comment("Not UDP: delivered (the far end's probe is UDP)");
@@ -159,8 +157,8 @@ fn is_probe(p: &mut Program, ip: i16) {
 
 /// Counts the packet on the ingress slot of the label in `STACK_LABEL`, as the link receives
 /// it (on a layer-3 ext, with the Ethernet header it is about to get).
-fn count_on_link(p: &mut Program, ethernet: bool, skip: &str) {
-    if ethernet {
+fn count_on_link(p: &mut Program, framing: Framing) {
+    if framing == Framing::Ethernet {
         p.comment("Count on the link's ingress slot");
     } else {
         p.comment("Count on the link's ingress slot, as the link receives it: with the");
@@ -171,13 +169,14 @@ fn count_on_link(p: &mut Program, ethernet: bool, skip: &str) {
         load(Size::W, Reg::R5, Reg::R10, STACK_LABEL),
         alu64(AluOp::Add, Reg::R5, INGRESS as i32),
     ]);
-    count(p, Reg::R5, skip);
+    count(p, Reg::R5);
 }
 
 /// Writes the probe's word (after its magic) and the time it arrived into the `probes` entry
 /// of the label in `STACK_LABEL`, for `l3mp run` and `l3mp status` to compare with this end.
 fn record_probe(p: &mut Program, ip: i16) {
     let word = ip + IPV6_HLEN + UDP_HLEN + 8;
+    let recorded = p.local("probe_recorded");
     p.comment("Its word and when it arrived, in the label's entry of the probes map");
     p.extend([
         call(Helper::KtimeGetNs),
@@ -186,13 +185,13 @@ fn record_probe(p: &mut Program, ip: i16) {
         alu64(AluOp::Add, Reg::R2, i32::from(STACK_LABEL)),
         load_map(Reg::R1, PROBES_MAP),
         call(Helper::MapLookupElem),
-        jump_if(Cond::Eq, Reg::R0, 0, "probe_recorded"),
+        jump_if(Cond::Eq, Reg::R0, 0, &recorded),
         load(Size::DW, Reg::R1, DATA, word),
         store(Size::DW, Reg::R0, 0, Reg::R1),
         load(Size::DW, Reg::R1, Reg::R10, STACK_PROBE_AT),
         store(Size::DW, Reg::R0, 8, Reg::R1),
     ]);
-    p.label("probe_recorded");
+    p.label(&recorded);
 }
 
 #[cfg(test)]
@@ -200,9 +199,9 @@ mod tests {
     use super::*;
 
     /// The demux assembled for `labels` (label width 6, so up to 63 links).
-    fn demux(ethernet: bool, hook: Hook, labels: &[u8]) -> l3mp_asm::Assembled {
+    fn demux(framing: Framing, hook: Hook, labels: &[u8]) -> l3mp_asm::Assembled {
         let links: Vec<(String, u8)> = labels.iter().map(|&l| (format!("l{l}"), l)).collect();
-        let cfg = Config::offline(6, ethernet, &links, Unknown::Pass);
+        let cfg = Config::offline(6, framing, &links, Unknown::Pass);
         ingress(&cfg, hook).assemble().expect("assembles")
     }
 
@@ -211,10 +210,10 @@ mod tests {
     #[test]
     fn the_demux_is_the_same_program_for_one_link_and_for_63() {
         let all: Vec<u8> = (1..=63).collect();
-        for ethernet in [false, true] {
+        for framing in [Framing::Ip, Framing::Ethernet] {
             for hook in [Hook::Tc, Hook::Xdp] {
-                let one = demux(ethernet, hook, &[1]);
-                let many = demux(ethernet, hook, &all);
+                let one = demux(framing, hook, &[1]);
+                let many = demux(framing, hook, &all);
                 assert_eq!(one.slots.len(), many.slots.len(), "{hook:?}");
                 let differing: Vec<usize> = (0..one.slots.len())
                     .filter(|&i| one.slots[i] != many.slots[i])

@@ -11,7 +11,7 @@ mod hook;
 mod ingress;
 pub mod layout;
 
-pub use config::{Config, Ext, ExtKind, Link, LinkMacs, Unknown};
+pub use config::{Config, Ext, ExtKind, Framing, Link, LinkMacs, Unknown};
 pub use dscp::Family;
 pub use hook::Hook;
 

@@ -9,7 +9,7 @@ use std::io::{IsTerminal, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::programs::{build, Bundle, Config, Hook, Unknown};
+use crate::programs::{build, Bundle, Config, Framing, Hook, Unknown};
 use crate::roundtrip::{self, Step};
 use crate::run::Error;
 use crate::vm::{Engine, Machine};
@@ -112,9 +112,14 @@ struct Done {
 /// to as many threads as there are CPUs, each with its own machine; the report keeps the
 /// packets' order.
 pub fn replay_to(path: &Path, opts: &ReplayOptions, out: &mut dyn Write) -> Result<Totals, Error> {
+    let framing = if opts.ethernet {
+        Framing::Ethernet
+    } else {
+        Framing::Ip
+    };
     let cfg = Config::offline(
         opts.label_bits,
-        opts.ethernet,
+        framing,
         &[("link".to_string(), opts.label)],
         Unknown::Pass,
     );
@@ -327,7 +332,7 @@ mod tests {
     }
 
     fn cfg() -> Config {
-        Config::offline(4, false, &[("link".to_string(), 1)], Unknown::Pass)
+        Config::offline(4, Framing::Ip, &[("link".to_string(), 1)], Unknown::Pass)
     }
 
     /// The programs with egress replaced by the TC demux: egress then passes instead of

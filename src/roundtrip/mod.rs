@@ -7,7 +7,7 @@ mod pool;
 pub mod spec;
 
 use crate::programs::layout::*;
-use crate::programs::{self, Config, ExtKind, Family, Hook, Unknown};
+use crate::programs::{self, Config, ExtKind, Family, Framing, Hook, Unknown};
 use crate::vm::{Machine, Outcome, Skb};
 use pool::Buf;
 
@@ -570,8 +570,13 @@ impl Case {
         } else {
             Unknown::Pass
         };
+        let framing = if head[3] & 1 != 0 {
+            Framing::Ethernet
+        } else {
+            Framing::Ip
+        };
         Some(Case {
-            cfg: Config::offline(bits, head[3] & 1 != 0, &links, unknown),
+            cfg: Config::offline(bits, framing, &links, unknown),
             label,
             packet: packet.to_vec(),
         })
