@@ -11,7 +11,8 @@ use prevail::ir::unmarshal;
 use prevail::linux::linux_platform::LinuxPlatform;
 use prevail::spec::config::EbpfVerifierOptions;
 
-/// Verifies every program of `elf`; returns (program, failure) for each that does not pass.
+/// Verifies every program of `elf`; returns (program, PREVAIL's first error) for each that
+/// does not pass.
 fn verify(elf: &[u8], section: &str) -> Vec<(String, String)> {
     let mut opts = EbpfVerifierOptions {
         mock_map_fds: true,
@@ -40,7 +41,10 @@ fn verify(elf: &[u8], section: &str) -> Vec<(String, String)> {
         let mut registry = VariableRegistry::new();
         let result = fwd_analyzer::analyze(&cfg, &ctx, &mut registry);
         if result.failed {
-            failures.push((prog.function_name.clone(), format!("{:?}", result.failed)));
+            let error = result
+                .find_first_error()
+                .map_or_else(|| "failed without an error".into(), |e| e.to_string());
+            failures.push((prog.function_name.clone(), error));
         }
     }
     failures
@@ -67,8 +71,18 @@ fn every_variant_passes_prevail() {
     eprintln!("PREVAIL verified {checked} programs");
 }
 
-/// The check can fail: a program reading past the bounds it checked is rejected.
+/// The check can fail: a program reading past the bounds it checked is rejected, at that
+/// read, for that reason.
 #[test]
 fn prevail_rejects_an_unchecked_packet_read() {
-    assert_eq!(verify(&common::unchecked_read_elf(), "classifier").len(), 1);
+    let failures = verify(&common::unchecked_read_elf(), "classifier");
+    let [(program, error)] = failures.as_slice() else {
+        panic!("one failure expected: {failures:?}")
+    };
+    assert_eq!(program, "bad");
+    assert_eq!(error, PREVAIL_UNCHECKED_READ, "PREVAIL's message");
 }
+
+/// PREVAIL's message for the unchecked read (slot 1, one byte at r2 + 20).
+const PREVAIL_UNCHECKED_READ: &str =
+    "1: Upper bound must be at most packet_size (valid_access(r2.offset+20, width=1) for read)";

@@ -311,7 +311,10 @@ fn rbpf_verifier_rejects_what_it_should() {
     let out_of_code = program_around(&Insn::Jump {
         target: Target::Offset(PAD as i16 + 1),
     });
-    assert!(EbpfVmNoData::new(Some(&out_of_code)).is_err());
+    assert_rejected(
+        &out_of_code,
+        "[Verifier] Error: jump out of code to #18 (insn #8)",
+    );
     let into_ld_imm64 = {
         let mut p = Program::new("mid");
         p.push(jump_if(Cond::Eq, Reg::R1, 0, Target::Offset(1)))
@@ -319,9 +322,23 @@ fn rbpf_verifier_rejects_what_it_should() {
             .push(exit());
         p.assemble().expect("assemble").bytes()
     };
-    assert!(EbpfVmNoData::new(Some(&into_ld_imm64)).is_err());
+    assert_rejected(
+        &into_ld_imm64,
+        "[Verifier] Error: jump to middle of LD_DW at #2 (insn #0)",
+    );
     let write_r10 = program_around(&mov(Reg::R10, 1));
-    assert!(EbpfVmNoData::new(Some(&write_r10)).is_err());
+    assert_rejected(
+        &write_r10,
+        "[Verifier] Error: cannot write into register r10 (insn #8)",
+    );
+}
+
+/// rbpf's verifier refuses `bytes` with exactly `message`.
+fn assert_rejected(bytes: &[u8], message: &str) {
+    match EbpfVmNoData::new(Some(bytes)) {
+        Ok(_) => panic!("rbpf accepted a program it must refuse ({message})"),
+        Err(e) => assert_eq!(e.to_string(), message, "rbpf's message"),
+    }
 }
 
 /// Runs a program in rbpf's interpreter and returns r0.
