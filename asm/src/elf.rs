@@ -39,11 +39,17 @@ impl Section {
 /// A legacy map definition (`struct bpf_map_def`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MapDef {
+    /// The map's symbol, which [`crate::load_map`] names.
     pub name: String,
+    /// `BPF_MAP_TYPE_*`.
     pub map_type: u32,
+    /// Bytes of a key.
     pub key_size: u32,
+    /// Bytes of a value.
     pub value_size: u32,
+    /// How many entries it holds.
     pub max_entries: u32,
+    /// `BPF_F_*` map flags.
     pub flags: u32,
 }
 

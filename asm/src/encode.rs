@@ -7,10 +7,15 @@ use crate::Error;
 /// One encoded 8-byte instruction slot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub struct RawInsn {
+    /// Opcode: class, size or operation, and source bits.
     pub code: u8,
+    /// Destination register number (4 bits).
     pub dst: u8,
+    /// Source register number (4 bits); a pseudo-source on `ld_imm64` (1: a map).
     pub src: u8,
+    /// Memory offset, or jump offset in slots.
     pub off: i16,
+    /// Immediate.
     pub imm: i32,
 }
 

@@ -6,16 +6,27 @@ use std::fmt;
 /// An eBPF register. `R10` is the read-only frame pointer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Reg {
+    /// Return value of helpers and of the program.
     R0,
+    /// First helper argument; the context when the program starts.
     R1,
+    /// Second helper argument.
     R2,
+    /// Third helper argument.
     R3,
+    /// Fourth helper argument.
     R4,
+    /// Fifth helper argument.
     R5,
+    /// Callee-saved: kept across helper calls.
     R6,
+    /// Callee-saved: kept across helper calls.
     R7,
+    /// Callee-saved: kept across helper calls.
     R8,
+    /// Callee-saved: kept across helper calls.
     R9,
+    /// The frame pointer: the top of the 512-byte stack, read-only.
     R10,
 }
 
@@ -55,16 +66,22 @@ impl fmt::Display for Reg {
 /// Operand width of ALU and conditional-jump instructions (`ALU64`/`JMP` or `ALU`/`JMP32`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Width {
+    /// 64-bit operands (`ALU64`, `JMP`).
     W64,
+    /// 32-bit operands (`ALU`, `JMP32`): `w` registers.
     W32,
 }
 
 /// Access size of loads and stores.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Size {
+    /// One byte (`u8`).
     B,
+    /// Two bytes (`u16`).
     H,
+    /// Four bytes (`u32`).
     W,
+    /// Eight bytes (`u64`).
     DW,
 }
 
@@ -83,17 +100,29 @@ impl Size {
 /// Two-operand ALU operations (`dst op= src`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum AluOp {
+    /// `+=`
     Add,
+    /// `-=`
     Sub,
+    /// `*=`
     Mul,
+    /// `/=`, unsigned; division by zero gives 0.
     Div,
+    /// `|=`
     Or,
+    /// `&=`
     And,
+    /// `<<=`
     Lsh,
+    /// `>>=`, logical (zeros shifted in).
     Rsh,
+    /// `%=`, unsigned; modulo zero leaves `dst` unchanged.
     Mod,
+    /// `^=`
     Xor,
+    /// `=`
     Mov,
+    /// `s>>=`, arithmetic (the sign bit shifted in).
     Arsh,
 }
 
@@ -118,16 +147,27 @@ impl AluOp {
 /// Conditions of conditional jumps. `Set` is `dst & src != 0`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Cond {
+    /// `==`
     Eq,
+    /// `!=`
     Ne,
+    /// `>`, unsigned.
     Gt,
+    /// `>=`, unsigned.
     Ge,
+    /// `<`, unsigned.
     Lt,
+    /// `<=`, unsigned.
     Le,
+    /// `s>`, signed.
     Sgt,
+    /// `s>=`, signed.
     Sge,
+    /// `s<`, signed.
     Slt,
+    /// `s<=`, signed.
     Sle,
+    /// `&`: any bit of `src` set in `dst`.
     Set,
 }
 
@@ -151,14 +191,18 @@ impl Cond {
 /// Byte order of an endianness conversion (`be16`, `le32`, ...).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Endian {
+    /// To big endian (`be16`, `be32`, `be64`).
     Be,
+    /// To little endian (`le16`, `le32`, `le64`).
     Le,
 }
 
 /// The source operand of ALU, jump and store instructions: a register or a 32-bit immediate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Src {
+    /// A register.
     Reg(Reg),
+    /// A 32-bit immediate; 64-bit operations sign-extend it.
     Imm(i32),
 }
 
@@ -177,7 +221,9 @@ impl From<i32> for Src {
 /// Where a jump goes: a label resolved at assembly time, or a raw slot offset (as decoded).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Target {
+    /// A label of the program, resolved by [`crate::Program::assemble`].
     Label(String),
+    /// Slots from the instruction after the jump (as the kernel counts).
     Offset(i16),
 }
 
@@ -223,10 +269,15 @@ impl AsRef<str> for Label {
 /// A kernel helper function, called by number.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Helper {
+    /// `bpf_map_lookup_elem(map, key)`: a pointer to the value, or null.
     MapLookupElem,
+    /// `bpf_redirect(ifindex, flags)`.
     Redirect,
+    /// `bpf_skb_change_head(skb, len, flags)`: room for `len` bytes at the front.
     SkbChangeHead,
+    /// `bpf_xdp_adjust_head(xdp, delta)`: moves the start of the packet.
     XdpAdjustHead,
+    /// `bpf_redirect_map(map, key, flags)`: to the device a DEVMAP entry holds.
     RedirectMap,
     KtimeGetNs,
 }
@@ -277,41 +328,83 @@ impl Helper {
 pub enum Insn {
     /// `dst op= src`.
     Alu {
+        /// 64 bits, or 32 with the upper half of `dst` zeroed.
         width: Width,
+        /// The operation.
         op: AluOp,
+        /// The register written.
         dst: Reg,
+        /// The other operand.
         src: Src,
     },
     /// `dst = -dst`.
-    Neg { width: Width, dst: Reg },
-    /// `dst = be16 dst` etc. `bits` is 16, 32 or 64.
-    Swap { order: Endian, bits: u8, dst: Reg },
+    Neg {
+        /// 64 or 32 bits.
+        width: Width,
+        /// The register negated.
+        dst: Reg,
+    },
+    /// `dst = be16 dst` etc.
+    Swap {
+        /// The byte order converted to (from the host's).
+        order: Endian,
+        /// 16, 32 or 64.
+        bits: u8,
+        /// The register converted in place.
+        dst: Reg,
+    },
     /// `dst = *(size *)(base + off)`.
     Load {
+        /// How many bytes are read (zero-extended).
         size: Size,
+        /// The register written.
         dst: Reg,
+        /// The register holding the address.
         base: Reg,
+        /// Bytes from `base`.
         off: i16,
     },
     /// `*(size *)(base + off) = src`.
     Store {
+        /// How many bytes are written (the low ones of `src`).
         size: Size,
+        /// The register holding the address.
         base: Reg,
+        /// Bytes from `base`.
         off: i16,
+        /// The value: a register, or an immediate.
         src: Src,
     },
     /// `dst = imm ll`.
-    LoadImm64 { dst: Reg, imm: i64 },
+    LoadImm64 {
+        /// The register written.
+        dst: Reg,
+        /// The 64-bit value, split over the two slots.
+        imm: i64,
+    },
     /// `dst = <address of map>`: an `ld_imm64` with a relocation against the map's symbol.
-    LoadMap { dst: Reg, map: String },
+    LoadMap {
+        /// The register written.
+        dst: Reg,
+        /// The map's name, as in [`crate::MapDef::name`].
+        map: String,
+    },
     /// `goto target`.
-    Jump { target: Target },
+    Jump {
+        /// Where to.
+        target: Target,
+    },
     /// `if dst cond src goto target`.
     JumpIf {
+        /// Compare 64 bits, or the low 32.
         width: Width,
+        /// The comparison.
         cond: Cond,
+        /// The left operand.
         dst: Reg,
+        /// The right operand.
         src: Src,
+        /// Where to when the condition holds; otherwise the next instruction.
         target: Target,
     },
     /// `call helper`.

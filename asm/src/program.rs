@@ -18,7 +18,9 @@ enum Item {
 /// A map reference to patch: the `ld_imm64` at `slot` loads the map named `map`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MapReloc {
+    /// The first slot of the `ld_imm64`.
     pub slot: usize,
+    /// The map's name.
     pub map: String,
 }
 
@@ -181,7 +183,9 @@ impl Program {
 /// A label or block comment attached to a slot of an assembled program.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Note {
+    /// A label placed at the slot.
     Label(String),
+    /// A block comment opening at the slot.
     Comment(String),
 }
 
@@ -189,9 +193,13 @@ pub enum Note {
 /// and comments for the listing.
 #[derive(Clone, Debug, Default)]
 pub struct Assembled {
+    /// The program's name.
     pub name: String,
+    /// The encoded instructions (an `ld_imm64` takes two).
     pub slots: Vec<RawInsn>,
+    /// Each map load, by slot.
     pub relocs: Vec<MapReloc>,
+    /// Labels and comments, by the slot they stand before, in program order.
     pub notes: Vec<(usize, Note)>,
 }
 
