@@ -10,12 +10,13 @@ use std::rc::Rc;
 
 use common::packets::*;
 use common::{
-    config, hidden_ifindex, hidden_mac, link_mac, variants, EXT_IFINDEX, EXT_MAC, EXT_MTU, PEER_MAC,
+    ext_kinds, hidden_ifindex, hidden_mac, link_mac, variants, Setup, EXT_IFINDEX, EXT_MAC,
+    EXT_MTU, PEER_MAC,
 };
 use l3mp::programs::layout::{
     EGRESS, EGRESS_DROP, FOREIGN, GUARDED, GUARD_NOT_IP, INGRESS, PASS, TOO_BIG, UNKNOWN,
 };
-use l3mp::programs::{self, Bundle, Config, ExtKind, Hook, Unknown};
+use l3mp::programs::{self, Config, ExtKind, Hook, Unknown};
 use l3mp::vm;
 
 /// The verdicts of the spec, written out rather than taken from the generator.
@@ -36,32 +37,13 @@ fn verdicts(hook: Hook) -> (i32, i32, i32) {
 
 const HOOKS: [Hook; 2] = [Hook::Tc, Hook::Xdp];
 
-/// A configuration and its programs.
-struct Setup {
-    cfg: Config,
-    bundle: Bundle,
-}
-
 fn setup(cfg: Config) -> Rc<Setup> {
-    let bundle = programs::build(&cfg).expect("programs build");
-    Rc::new(Setup { cfg, bundle })
+    Rc::new(Setup::new(cfg))
 }
 
-/// Every label of width `bits` in use.
+/// Every label of width `bits` in use, unknown labels passed.
 fn all_labels(bits: u8, kind: ExtKind) -> Rc<Setup> {
-    let labels: Vec<u8> = (1..=(1u8 << bits) - 1).collect();
-    setup(config(bits, kind, &labels, Unknown::Pass))
-}
-
-fn ethernet_kind() -> ExtKind {
-    ExtKind::Ethernet {
-        mac: EXT_MAC,
-        peer_mac: PEER_MAC,
-    }
-}
-
-fn kinds() -> [ExtKind; 2] {
-    [ExtKind::L3, ethernet_kind()]
+    Rc::new(Setup::all_labels(bits, kind, Unknown::Pass))
 }
 
 fn kind_name(kind: ExtKind) -> &'static str {
@@ -69,10 +51,6 @@ fn kind_name(kind: ExtKind) -> &'static str {
         ExtKind::L3 => "l3",
         ExtKind::Ethernet { .. } => "eth",
     }
-}
-
-fn is_ethernet(s: &Setup) -> bool {
-    matches!(s.cfg.ext.kind, ExtKind::Ethernet { .. })
 }
 
 /// One golden case.
@@ -119,7 +97,7 @@ impl Case {
 /// What the ext device sees for an IP packet: the bare packet on L3, a frame from the peer on
 /// Ethernet.
 fn on_ext(s: &Setup, ethertype: u16, ip: &[u8]) -> Vec<u8> {
-    if is_ethernet(s) {
+    if s.ethernet() {
         ether(EXT_MAC, PEER_MAC, ethertype, ip)
     } else {
         ip.to_vec()
@@ -128,7 +106,7 @@ fn on_ext(s: &Setup, ethertype: u16, ip: &[u8]) -> Vec<u8> {
 
 /// Offset of the IP header in what ext's ingress sees.
 fn ext_ip_offset(s: &Setup) -> usize {
-    if is_ethernet(s) {
+    if s.ethernet() {
         ETH_LEN
     } else {
         0
@@ -140,7 +118,7 @@ fn ext_ip_offset(s: &Setup) -> usize {
 fn egress_case(name: &str, s: &Rc<Setup>, label: u8, ip: &Ip, dst_mac: [u8; 6]) -> Case {
     let bits = s.cfg.label_bits;
     let input = ether(dst_mac, link_mac(label), ip.ethertype(), &ip.bytes());
-    let (dst, src) = if is_ethernet(s) {
+    let (dst, src) = if s.ethernet() {
         (PEER_MAC, EXT_MAC)
     } else {
         (dst_mac, link_mac(label))
@@ -393,7 +371,7 @@ fn v6_with_ext() -> Ip {
 fn every_label_of_every_width() {
     let mut cases = Vec::new();
     for bits in 1..=6u8 {
-        for kind in kinds() {
+        for kind in ext_kinds() {
             let s = all_labels(bits, kind);
             for label in 1..=s.cfg.max_label() {
                 for ip in [v4_base(), v6_base()] {
@@ -430,7 +408,7 @@ fn sparse_label_sets_deliver_each_configured_label() {
 fn ipv4_options_and_ipv6_extension_headers() {
     let mut cases = Vec::new();
     for bits in 1..=6u8 {
-        for kind in kinds() {
+        for kind in ext_kinds() {
             let s = all_labels(bits, kind);
             let labels = [1, s.cfg.max_label()];
             for label in labels {
@@ -455,7 +433,7 @@ fn ipv4_options_and_ipv6_extension_headers() {
 fn ecn_is_never_touched() {
     let mut cases = Vec::new();
     for bits in 1..=6u8 {
-        for kind in kinds() {
+        for kind in ext_kinds() {
             let s = all_labels(bits, kind);
             for label in [1, s.cfg.max_label()] {
                 for ecn in 0..4 {
@@ -481,7 +459,7 @@ fn ecn_is_never_touched() {
 fn cs6_survives_the_round_trip_for_narrow_labels() {
     let mut cases = Vec::new();
     for bits in 1..=4u8 {
-        for kind in kinds() {
+        for kind in ext_kinds() {
             let s = all_labels(bits, kind);
             for label in 1..=s.cfg.max_label() {
                 for ip in [v4_base(), v6_base(), v6_with_ext()] {
@@ -489,7 +467,7 @@ fn cs6_survives_the_round_trip_for_narrow_labels() {
                     let eg = egress_case("cs6", &s, label, &sent, GATEWAY_MAC);
                     // What the far ext's ingress then sees: on L3 the kernel strips the MAC
                     // header; on Ethernet the far end's MAC is our peer's, and the other way.
-                    let wire = if is_ethernet(&s) {
+                    let wire = if s.ethernet() {
                         l3mp::roundtrip::at_the_mirror(&eg.output)
                     } else {
                         eg.output[ETH_LEN..].to_vec()
@@ -549,7 +527,7 @@ fn ipv4_checksum_edge_values() {
     let mut cases = Vec::new();
     let mut found = 0;
     for bits in [1u8, 3, 6] {
-        for kind in kinds() {
+        for kind in ext_kinds() {
             let s = all_labels(bits, kind);
             for label in [1, s.cfg.max_label()] {
                 for target in [0x0000, 0x0001, 0xfffe, 0x8000, 0x7fff] {
@@ -603,7 +581,7 @@ fn non_ip_frames() {
         cases.push(egress_drop("vlan", &s, label, vlan.clone()));
         for hook in HOOKS {
             let pass = verdicts(hook).0;
-            if is_ethernet(&s) {
+            if s.ethernet() {
                 let arp_in = ether([0xff; 6], PEER_MAC, ETHERTYPE_ARP, &arp_request(PEER_MAC));
                 let vlan_in = ether(EXT_MAC, PEER_MAC, ETHERTYPE_VLAN, &tagged_v4);
                 cases.push(ingress_untouched("arp", &s, hook, arp_in, pass, PASS));
@@ -636,7 +614,7 @@ fn truncated_headers() {
     let mut cases = Vec::new();
     let mut lengths_tried = 0;
     for bits in [1u8, 4, 6] {
-        for kind in kinds() {
+        for kind in ext_kinds() {
             let s = all_labels(bits, kind);
             let label = s.cfg.max_label();
             for (name, ip) in [
@@ -700,7 +678,7 @@ fn truncated_headers() {
 fn malformed_ihl() {
     let mut cases = Vec::new();
     for bits in [1u8, 3, 6] {
-        for kind in kinds() {
+        for kind in ext_kinds() {
             let s = all_labels(bits, kind);
             let label = s.cfg.max_label();
             let labelled = |ihl: u8, payload_len: usize| {
@@ -756,7 +734,7 @@ fn version_not_matching_the_ethertype() {
     let mut cases = Vec::new();
     // Labels that leave the v6 header's first byte reading as IHL 5.
     for (bits, label) in [(3u8, 5u8), (6, 21)] {
-        for kind in kinds() {
+        for kind in ext_kinds() {
             let s = all_labels(bits, kind);
             // A v6 packet whose first byte also reads as a plausible IPv4 IHL (5), and a v4
             // packet long enough to hold an IPv6 header.
@@ -779,7 +757,7 @@ fn version_not_matching_the_ethertype() {
             ] {
                 let frame = ether(GATEWAY_MAC, link_mac(label), ethertype, ip);
                 cases.push(egress_drop(name, &s, label, frame));
-                if is_ethernet(&s) {
+                if s.ethernet() {
                     for hook in HOOKS {
                         let input = ether(EXT_MAC, PEER_MAC, ethertype, ip);
                         cases.push(ingress_untouched(
@@ -871,7 +849,7 @@ fn unknown_labels_pass_or_drop_by_policy() {
 fn multicast_destinations_still_go_to_the_peer() {
     let mut cases = Vec::new();
     for bits in 1..=6u8 {
-        for kind in kinds() {
+        for kind in ext_kinds() {
             let s = all_labels(bits, kind);
             for label in [1, s.cfg.max_label()] {
                 let v6 = Ip::V6(V6 {
@@ -887,7 +865,7 @@ fn multicast_destinations_still_go_to_the_peer() {
                 cases.push(egress_case("ff02::1", &s, label, &v6, ALL_NODES_V6_MAC));
                 cases.push(egress_case("224.0.0.1", &s, label, &v4, ALL_HOSTS_V4_MAC));
                 cases.push(egress_case("broadcast", &s, label, &v4, [0xff; 6]));
-                if is_ethernet(&s) {
+                if s.ethernet() {
                     // The expectation itself: unicast to the peer whatever the destination.
                     let out = &cases[cases.len() - 3].output;
                     assert_eq!(out[..12], [PEER_MAC, EXT_MAC].concat());
@@ -946,7 +924,7 @@ fn egress_drops_what_is_longer_than_ext_mtu_unless_gso() {
     let mut cases = Vec::new();
     let longest = EXT_MTU as usize + ETH_LEN;
     for bits in [1u8, 4, 6] {
-        for kind in kinds() {
+        for kind in ext_kinds() {
             let s = all_labels(bits, kind);
             let label = s.cfg.max_label();
             for ip in [v4_base(), v6_base()] {
@@ -1062,7 +1040,7 @@ fn vlan_tagged_frames_never_enter_a_link_and_are_never_changed() {
                     }),
                     ..egress_drop(&name, &s, label, from_link)
                 });
-                if is_ethernet(&s) {
+                if s.ethernet() {
                     let demux = programs::ingress_name(Hook::Tc);
                     cases.push(untouched_with(
                         &name,
@@ -1145,7 +1123,7 @@ fn the_guard_clears_the_label_of_ext_own_ip_traffic() {
                     name: format!("guard {} label {label}", ip.family()),
                     setup: s.clone(),
                     program: programs::GUARD.to_string(),
-                    skb: Some(kernel_skb(&wire, is_ethernet(&s))),
+                    skb: Some(kernel_skb(&wire, s.ethernet())),
                     input: wire,
                     verdict: TC_UNSPEC,
                     redirect: None,
@@ -1270,7 +1248,7 @@ fn the_far_ends_probe_is_recorded_and_dropped() {
 /// a program that does nothing.
 #[test]
 fn harness_detects_wrong_expectations() {
-    let s = all_labels(3, ethernet_kind());
+    let s = all_labels(3, ext_kinds()[1]);
     let good = ingress_case("self-test", &s, Hook::Xdp, 5, &v4_base());
     assert!(check(&good).is_empty(), "{:?}", check(&good));
     let good_eg = egress_case("self-test", &s, 5, &v4_base(), GATEWAY_MAC);

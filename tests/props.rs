@@ -8,65 +8,26 @@ use std::sync::OnceLock;
 
 use common::packets::*;
 use common::{
-    config, hidden_ifindex, hidden_mac, link_mac, variants, EXT_IFINDEX, EXT_MAC, PEER_MAC,
+    ext_kinds, hidden_ifindex, hidden_mac, link_mac, variants, Setup, EXT_IFINDEX, EXT_MAC,
+    PEER_MAC,
 };
 use l3mp::programs::layout::{EGRESS, EGRESS_DROP, INGRESS, PASS};
-use l3mp::programs::{self, Bundle, Config, ExtKind, Hook, Unknown};
+use l3mp::programs::{self, Hook, Unknown};
 use l3mp::vm::{self, Outcome};
 use proptest::prelude::*;
 use proptest::test_runner::Config as ProptestConfig;
 
-/// A configuration and its programs.
-struct Setup {
-    cfg: Config,
-    bundle: Bundle,
-}
-
-impl Setup {
-    fn new(cfg: Config) -> Setup {
-        let bundle = programs::build(&cfg).expect("programs build");
-        Setup { cfg, bundle }
-    }
-
-    fn ethernet(&self) -> bool {
-        matches!(self.cfg.ext.kind, ExtKind::Ethernet { .. })
-    }
-
-    fn run(&self, program: &str, packet: &[u8]) -> Outcome {
-        vm::run(&self.bundle, &self.cfg, program, packet)
-            .unwrap_or_else(|e| panic!("{program} on {}: VM error {e}", hex(packet)))
-    }
-}
-
-fn kind(ethernet: bool) -> ExtKind {
-    if ethernet {
-        ExtKind::Ethernet {
-            mac: EXT_MAC,
-            peer_mac: PEER_MAC,
-        }
-    } else {
-        ExtKind::L3
-    }
-}
-
 /// Every label in use, for N = 1..6 and both ext kinds: index `(bits - 1) * 2 + ethernet`.
 fn full_setups() -> &'static [Setup] {
     static SETUPS: OnceLock<Vec<Setup>> = OnceLock::new();
-    SETUPS.get_or_init(|| {
-        let mut out = Vec::new();
-        for bits in 1..=6u8 {
-            for ethernet in [false, true] {
-                let labels: Vec<u8> = (1..=(1u8 << bits) - 1).collect();
-                out.push(Setup::new(config(
-                    bits,
-                    kind(ethernet),
-                    &labels,
-                    Unknown::Pass,
-                )));
-            }
-        }
-        out
-    })
+    SETUPS.get_or_init(|| every_width(Unknown::Pass))
+}
+
+/// Every label in use, for N = 1..6 and both ext kinds (L3 first), under `unknown`.
+fn every_width(unknown: Unknown) -> Vec<Setup> {
+    (1..=6u8)
+        .flat_map(|bits| ext_kinds().map(|kind| Setup::all_labels(bits, kind, unknown)))
+        .collect()
 }
 
 fn full_setup(bits: u8, ethernet: bool) -> &'static Setup {
@@ -80,17 +41,7 @@ fn all_setups() -> &'static [Setup] {
     static SETUPS: OnceLock<Vec<Setup>> = OnceLock::new();
     SETUPS.get_or_init(|| {
         let mut out: Vec<Setup> = variants().into_iter().map(Setup::new).collect();
-        for bits in 1..=6u8 {
-            for ethernet in [false, true] {
-                let labels: Vec<u8> = (1..=(1u8 << bits) - 1).collect();
-                out.push(Setup::new(config(
-                    bits,
-                    kind(ethernet),
-                    &labels,
-                    Unknown::Drop,
-                )));
-            }
-        }
+        out.extend(every_width(Unknown::Drop));
         out
     })
 }

@@ -5,7 +5,8 @@
 pub mod corpus;
 pub mod packets;
 
-use l3mp::programs::{Config, Ext, ExtKind, Link, LinkMacs, Unknown};
+use l3mp::programs::{self, Bundle, Config, Ext, ExtKind, Link, LinkMacs, Unknown};
+use l3mp::vm;
 
 /// MACs used by the test configurations.
 pub const EXT_MAC: [u8; 6] = [0x02, 0xe0, 0, 0, 0, 1];
@@ -68,6 +69,38 @@ pub fn config(bits: u8, kind: ExtKind, labels: &[u8], unknown: Unknown) -> Confi
         links: labels.iter().map(|&l| link(l)).collect(),
         macs: LINK_MACS,
         unknown,
+    }
+}
+
+/// A configuration and its programs, built once.
+pub struct Setup {
+    pub cfg: Config,
+    pub bundle: Bundle,
+}
+
+impl Setup {
+    /// Builds the programs of `cfg`.
+    pub fn new(cfg: Config) -> Setup {
+        let bundle = programs::build(&cfg).expect("programs build");
+        Setup { cfg, bundle }
+    }
+
+    /// Every label of width `bits` in use, on an ext of `kind`.
+    pub fn all_labels(bits: u8, kind: ExtKind, unknown: Unknown) -> Setup {
+        let labels: Vec<u8> = (1..=(1u8 << bits) - 1).collect();
+        Setup::new(config(bits, kind, &labels, unknown))
+    }
+
+    /// Whether ext is an Ethernet device.
+    pub fn ethernet(&self) -> bool {
+        matches!(self.cfg.ext.kind, ExtKind::Ethernet { .. })
+    }
+
+    /// Runs `program` on `packet` in the VM (the `__sk_buff` the kernel derives from the
+    /// bytes); a VM error fails the test, naming the packet.
+    pub fn run(&self, program: &str, packet: &[u8]) -> vm::Outcome {
+        vm::run(&self.bundle, &self.cfg, program, packet)
+            .unwrap_or_else(|e| panic!("{program} on {}: VM error {e}", packets::hex(packet)))
     }
 }
 
