@@ -265,34 +265,50 @@ fn traffic_crosses_every_link(setup: Setup) {
                 };
                 let target = address(to);
                 let what = format!("{setup:?}: {kind} on {name} from {from} to {target}");
-                let sender = r.host(from).end(name);
-
-                let receiver = UdpReceiver::bind(r.host(to).end(name), target, 0).expect("bind");
-                let datagram = payload(200);
-                send(
-                    sender,
-                    target,
-                    receiver.port(),
-                    &datagram,
-                    SendOptions::default(),
-                )
-                .expect("send");
-                let source = receiver.wait_for(&datagram, WAIT).expect("receive");
-                let source = source.unwrap_or_else(|| panic!("{what}: the UDP datagram is lost"));
-                assert_eq!(source.ip(), address(from), "{what}: UDP from {source}");
-
-                let server = r.host(to).end(name);
-                let received = transfer(sender, server, target, TCP_BYTES, WAIT)
-                    .unwrap_or_else(|e| panic!("{what}: TCP: {e}"));
-                assert_eq!(received, TCP_BYTES, "{what}: TCP bytes");
-
-                let answered = echo(sender, target, WAIT).expect("echo");
-                assert!(answered, "{what}: no echo reply");
+                let source = link_carries(&r, name, from, target, 200, &what);
+                assert_eq!(source, address(from), "{what}: UDP from {source}");
             }
         }
     }
 }
 for_each_setup!(traffic_crosses_every_link);
+
+/// UDP, TCP and ICMP echo over link `name` from `from` to `target`, an address of the other
+/// host's end of it: a datagram of `len` bytes arrives, every TCP byte arrives, the echo is
+/// answered. Returns the address the datagram arrived from.
+fn link_carries(
+    r: &Running,
+    name: &str,
+    from: Side,
+    target: IpAddr,
+    len: usize,
+    what: &str,
+) -> IpAddr {
+    let (sender, server) = (r.host(from).end(name), r.host(from.other()).end(name));
+    let receiver = UdpReceiver::bind(server, target, 0).expect("bind");
+    let datagram = payload(len);
+    send(
+        sender,
+        target,
+        receiver.port(),
+        &datagram,
+        SendOptions::default(),
+    )
+    .expect("send");
+    let source = receiver.wait_for(&datagram, WAIT).expect("receive");
+    let source = source.unwrap_or_else(|| panic!("{what}: UDP on {name} from {from} is lost"));
+
+    let received = transfer(sender, server, target, TCP_BYTES, WAIT)
+        .unwrap_or_else(|e| panic!("{what}: TCP on {name} from {from}: {e}"));
+    assert_eq!(
+        received, TCP_BYTES,
+        "{what}: TCP bytes on {name} from {from}"
+    );
+
+    let answered = echo(sender, target, WAIT).expect("echo");
+    assert!(answered, "{what}: no echo reply on {name} from {from}");
+    source.ip()
+}
 
 /// The packets and bytes of `direction` ("ingress" or "egress") of link `name` in an
 /// instance's status.

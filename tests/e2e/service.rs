@@ -12,8 +12,8 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use l3mp::lab::{
-    echo, ext_address, link_addresses, payload, send, transfer, AddressKind, ExtKind, Host,
-    SendOptions, Side, UdpReceiver, EXT, EXT2, LINK_TIMEOUT,
+    echo, ext_address, link_addresses, payload, send, AddressKind, ExtKind, Host, SendOptions,
+    Side, UdpReceiver, EXT, EXT2, LINK_TIMEOUT,
 };
 use l3mp::programs::{egress_name, ingress_name, Hook, GUARD};
 use l3mp::run::{ensure_bpffs, hidden_name, Mark, BPFFS};
@@ -22,8 +22,8 @@ use super::daemon::{link_status, run_confined_to_exit, run_to_exit, status, Daem
 use super::far_end::far_end_becomes;
 use super::inspect::tool;
 use super::{
-    inspect, lab, link_names, planned, privileged, run_args, run_on, start, Running, Setup, LINKS,
-    TCP_BYTES, WAIT,
+    inspect, lab, link_carries, link_names, planned, privileged, run_args, run_on, start, Running,
+    Setup, LINKS, WAIT,
 };
 
 /// How soon l3mp must act on a change of ext.
@@ -33,33 +33,8 @@ const TRAFFIC_INTERVAL: Duration = Duration::from_millis(20);
 
 /// UDP, TCP and ICMP echo over link `name` (label `label`) from `from`, IPv4.
 pub(crate) fn link_works(r: &Running, name: &str, label: u8, from: Side, what: &str) {
-    let to = from.other();
-    let target = planned(label, AddressKind::Ipv4, to);
-    let sender = r.host(from).end(name);
-    let receiver = UdpReceiver::bind(r.host(to).end(name), target, 0).expect("bind");
-    let datagram = payload(100);
-    send(
-        sender,
-        target,
-        receiver.port(),
-        &datagram,
-        SendOptions::default(),
-    )
-    .expect("send");
-    assert!(
-        receiver
-            .wait_for(&datagram, WAIT)
-            .expect("receive")
-            .is_some(),
-        "{what}: UDP on {name} from {from} is lost"
-    );
-    let received = transfer(sender, r.host(to).end(name), target, TCP_BYTES, WAIT)
-        .unwrap_or_else(|e| panic!("{what}: TCP on {name} from {from}: {e}"));
-    assert_eq!(received, TCP_BYTES, "{what}: TCP on {name} from {from}");
-    assert!(
-        echo(sender, target, WAIT).expect("echo"),
-        "{what}: no echo reply on {name} from {from}"
-    );
+    let target = planned(label, AddressKind::Ipv4, from.other());
+    link_carries(r, name, from, target, 100, what);
 }
 
 /// Datagrams sent from A to B over one link on a thread of its own, every
