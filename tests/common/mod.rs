@@ -8,17 +8,23 @@ pub mod packets;
 use l3mp::programs::{self, Bundle, Config, Ext, ExtKind, Link, LinkMacs, Unknown};
 use l3mp::vm;
 
-/// MACs used by the test configurations.
-pub const EXT_MAC: [u8; 6] = [0x02, 0xe0, 0, 0, 0, 1];
-pub const PEER_MAC: [u8; 6] = [0x02, 0xe0, 0, 0, 0, 2];
-pub const EXT_IFINDEX: u32 = 7;
+// The tests' configurations are those of `Config::offline`, which `l3mp asm`, `l3mp replay`
+// and the fuzz targets generate (checked by `config`), so that a failing packet reproduces
+// there. Its placeholders, by name:
+
+/// ext's MAC on an Ethernet ext.
+pub const EXT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xe0];
+/// The MAC of the remote l3mp host on an Ethernet ext.
+pub const PEER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xe1];
+/// ext's ifindex.
+pub const EXT_IFINDEX: u32 = 1;
 /// ext's MTU: egress drops (as too big) what is longer, GSO packets aside.
 pub const EXT_MTU: u32 = 1500;
 
 /// The MACs of the links' veth ends.
 pub const LINK_MACS: LinkMacs = LinkMacs {
-    user: [0x02, 0x6c, 0x33, 0, 0],
-    hidden: [0x02, 0x6c, 0x34, 0, 0],
+    user: [0x02, 0, 0, 0, 0],
+    hidden: [0x02, 0, 0, 0, 0x01],
 };
 
 /// The MAC of the user end of the link with `label`.
@@ -33,7 +39,7 @@ pub fn hidden_mac(label: u8) -> [u8; 6] {
 
 /// The ifindex of the hidden end of the link with `label`.
 pub fn hidden_ifindex(label: u8) -> u32 {
-    1000 + u32::from(label)
+    200 + u32::from(label)
 }
 
 /// A link with `label`, named after it.
@@ -57,9 +63,9 @@ pub fn ext_kinds() -> [ExtKind; 2] {
     ]
 }
 
-/// A configuration with the given labels.
+/// A configuration with the given labels: the one `Config::offline` makes (asserted).
 pub fn config(bits: u8, kind: ExtKind, labels: &[u8], unknown: Unknown) -> Config {
-    Config {
+    let cfg = Config {
         label_bits: bits,
         ext: Ext {
             ifindex: EXT_IFINDEX,
@@ -69,7 +75,11 @@ pub fn config(bits: u8, kind: ExtKind, labels: &[u8], unknown: Unknown) -> Confi
         links: labels.iter().map(|&l| link(l)).collect(),
         macs: LINK_MACS,
         unknown,
-    }
+    };
+    let named: Vec<(String, u8)> = cfg.links.iter().map(|l| (l.name.clone(), l.label)).collect();
+    let offline = Config::offline(bits, kind.framing(), &named, unknown);
+    assert_eq!(cfg, offline, "the tests' configuration is l3mp's offline one");
+    cfg
 }
 
 /// A configuration and its programs, built once.
