@@ -1,10 +1,15 @@
-//! Golden cases, table-driven in the style of Katran's test fixtures: each case is a
-//! configuration, a program and the bytes it is given, and the verdict, redirect, bytes and
-//! counter slot it must produce. Expected packets are built from their fields with etherparse
-//! (label bits set or cleared by plain arithmetic, checksum computed from scratch); nothing
-//! expected comes from running a program.
+//! Golden cases, table-driven in the style of Katran's test fixtures: each case is a row
+//! (`golden/row.rs`) of a configuration, a program and the bytes it is given, and the verdict,
+//! redirect target, bytes and counter slot it must produce. `tests/golden/cases.txt` holds a
+//! row per behaviour for a reader; the tests below sweep the same rows over every label width
+//! and ext kind. Expected packets are built from their fields with etherparse (label bits set
+//! or cleared by plain arithmetic, checksum computed from scratch); nothing expected comes from
+//! running a program. `L3MP_CASE=<text>` runs only the matching cases; a failure prints each
+//! failing row with the command that runs it alone and a fuzz seed of its packet.
 
 mod common;
+#[path = "golden/row.rs"]
+mod row;
 
 use std::rc::Rc;
 
@@ -18,14 +23,10 @@ use l3mp::programs::layout::{
 };
 use l3mp::programs::{self, Config, ExtKind, Hook, Unknown};
 use l3mp::vm;
-
-/// The verdicts of the spec, written out rather than taken from the generator.
-const TC_UNSPEC: i32 = -1;
-const TC_SHOT: i32 = 2;
-const TC_REDIRECT: i32 = 7;
-const XDP_DROP: i32 = 1;
-const XDP_PASS: i32 = 2;
-const XDP_REDIRECT: i32 = 4;
+use row::{
+    check, hook_of, parse_rows, run_cases, Case, Recorded, TC_REDIRECT, TC_SHOT, TC_UNSPEC,
+    XDP_DROP, XDP_PASS, XDP_REDIRECT,
+};
 
 /// Verdicts per hook: (pass, drop, redirect).
 fn verdicts(hook: Hook) -> (i32, i32, i32) {
@@ -44,54 +45,6 @@ fn setup(cfg: Config) -> Rc<Setup> {
 /// Every label of width `bits` in use, unknown labels passed.
 fn all_labels(bits: u8, kind: ExtKind) -> Rc<Setup> {
     Rc::new(Setup::all_labels(bits, kind, Unknown::Pass))
-}
-
-fn kind_name(kind: ExtKind) -> &'static str {
-    match kind {
-        ExtKind::L3 => "l3",
-        ExtKind::Ethernet { .. } => "eth",
-    }
-}
-
-/// One golden case.
-#[derive(Clone)]
-struct Case {
-    name: String,
-    setup: Rc<Setup>,
-    program: String,
-    input: Vec<u8>,
-    verdict: i32,
-    /// The ifindex the packet must be redirected to (flags 0), or no redirect at all.
-    redirect: Option<u32>,
-    output: Vec<u8>,
-    /// The one counter slot that must count this packet.
-    slot: u32,
-    /// The `__sk_buff` fields of a TC run, where they are not what the kernel derives from
-    /// the bytes (a VLAN tag it holds, a protocol a tunnel gave the packet).
-    skb: Option<vm::Skb>,
-    /// A far-end probe the demux must record and drop: the `probes` entry it writes.
-    probe: Option<Recorded>,
-}
-
-/// The `probes` entry a probe must leave, and the bytes its link's ingress slot counts.
-#[derive(Clone, Copy, Debug)]
-struct Recorded {
-    label: u8,
-    word: [u8; 8],
-    bytes: u64,
-}
-
-impl Case {
-    fn describe(&self) -> String {
-        format!(
-            "{} [N={} {} unknown={:?} {}]",
-            self.name,
-            self.setup.cfg.label_bits,
-            kind_name(self.setup.cfg.ext.kind),
-            self.setup.cfg.unknown,
-            self.program
-        )
-    }
 }
 
 /// What the ext device sees for an IP packet: the bare packet on L3, a frame from the peer on
@@ -205,115 +158,6 @@ fn egress_drop(name: &str, s: &Rc<Setup>, label: u8, input: Vec<u8>) -> Case {
         skb: None,
         probe: None,
     }
-}
-
-/// Every assertion on one case; the list of what does not hold.
-fn check(case: &Case) -> Vec<String> {
-    let mut bad = Vec::new();
-    let (bundle, cfg) = (&case.setup.bundle, &case.setup.cfg);
-    let run = match case.skb {
-        Some(skb) => vm::run_skb(bundle, cfg, &case.program, &case.input, skb),
-        None => vm::run(bundle, cfg, &case.program, &case.input),
-    };
-    let out = match run {
-        Ok(out) => out,
-        Err(e) => return vec![format!("VM error: {e}")],
-    };
-    if out.verdict != case.verdict {
-        bad.push(format!(
-            "verdict {} != expected {}",
-            out.verdict, case.verdict
-        ));
-    }
-    let redirect = out.redirect.map(|r| (r.ifindex, r.flags));
-    if redirect != case.redirect.map(|i| (i, 0)) {
-        bad.push(format!(
-            "redirect (ifindex, flags) {redirect:?} != expected {:?}",
-            case.redirect.map(|i| (i, 0))
-        ));
-    }
-    if out.packet != case.output {
-        bad.push(format!(
-            "bytes differ at {:?}\n      got      {}\n      expected {}",
-            differing_bytes(&out.packet, &case.output),
-            hex(&out.packet),
-            hex(&case.output)
-        ));
-    }
-    let probes: Vec<(u32, [u8; 8], u64)> = case
-        .probe
-        .iter()
-        .map(|r| (u32::from(r.label), r.word, vm::VM_NOW_NS))
-        .collect();
-    if out.probes != probes {
-        bad.push(format!(
-            "probes entries (label, word, at) {:?} != expected {probes:?}",
-            out.probes
-        ));
-    }
-    // A link's counters count frames as the link sends and receives them: what a redirect
-    // puts out (or a probe would have); anything else is counted as it came.
-    let bytes = match (case.redirect, case.probe) {
-        (_, Some(probe)) => probe.bytes as usize,
-        (Some(_), None) => case.output.len(),
-        (None, None) => case.input.len(),
-    };
-    for (slot, &counter) in out.counters().iter().enumerate() {
-        let want = if slot as u32 == case.slot {
-            [1, bytes as u64]
-        } else {
-            [0, 0]
-        };
-        if counter != want {
-            bad.push(format!(
-                "counter slot {slot}: {{packets, bytes}} {counter:?} != expected {want:?}"
-            ));
-        }
-    }
-    // A packet that leaves with an IP header: its checksum and ECN, read by etherparse.
-    if case.redirect.is_some() && out.packet.len() >= ETH_LEN {
-        let ip = &out.packet[ETH_LEN..];
-        let ethertype = u16::from_be_bytes([out.packet[12], out.packet[13]]);
-        if ethertype == ETHERTYPE_IPV4 && ipv4_header(ip).is_some() && !ipv4_checksum_valid(ip) {
-            bad.push("IPv4 header checksum invalid after the program".into());
-        }
-        let in_ip = if case.program.starts_with("l3mp_eg") {
-            &case.input[ETH_LEN..]
-        } else {
-            &case.input[ext_ip_offset(&case.setup)..]
-        };
-        if let (Some((_, ecn_in)), Some((_, ecn_out))) = (dscp_ecn(in_ip), dscp_ecn(ip)) {
-            if ecn_in != ecn_out {
-                bad.push(format!("ECN {ecn_in} became {ecn_out}"));
-            }
-        }
-    }
-    bad
-}
-
-/// Runs every case; fails listing every case that does not hold.
-fn run_cases(group: &str, cases: &[Case]) {
-    assert!(!cases.is_empty(), "{group}: no cases");
-    let mut failures = Vec::new();
-    for case in cases {
-        let bad = check(case);
-        if !bad.is_empty() {
-            failures.push(format!("{}:\n    {}", case.describe(), bad.join("\n    ")));
-        }
-    }
-    eprintln!("{group}: {} cases", cases.len());
-    assert!(
-        failures.is_empty(),
-        "{group}: {} of {} cases fail:\n{}",
-        failures.len(),
-        cases.len(),
-        failures
-            .iter()
-            .take(20)
-            .cloned()
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
 }
 
 /// A v4 packet whose DSCP/ECN have bits on both sides of any label width.
@@ -886,11 +730,7 @@ fn untouched_with(
     slot: u32,
     skb: vm::Skb,
 ) -> Case {
-    let hook = if program == programs::ingress_name(Hook::Xdp) {
-        Hook::Xdp
-    } else {
-        Hook::Tc
-    };
+    let hook = hook_of(program);
     Case {
         name: format!("{name} {program}"),
         setup: s.clone(),
@@ -1319,4 +1159,58 @@ fn harness_detects_wrong_expectations() {
     for (i, c) in wrong.iter().enumerate() {
         assert!(!check(c).is_empty(), "wrong expectation {i} not detected");
     }
+}
+
+/// The fixture rows of `tests/golden/cases.txt`, one per behaviour, for a reader to take in:
+/// each a configuration, a program, the bytes in and the verdict, target, bytes out and counter
+/// that must come of them.
+#[test]
+fn fixture_rows() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/cases.txt");
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let cases = parse_rows(&text).unwrap_or_else(|e| panic!("{path}: {e}"));
+    assert!(cases.len() >= 20, "{path}: {} rows", cases.len());
+    run_cases("fixture rows", &cases);
+}
+
+/// A failing case is reported as its row, what is wrong, and a seed for the fuzz target that
+/// runs its program: the seed decodes to the case's configuration and packet.
+#[test]
+fn a_failure_prints_the_row_and_a_seed_for_the_fuzz_target() {
+    let s = setup(common::config(4, ext_kinds()[1], &[3, 9], Unknown::Drop));
+    let mut case = ingress_case("self-test", &s, Hook::Xdp, 9, &v6_base());
+    case.output[ETH_LEN + 1] ^= 0x40;
+    let report = row::failures("report test", &[&case]).expect("the case fails");
+    assert!(report.contains(&case.row()), "the row:\n{report}");
+    assert!(report.contains("wrong: bytes differ at [15]"), "{report}");
+    let alone = "alone:     L3MP_CASE='ingress self-test v6 label 9 Xdp N=4 ethernet unknown=drop \
+                 labels=3,9 l3mp_in_xdp' cargo test --test golden \
+                 a_failure_prints_the_row_and_a_seed_for_the_fuzz_target";
+    assert!(report.contains(alone), "{report}");
+    let command = "cd fuzz && cargo fuzz run --sanitizer none ingress_xdp ";
+    let (_, path) = report
+        .split_once(command)
+        .unwrap_or_else(|| panic!("no '{command}' in\n{report}"));
+    let path = path.lines().next().expect("a path");
+    let seed = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let decoded = l3mp::roundtrip::Case::from_bytes(&seed).expect("the seed decodes");
+    assert_eq!(decoded.packet, case.input);
+    assert_eq!(decoded.label, 9);
+    let c = &decoded.cfg;
+    assert_eq!(
+        (c.label_bits, c.ext.kind, c.unknown, &c.macs),
+        (4, s.cfg.ext.kind, Unknown::Drop, &s.cfg.macs)
+    );
+    assert!(report.contains(&format!(
+        "fuzz seed: {}",
+        row::spaced_hex(&seed[..4], false)
+    )));
+    // The target's programs do with the packet what the case's do.
+    let theirs = Setup::new(decoded.cfg.clone());
+    let (there, here) = (
+        theirs.run(&case.program, &decoded.packet),
+        s.run(&case.program, &case.input),
+    );
+    let outcome = |o: &vm::Outcome| (o.verdict, o.redirect.map(|r| r.ifindex), o.packet.clone());
+    assert_eq!(outcome(&there), outcome(&here));
 }

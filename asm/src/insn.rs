@@ -279,6 +279,7 @@ pub enum Helper {
     XdpAdjustHead,
     /// `bpf_redirect_map(map, key, flags)`: to the device a DEVMAP entry holds.
     RedirectMap,
+    /// `bpf_ktime_get_ns()`: nanoseconds of CLOCK_MONOTONIC.
     KtimeGetNs,
 }
 

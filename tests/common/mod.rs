@@ -76,9 +76,16 @@ pub fn config(bits: u8, kind: ExtKind, labels: &[u8], unknown: Unknown) -> Confi
         macs: LINK_MACS,
         unknown,
     };
-    let named: Vec<(String, u8)> = cfg.links.iter().map(|l| (l.name.clone(), l.label)).collect();
+    let named: Vec<(String, u8)> = cfg
+        .links
+        .iter()
+        .map(|l| (l.name.clone(), l.label))
+        .collect();
     let offline = Config::offline(bits, kind.framing(), &named, unknown);
-    assert_eq!(cfg, offline, "the tests' configuration is l3mp's offline one");
+    assert_eq!(
+        cfg, offline,
+        "the tests' configuration is l3mp's offline one"
+    );
     cfg
 }
 
