@@ -12,6 +12,8 @@ use common::{config, ext_kinds};
 use l3mp::programs::{self, ExtKind, Unknown};
 
 /// The configurations: a file name, the label width, the ext kind, the labels, the policy.
+/// The tests' configurations are `l3mp asm`'s, so each file is exactly what it prints, e.g.
+/// `l3mp asm --label-bits 4 --ext-kind ether --if l1@1 --if l8@8 --if l15@15`.
 fn configurations() -> Vec<(&'static str, u8, ExtKind, Vec<u8>, Unknown)> {
     let [l3, ethernet] = ext_kinds();
     vec![
