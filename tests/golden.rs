@@ -1012,7 +1012,7 @@ const FAR_WORD: [u8; 8] = [9, 4, 0, 0, 1, 2, 3, 4];
 /// The far end's probe on a configured label is counted on that link's ingress slot (as the
 /// link would have received it), its word and arrival time recorded in that label's `probes`
 /// entry, and dropped: never delivered. A UDP datagram to another port, or to the probe port
-/// without the magic, or cut short, is delivered as before; a probe on a label no link uses
+/// without the magic, or cut short, or one byte longer, is delivered as before; a probe on a label no link uses
 /// takes the unknown path and records nothing.
 #[test]
 fn the_far_ends_probe_is_recorded_and_dropped() {
@@ -1044,9 +1044,15 @@ fn the_far_ends_probe_is_recorded_and_dropped() {
                 });
                 let mut other_magic = *PROBE_MAGIC;
                 other_magic[7] ^= 1;
+                // A probe's length is exact: one byte more and it is the operator's datagram.
+                let Ip::V6(mut longer) = probe_ip(19507, PROBE_MAGIC, FAR_WORD) else {
+                    unreachable!("a probe is IPv6")
+                };
+                longer.payload.push(0);
                 for (name, other) in [
                     ("wrong magic", probe_ip(19507, &other_magic, FAR_WORD)),
                     ("other port", probe_ip(19508, PROBE_MAGIC, FAR_WORD)),
+                    ("one byte longer than a probe", Ip::V6(longer)),
                 ] {
                     cases.push(ingress_case(name, &s, hook, label, &other));
                 }

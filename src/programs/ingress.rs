@@ -130,16 +130,19 @@ pub fn ingress(cfg: &Config, hook: Hook) -> Program {
 }
 
 /// The end of the IPv6 block: a datagram to the probe port with the probe's magic goes to
-/// `probe`; anything else goes on to `deliver` (after two instructions when not UDP).
+/// `probe`; anything else goes on to `deliver`, after two instructions unless its payload is
+/// exactly a probe's length.
 fn is_probe(p: &mut Program, ip: i16) {
     let udp = ip + IPV6_HLEN;
-    p.comment("Not UDP: delivered (the far end's probe is UDP)");
+    p.comment("Not a probe's length: delivered (the hot path's only cost of the probe)");
     p.extend([
-        load(Size::B, Reg::R2, DATA, ip + IPV6_NEXT_HEADER),
-        jump_if(Cond::Ne, Reg::R2, IPPROTO_UDP, "deliver"),
+        load(Size::H, Reg::R2, DATA, ip + IPV6_PAYLOAD_LEN),
+        jump_if(Cond::Ne, Reg::R2, PROBE_IPV6_PAYLOAD_LEN_NE, "deliver"),
     ]);
     p.comment("UDP to the probe port with the probe's magic: the far end's probe");
     p.extend([
+        load(Size::B, Reg::R2, DATA, ip + IPV6_NEXT_HEADER),
+        jump_if(Cond::Ne, Reg::R2, IPPROTO_UDP, "deliver"),
         mov(Reg::R2, DATA),
         alu64(
             AluOp::Add,

@@ -50,7 +50,8 @@ pub const IPV4_HLEN: i16 = 20;
 pub const IPV4_TOS: i16 = 1;
 pub const IPV4_CSUM: i16 = 10;
 pub const IPV6_HLEN: i16 = 40;
-/// The IPv6 header's next header byte.
+/// The IPv6 header's payload length (16 bits, network order) and next header byte.
+pub const IPV6_PAYLOAD_LEN: i16 = 4;
 pub const IPV6_NEXT_HEADER: i16 = 6;
 pub const IPPROTO_UDP: i32 = 17;
 /// UDP header length, and where the destination port sits in it.
@@ -67,6 +68,10 @@ pub const PROBE_MAGIC: [u8; 8] = *b"l3mprobe";
 pub const PROBE_PAYLOAD: i16 = 16;
 /// The probe port as a native-endian 16-bit load of the wire bytes reads it.
 pub const PROBE_PORT_NE: i32 = u16::from_ne_bytes(PROBE_PORT.to_be_bytes()) as i32;
+/// A probe's IPv6 payload length (UDP header and payload), as a native-endian 16-bit load of
+/// the wire bytes reads it.
+pub const PROBE_IPV6_PAYLOAD_LEN_NE: i32 =
+    u16::from_ne_bytes(((UDP_HLEN + PROBE_PAYLOAD) as u16).to_be_bytes()) as i32;
 
 /// Counter slots of the per-CPU `counters` array; each slot is `{ packets: u64, bytes: u64 }`.
 /// Egress of label L counts at `EGRESS + L`, ingress at `INGRESS + L`.

@@ -72,13 +72,14 @@ pub fn with_label_into(family: Family, ip: &[u8], bits: u8, label: u8, out: &mut
     }
 }
 
-/// The word of a far end's probe, if the well-formed packet `ip` is one: IPv6 whose next
-/// header is UDP, to port 19507, with at least 16 bytes of payload starting `l3mprobe`; the
-/// word is the 8 payload bytes after that.
+/// The word of a far end's probe, if the well-formed packet `ip` is one: IPv6 whose payload
+/// length is 24 and whose next header is UDP, to port 19507, with 16 bytes of payload (there
+/// in the packet) starting `l3mprobe`; the word is the 8 payload bytes after that.
 pub fn probe(family: Family, ip: &[u8]) -> Option<[u8; 8]> {
     const UDP: usize = 40;
     let payload = ip.get(UDP + 8..UDP + 8 + 16)?;
     let is_probe = family == Family::V6
+        && ip[4..6] == 24u16.to_be_bytes()
         && ip[6] == 17
         && ip[UDP + 2..UDP + 4] == 19507u16.to_be_bytes()
         && payload[..8] == *b"l3mprobe";
