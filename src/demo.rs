@@ -10,8 +10,13 @@ use crate::lab::{
     LINK_TIMEOUT,
 };
 use crate::programs::Unknown;
-use crate::run::{Counter, Error, IngressChoice, Instance, LinkArg, Probe, RunOptions};
+use crate::run::{Counter, IngressChoice, Instance, LinkArg, Probe, RunOptions};
 use crate::sys::caps::{missing_capabilities, Cap};
+
+crate::error::line_error!(
+    /// A demo that could not be run or whose traffic did not cross, as one line.
+    from crate::run::Error, crate::lab::Error
+);
 
 /// The demo's links: name and label.
 const LINKS: [(&str, u8); 2] = [("a", 1), ("b", 2)];

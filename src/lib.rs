@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod demo;
+mod error;
 pub mod lab;
 pub mod programs;
 pub mod replay;

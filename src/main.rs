@@ -17,7 +17,10 @@ use cli::{
     ReplayArgs, RunArgs, UnknownLabel,
 };
 use l3mp::programs::{self, Config, Framing, Unknown};
-use l3mp::run::{parse_link, Error, IngressChoice, Instance, LinkArg, Probe, RunOptions, Started};
+use l3mp::run::{parse_link, IngressChoice, Instance, LinkArg, Probe, RunOptions, Started};
+
+/// A failure of any layer, said as one line after "l3mp: ".
+type Error = Box<dyn std::error::Error>;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -52,9 +55,12 @@ fn main() -> ExitCode {
         },
         Command::Completions(args) => completions(&args),
         Command::Man(args) => man(&args),
-        Command::Demo(args) => {
-            with_signals_held(|| l3mp::demo::demo(args.ethernet, ingress_choice(args.ingress)))
-        }
+        Command::Demo(args) => with_signals_held(|| {
+            Ok(l3mp::demo::demo(
+                args.ethernet,
+                ingress_choice(args.ingress),
+            )?)
+        }),
         Command::Asm(args) => asm(&args),
         Command::Replay(args) => replay(&args),
         Command::Bench(args) if args.offline => bench(&args),
@@ -97,7 +103,7 @@ fn probe(p: ProbeSwitch) -> Probe {
     }
 }
 
-fn links(labels: &LabelArgs) -> Result<Vec<LinkArg>, Error> {
+fn links(labels: &LabelArgs) -> Result<Vec<LinkArg>, l3mp::run::Error> {
     labels.links.iter().map(|l| parse_link(l)).collect()
 }
 
@@ -115,7 +121,7 @@ fn stop_signals() -> SigSet {
 fn with_signals_held(f: impl FnOnce() -> Result<(), Error>) -> Result<(), Error> {
     stop_signals()
         .thread_block()
-        .map_err(|e| Error::new(format!("blocking signals: {e}")))?;
+        .map_err(|e| Error::from(format!("blocking signals: {e}")))?;
     let result = f();
     let mut pending = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
     // SAFETY: sigpending fills the set it is given.
@@ -127,7 +133,7 @@ fn with_signals_held(f: impl FnOnce() -> Result<(), Error>) -> Result<(), Error>
     };
     result?;
     if interrupted {
-        return Err(Error::new("interrupted; everything created was removed"));
+        return Err(Error::from("interrupted; everything created was removed"));
     }
     Ok(())
 }
@@ -174,7 +180,7 @@ fn run(args: &RunArgs) -> Result<Stopped, Error> {
     signals.add(Signal::SIGUSR2);
     signals
         .thread_block()
-        .map_err(|e| Error::new(format!("blocking signals: {e}")))?;
+        .map_err(|e| Error::from(format!("blocking signals: {e}")))?;
     let mut instance = loop {
         match Instance::start_or_wait(&opts, Some(&signals))? {
             Started::Running(instance) => break instance,
@@ -261,7 +267,7 @@ fn reload(instance: &mut Instance, file: Option<&Path>) {
 fn reread(file: &Path, current: &RunOptions) -> Result<RunOptions, Error> {
     let new = l3mp::run::config_file::load(file)?;
     if new.ext != current.ext {
-        return Err(Error::new(format!(
+        return Err(Error::from(format!(
             "{}: ext cannot change on a reload ({} to {}): stop this instance and start one \
              for {}",
             file.display(),
@@ -276,7 +282,7 @@ fn reread(file: &Path, current: &RunOptions) -> Result<RunOptions, Error> {
 /// The options of `l3mp run`: those of the `--config` file, or of the flags; checked.
 fn run_options(args: &RunArgs) -> Result<RunOptions, Error> {
     if let Some(file) = &args.config {
-        return l3mp::run::config_file::load(file);
+        return Ok(l3mp::run::config_file::load(file)?);
     }
     let opts = RunOptions {
         // clap requires --ext without --config.
@@ -312,7 +318,7 @@ fn status(args: &cli::StatusArgs) -> Result<bool, Error> {
     let instances = l3mp::status::collect(&registry, args.ext.as_deref())?;
     let readable = |e: &&l3mp::status::Entry| matches!(e, l3mp::status::Entry::Instance(_));
     if let (Some(ext), 0) = (&args.ext, instances.iter().filter(readable).count()) {
-        return Err(Error::new(format!(
+        return Err(Error::from(format!(
             "--ext {ext}: no l3mp instance runs on it"
         )));
     }
@@ -347,10 +353,10 @@ fn man(args: &cli::ManArgs) -> Result<(), Error> {
     let command = <Cli as clap::CommandFactory>::command();
     if let Some(dir) = &args.out_dir {
         return manual::write_all(&command, dir)
-            .map_err(|e| Error::new(format!("--out-dir {}: {e}", dir.display())));
+            .map_err(|e| Error::from(format!("--out-dir {}: {e}", dir.display())));
     }
     let page = manual::page(&command, "l3mp")
-        .map_err(|e| Error::new(format!("rendering the manual page: {e}")))?;
+        .map_err(|e| Error::from(format!("rendering the manual page: {e}")))?;
     print_generated(&page, "the manual page")
 }
 
@@ -359,7 +365,7 @@ fn print_generated(bytes: &[u8], what: &str) -> Result<(), Error> {
     use std::io::Write;
     match std::io::stdout().write_all(bytes) {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-            Err(Error::new(format!("writing {what}: {e}")))
+            Err(Error::from(format!("writing {what}: {e}")))
         }
         _ => Ok(()),
     }
@@ -369,7 +375,7 @@ fn print_generated(bytes: &[u8], what: &str) -> Result<(), Error> {
 /// (the real ones are baked in at `run`).
 fn asm(args: &AsmArgs) -> Result<(), Error> {
     if args.labels.links.is_empty() {
-        return Err(Error::new(
+        return Err(Error::from(
             "no --if given: name at least one link, e.g. --if a@1",
         ));
     }
@@ -388,7 +394,7 @@ fn asm(args: &AsmArgs) -> Result<(), Error> {
     );
     let listing = programs::build(&cfg)
         .and_then(|b| b.listing())
-        .map_err(|e| Error::new(e.to_string()))?;
+        .map_err(|e| Error::from(e.to_string()))?;
     print!("{listing}");
     Ok(())
 }
@@ -418,7 +424,7 @@ fn replay(args: &ReplayArgs) -> Result<(), Error> {
     let totals = l3mp::replay::replay_to(&args.file, &opts, &mut out)?;
     match totals.violations {
         0 => Ok(()),
-        n => Err(Error::new(format!(
+        n => Err(Error::from(format!(
             "{}: {n} packets violate the wire format",
             args.file.display()
         ))),

@@ -8,8 +8,8 @@ use std::time::Duration;
 use pcap_file::pcap::{PcapPacket, PcapWriter};
 
 use super::packets::udp_frame;
+use super::Error;
 use crate::programs::Family;
-use crate::run::Error;
 
 /// Frame lengths the capture cycles through, Ethernet header included.
 const LENGTHS: [usize; 7] = [64, 80, 128, 200, 576, 1000, 1500];

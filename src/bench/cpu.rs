@@ -3,7 +3,7 @@
 use nix::sched::{sched_setaffinity, CpuSet};
 use nix::unistd::Pid;
 
-use crate::run::Error;
+use super::Error;
 
 /// Pins the calling thread to `cpu` (modulo the CPUs the machine has).
 pub fn pin(cpu: usize) -> Result<(), Error> {

@@ -6,9 +6,10 @@ use l3mp_asm::{
     call, exit, load_map, mov, write_elf, Assembled, Helper, MapDef, Program, Reg, Section,
 };
 
+use super::Error;
 use crate::programs::layout::BPF_MAP_TYPE_DEVMAP;
 use crate::programs::Hook;
-use crate::run::{set_devmap, Error};
+use crate::run::set_devmap;
 
 /// The TC floor: `return bpf_redirect(ifindex, 0)`.
 pub const TC: &str = "floor_tc";
@@ -60,7 +61,7 @@ pub fn program(hook: Hook, ifindex: u32) -> Result<Assembled, Error> {
 
 /// Points the floors' DEVMAP key 0 at `ifindex`.
 pub fn point(ebpf: &mut aya::Ebpf, ifindex: u32) -> Result<(), Error> {
-    set_devmap(ebpf, DEVMAP, 0, ifindex)
+    Ok(set_devmap(ebpf, DEVMAP, 0, ifindex)?)
 }
 
 /// Both floors in one ELF object (DEVMAP key 0 must be pointed at a device, by [`point`]).

@@ -27,8 +27,12 @@ mod traffic;
 pub use figure::{Check, Figure, ProgramFacts, Report, Sample, Target};
 pub use offline::bench as offline;
 
-use crate::run::Error;
 use crate::sys::caps::{missing_capabilities, Cap};
+
+crate::error::line_error!(
+    /// A measurement that could not be made, as one line.
+    from crate::run::Error, crate::lab::Error
+);
 
 /// How long and how often things are measured.
 #[derive(Clone, Copy, Debug, PartialEq)]

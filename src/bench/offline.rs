@@ -7,8 +7,8 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use super::figure::{Figure, Report, Sample, Target};
+use super::Error;
 use super::{capture, cpu, Settings};
-use crate::run::Error;
 
 /// The replay's options: label 3 of 4 bits over an Ethernet ext.
 const REPLAY: [&str; 6] = ["--label", "3", "--label-bits", "4", "--ext-kind", "ether"];

@@ -11,9 +11,9 @@ use l3mp_asm::{
     alu64, jump_if, load, mov, store, AluOp, Assembled, Cond, Note, Program, Reg, Size, Target,
 };
 
+use super::Error;
 use crate::programs::layout::{ETH_HLEN, SKB_DATA, SKB_DATA_END, XDP_DATA, XDP_DATA_END};
 use crate::programs::Hook;
-use crate::run::Error;
 
 /// The byte ranges of an Ethernet frame the prologue restores: both MACs, and the first 12
 /// bytes of the IP header.

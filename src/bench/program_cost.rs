@@ -13,12 +13,13 @@ use std::hash::{Hash, Hasher};
 
 use l3mp_asm::{Assembled, Section};
 
+use super::Error;
 use crate::programs::layout::{
     EGRESS, INGRESS, PASS, TC_ACT_REDIRECT, TC_ACT_UNSPEC, XDP_REDIRECT,
 };
 use crate::programs::{self, egress_name, ingress_name, Config, Family, Framing, Hook, Unknown};
 use crate::roundtrip::at_the_mirror;
-use crate::run::{point_links, Error};
+use crate::run::point_links;
 
 use super::figure::{Check, Figure, Report, Sample, Target};
 use super::floor;
@@ -55,7 +56,10 @@ pub fn test_config(label_bits: u8, ethernet: bool, labels: &[u8]) -> Config {
 pub fn load(cfg: &Config) -> Result<(Loaded, programs::Bundle), Error> {
     let bundle = programs::build(cfg).map_err(|e| Error::new(e.to_string()))?;
     let elf = bundle.elf().map_err(|e| Error::new(e.to_string()))?;
-    Ok((Loaded::load(&elf, |ebpf| point_links(ebpf, cfg))?, bundle))
+    Ok((
+        Loaded::load(&elf, |ebpf| Ok(point_links(ebpf, cfg)?))?,
+        bundle,
+    ))
 }
 
 /// What a demux returns for a packet it delivers.

@@ -4,10 +4,11 @@
 
 use std::time::Instant;
 
+use super::Error;
 use crate::lab::{ExtKind, Lab, Side};
 use crate::programs::{egress_name, ingress_name, Family, Hook};
 use crate::roundtrip::at_the_mirror;
-use crate::run::{Error, IngressChoice};
+use crate::run::IngressChoice;
 
 use super::figure::{Check, Figure, Report, Sample, Target};
 use super::packets::{family_name, udp_frame};

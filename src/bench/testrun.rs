@@ -12,7 +12,8 @@ use std::os::fd::OwnedFd;
 use aya::programs::{ProgramInfo, TestRun, TestRunOptions};
 use aya::{Ebpf, EbpfLoader};
 
-use crate::run::{Counter, Error};
+use super::Error;
+use crate::run::Counter;
 
 use super::figure::ProgramFacts;
 

@@ -12,11 +12,12 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
+use super::Error;
 use crate::lab::{
     ext_address, link_addresses, AddressKind, ExtKind, Host, Lab, Side, EXT, LINK_TIMEOUT,
 };
 use crate::programs::Unknown;
-use crate::run::{Error, IngressChoice, Instance, LinkArg, Probe, RunOptions};
+use crate::run::{IngressChoice, Instance, LinkArg, Probe, RunOptions};
 use crate::sys::netlink::Netlink;
 
 use super::figure::{Figure, Report, Sample, Target};
@@ -229,7 +230,7 @@ fn add_vxlan(host: &Host) -> Result<(), Error> {
         .iter()
         .map(|&kind| (vxlan_address(kind, side), kind.prefix_len()))
         .collect();
-    host.configure_link(VXLAN, &addresses, LINK_TIMEOUT)
+    Ok(host.configure_link(VXLAN, &addresses, LINK_TIMEOUT)?)
 }
 
 /// Mean ns per run of every l3mp program that ran during a UDP flood from host A to `to` in

@@ -11,8 +11,8 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use super::Error;
 use crate::lab::Host;
-use crate::run::Error;
 
 use super::cpu;
 

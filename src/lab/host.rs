@@ -8,7 +8,7 @@ use std::process::{Child, Command};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::run::Error;
+use super::Error;
 use crate::sys::netlink::{LinkInfo, Netlink};
 use crate::sys::netns::NetNs;
 

@@ -48,10 +48,13 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use crate::run::Error;
 use crate::sys::netlink::Netlink;
 use crate::sys::tun::{RelayStats, Tun, TunRelay};
 use crate::sys::SysError;
+
+crate::error::line_error!(
+    /// A lab that could not be built or driven, as one line.
+);
 
 /// The name of the ext device on both hosts.
 pub const EXT: &str = "ext0";

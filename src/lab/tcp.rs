@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use nix::sys::socket::{bind, connect, listen, Backlog, SockType, SockaddrStorage};
 
-use crate::run::Error;
+use super::Error;
 
 use super::host::End;
 use super::socket::{device_socket, scoped, set_timeouts};

@@ -8,7 +8,7 @@ use pcap_file::pcap::PcapParser;
 use pcap_file::pcapng::{Block, PcapNgParser};
 use pcap_file::DataLink;
 
-use crate::run::Error;
+use super::Error;
 
 /// pcapng files start with a section header block of this type.
 const PCAPNG_MAGIC: [u8; 4] = [0x0a, 0x0d, 0x0d, 0x0a];

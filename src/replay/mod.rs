@@ -11,11 +11,15 @@ use std::time::{Duration, Instant};
 
 use crate::programs::{build, Bundle, Config, Framing, Hook, Unknown};
 use crate::roundtrip::{self, Step};
-use crate::run::Error;
 use crate::vm::{Engine, Machine};
 
 pub use capture::frames;
 use output::Output;
+
+crate::error::line_error!(
+    /// A replay that could not be done (a capture not read, a report not written), as one
+    /// line.
+);
 
 /// What a replay prints.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -7,10 +7,10 @@ use std::path::Path;
 
 use serde_json::json;
 
+use super::Error;
 use super::{describe, step, ReplayOptions, Show, Totals};
 use crate::programs::Config;
 use crate::roundtrip::{Trip, Violation};
-use crate::run::Error;
 use crate::vm::Engine;
 
 /// The report being written.

@@ -29,26 +29,9 @@ pub use state::{InstanceId, Loaded, State, StateLink};
 pub use tc_attach::{TcAttach, TC_ATTACH_ENV};
 pub use watch::serve;
 
-use std::fmt;
-
-/// A failure to start or run, as one line for the operator.
-#[derive(Debug)]
-pub struct Error(String);
-
-impl Error {
-    /// An error saying `what`.
-    pub fn new(what: impl Into<String>) -> Error {
-        Error(what.into())
-    }
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for Error {}
+crate::error::line_error!(
+    /// A failure to start or run, as one line for the operator.
+);
 
 /// The capabilities `run` needs, or an error naming the missing ones.
 pub fn check_privileges() -> Result<(), Error> {

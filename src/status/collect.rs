@@ -6,7 +6,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::run::probe::{self, FarEnd, Recorded};
-use crate::run::{Counters, Error, Listed, Mark, Registry, State};
+use crate::run::{Counters, Listed, Mark, Registry, State};
+
+use super::Error;
 use crate::sys::netlink::{Address, LinkInfo, Netlink};
 use crate::sys::netns::NetNs;
 use crate::sys::SysError;

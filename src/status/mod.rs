@@ -20,6 +20,11 @@ use crate::programs::Unknown;
 use crate::run::probe::FarEnd;
 use crate::run::{Counter, IngressMode, InstanceId, Loaded};
 
+crate::error::line_error!(
+    /// What kept `status` from saying anything, as one line.
+    from crate::run::Error
+);
+
 /// What `status` says about one running instance: its status, or why it cannot be had.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
@@ -135,13 +140,13 @@ pub fn json(instances: &[Entry]) -> String {
 
 /// `l3mp status` reads pinned maps (`CAP_BPF`) and enters other network namespaces
 /// (`CAP_SYS_ADMIN`): one line saying so when either is missing.
-pub fn check_privileges() -> Result<(), crate::run::Error> {
+pub fn check_privileges() -> Result<(), Error> {
     use crate::sys::caps::{missing_capabilities, Cap};
     let missing = missing_capabilities(&[Cap::Bpf, Cap::SysAdmin]);
     if missing.is_empty() {
         return Ok(());
     }
-    Err(crate::run::Error::new(format!(
+    Err(Error::new(format!(
         "status needs root: missing {} (CAP_BPF reads the instances' pinned counters, \
          CAP_SYS_ADMIN enters their network namespaces)",
         missing.join(" and ")
