@@ -12,6 +12,7 @@ mod naming;
 mod options;
 pub mod probe;
 mod registry;
+mod signals;
 mod state;
 mod tc_attach;
 mod tunnel_peers;

@@ -6,7 +6,7 @@ use nix::sys::signal::{SigSet, Signal};
 
 use crate::sys::netlink::{LinkEvent, LinkInfo, Netlink};
 
-use super::watch::{pending, TICK};
+use super::signals::{pending, TICK};
 use super::Error;
 
 /// How a wait for ext ended.

@@ -12,6 +12,7 @@
 
 mod adopt;
 mod carrier;
+mod decide;
 mod far_end;
 mod mtu;
 mod peer;
@@ -36,8 +37,8 @@ use super::probe::Prober;
 use super::registry::{Claim, Published, Registry};
 use super::state::{InstanceId, Loaded, State, StateLink};
 use super::wait_ext::{wait_for_ext, Waited};
-use super::watch::{mac_change, step, Step};
 use super::Error;
+use decide::{mac_change, step, Step};
 
 mod recreate;
 mod reload;
