@@ -146,6 +146,6 @@ impl Loaded {
 
     /// The `counters` map, summed over CPUs (l3mp objects only).
     pub fn counters(&self) -> Result<Vec<Counter>, Error> {
-        Ok(crate::run::counters(&self.ebpf)?.0)
+        Ok(crate::run::Counters::of(&self.ebpf)?.0)
     }
 }

@@ -5,12 +5,12 @@
 use std::path::Path;
 
 use aya::maps::{Map, MapData, PerCpuArray, PerCpuValues};
-use aya::Pod;
+use aya::{Ebpf, Pod};
 use serde::{Deserialize, Serialize};
 
 use crate::programs::layout::{
-    COUNTER_SLOTS, EGRESS, EGRESS_DROP, FOREIGN, GUARDED, GUARD_NOT_IP, INGRESS, PASS, TOO_BIG,
-    UNKNOWN,
+    COUNTERS_MAP, COUNTER_SLOTS, EGRESS, EGRESS_DROP, FOREIGN, GUARDED, GUARD_NOT_IP, INGRESS,
+    PASS, TOO_BIG, UNKNOWN,
 };
 
 use super::Error;
@@ -49,6 +49,16 @@ impl Counters {
             })
             .collect::<Result<Vec<_>, Error>>()
             .map(Counters)
+    }
+
+    /// Reads the counters map of the programs loaded in `ebpf`.
+    pub fn of(ebpf: &Ebpf) -> Result<Counters, Error> {
+        let map: PerCpuArray<_, Counter> = ebpf
+            .map(COUNTERS_MAP)
+            .ok_or_else(|| Error::new(format!("map {COUNTERS_MAP} missing from the object")))?
+            .try_into()
+            .map_err(|e| Error::new(format!("map {COUNTERS_MAP}: {e}")))?;
+        Counters::read(&map)
     }
 
     /// Reads the counters map pinned at `path`.

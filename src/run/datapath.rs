@@ -1,7 +1,7 @@
 //! The programs in the kernel: loaded through aya from the assembler's ELF, attached to the
 //! links and to ext. Dropping a [`Datapath`] detaches everything it attached.
 
-use aya::maps::{Array, DevMap, MapData, PerCpuArray};
+use aya::maps::{Array, DevMap, MapData};
 use aya::programs::tc::{SchedClassifierLink, SchedClassifierLinkId};
 use aya::programs::xdp::{XdpLink, XdpLinkId};
 use aya::programs::{ProgramError, SchedClassifier, TcAttachType, Xdp, XdpMode};
@@ -12,7 +12,7 @@ use crate::programs::layout::{COUNTERS_MAP, LINKS_MAP, PEERS_MAP, PROBES_MAP};
 use crate::programs::{self, Config, Hook, NAPI_PASS};
 use crate::sys::netns::NetNs;
 
-use super::counters::{Counter, Counters};
+use super::counters::Counters;
 use super::kernel;
 use super::probe::Recorded;
 use super::registry::Pins;
@@ -341,7 +341,7 @@ impl Datapath {
 
     /// Every counter slot, summed over CPUs.
     pub fn counters(&self) -> Result<Counters, Error> {
-        counters(self.ebpf.as_ref().expect("taken only when dropped"))
+        Counters::of(self.ebpf.as_ref().expect("taken only when dropped"))
     }
 
     /// Every entry of the `probes` map, by label.
@@ -395,16 +395,6 @@ pub fn serving(ifname: &str, at: TcAttachType, prog: &str) -> bool {
                 .iter()
                 .any(|p| p.name_as_str().is_some_and(|name| name == prog))
         })
-}
-
-/// Every counter slot of the `counters` map of `ebpf`, summed over CPUs.
-pub fn counters(ebpf: &Ebpf) -> Result<Counters, Error> {
-    let map: PerCpuArray<_, Counter> = ebpf
-        .map(COUNTERS_MAP)
-        .ok_or_else(|| Error::new(format!("map {COUNTERS_MAP} missing from the object")))?
-        .try_into()
-        .map_err(|e| Error::new(format!("map {COUNTERS_MAP}: {e}")))?;
-    Counters::read(&map)
 }
 
 /// Points every link's entry in the `links` DEVMAP (XDP) and in the `peers` array (TC) at its

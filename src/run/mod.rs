@@ -21,7 +21,7 @@ mod watch;
 
 pub use bpffs::{ensure_bpffs, BPFFS};
 pub use counters::{Counter, Counters};
-pub use datapath::{counters, point_links, set_devmap, IngressMode};
+pub use datapath::{point_links, set_devmap, IngressMode};
 pub use instance::{choose_mode, Instance, ManagedLink, Started};
 pub use naming::{hidden_name, Identity, Mark, Source};
 pub use options::{parse_link, IngressChoice, LinkArg, Probe, RunOptions};
