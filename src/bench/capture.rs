@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use pcap_file::pcap::{PcapPacket, PcapWriter};
 
-use super::packets::udp_frame;
 use super::Error;
+use crate::packets::udp_frame;
 use crate::programs::Family;
 
 /// Frame lengths the capture cycles through, Ethernet header included.

@@ -4,6 +4,16 @@
 
 use std::fmt::Write as _;
 
+use crate::programs::Family;
+
+/// The name of a family in figure names.
+pub fn family_name(family: Family) -> &'static str {
+    match family {
+        Family::V4 => "ipv4",
+        Family::V6 => "ipv6",
+    }
+}
+
 /// The parts of the bench, in the order the table shows them.
 pub const PARTS: [&str; 4] = ["program", "end-to-end", "scale", "offline"];
 

@@ -16,7 +16,6 @@ mod cpu;
 mod figure;
 mod floor;
 mod offline;
-pub(crate) mod packets;
 mod primed;
 mod program_cost;
 mod scale;

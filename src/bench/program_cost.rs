@@ -21,12 +21,13 @@ use crate::programs::{self, egress_name, ingress_name, Config, Family, Framing, 
 use crate::roundtrip::at_the_mirror;
 use crate::run::point_links;
 
+use super::figure::family_name;
 use super::figure::{Check, Figure, Report, Sample, Target};
 use super::floor;
-use super::packets::{family_name, udp_frame, SIZES};
 use super::primed::{primed, restores_all, restoring};
 use super::testrun::{Loaded, RuntimeStats};
 use super::Settings;
+use crate::packets::{udp_frame, SIZES};
 
 /// The target: at most this many ns above the floor of the hook.
 pub const OVER_FLOOR_NS: f64 = 12.0;

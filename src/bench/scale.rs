@@ -10,8 +10,8 @@ use crate::programs::{egress_name, ingress_name, Family, Hook};
 use crate::roundtrip::at_the_mirror;
 use crate::run::IngressChoice;
 
+use super::figure::family_name;
 use super::figure::{Check, Figure, Report, Sample, Target};
-use super::packets::{family_name, udp_frame};
 use super::program_cost::{
     load, load_primed, primed_demux, redirect_verdict, run_cases, test_config, Case, Method, Path,
     Timed,
@@ -19,6 +19,7 @@ use super::program_cost::{
 use super::testrun::Loaded;
 use super::throughput::start_instance;
 use super::Settings;
+use crate::packets::udp_frame;
 
 /// Label width for the scale figures.
 const LABEL_BITS: u8 = 6;

@@ -328,7 +328,7 @@ mod tests {
     fn frames(n: usize) -> Vec<Vec<u8>> {
         (0..n)
             .map(|i| {
-                let mut f = crate::bench::packets::udp_frame(Family::V4, 64);
+                let mut f = crate::packets::udp_frame(Family::V4, 64);
                 f[60..64].copy_from_slice(&(i as u32).to_be_bytes());
                 f
             })

@@ -1,5 +1,6 @@
 //! Shared by the integration tests: the configurations that cover every program variant,
-//! packet builders, and privilege checks.
+//! packet builders, and privilege checks. The privilege checks and the loading need the
+//! `daemon` feature (the sys layer, aya); the rest serves the offline tests too.
 #![allow(dead_code)] // each test binary uses its own part of this module
 
 pub mod corpus;
@@ -143,6 +144,7 @@ pub fn variants() -> Vec<Config> {
 }
 
 /// Whether the process may load BPF programs; prints why a test skips when not.
+#[cfg(feature = "daemon")]
 pub fn can_bpf(test: &str) -> bool {
     let missing = l3mp::sys::caps::missing_capabilities(&[
         l3mp::sys::caps::Cap::Bpf,
@@ -160,6 +162,7 @@ pub fn can_bpf(test: &str) -> bool {
 
 /// Whether the process may build hosts in network namespaces and run l3mp there (root); prints
 /// why a test skips when not.
+#[cfg(feature = "daemon")]
 pub fn can_build_hosts(test: &str) -> bool {
     use l3mp::sys::caps::{missing_capabilities, Cap};
     let missing = missing_capabilities(&[Cap::NetAdmin, Cap::Bpf, Cap::SysAdmin]);
@@ -188,6 +191,7 @@ pub fn unchecked_read_elf() -> Vec<u8> {
 }
 
 /// Loads `name` of `ebpf` into the kernel, through its verifier.
+#[cfg(feature = "daemon")]
 pub fn load(
     ebpf: &mut aya::Ebpf,
     name: &str,
@@ -208,6 +212,7 @@ pub fn load(
 /// Loads every program of every variant ([`variants`]) into the running kernel, loaded
 /// through aya from the ELF the assembler wrote; panics with the verifier's log at the first
 /// rejection. Prints the verifier's instruction counts (N = 4) and returns how many it loaded.
+#[cfg(feature = "daemon")]
 pub fn kernel_accepts_every_variant() -> usize {
     use aya::programs::ProgramError;
     let mut loaded = 0;

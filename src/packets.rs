@@ -1,5 +1,5 @@
-//! The frames the per-program figures run on: UDP over IPv4 or IPv6 in an Ethernet frame of
-//! an exact length, as a link's stack hands it to egress.
+//! The frames the bench's per-program figures run on (and the replay tests capture): UDP over
+//! IPv4 or IPv6 in an Ethernet frame of an exact length, as a link's stack hands it to egress.
 
 use etherparse::PacketBuilder;
 
@@ -35,14 +35,6 @@ pub fn udp_frame(family: Family, len: usize) -> Vec<u8> {
         .write(&mut frame, &payload)
         .expect("writing to a Vec cannot fail");
     frame
-}
-
-/// The name of a family in figure names.
-pub fn family_name(family: Family) -> &'static str {
-    match family {
-        Family::V4 => "ipv4",
-        Family::V6 => "ipv6",
-    }
 }
 
 #[cfg(test)]
