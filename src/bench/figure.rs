@@ -4,6 +4,9 @@
 
 use std::fmt::Write as _;
 
+use serde::Serialize;
+use serde_json::{json, Value};
+
 use crate::programs::Family;
 
 /// The name of a family in figure names.
@@ -48,17 +51,13 @@ impl Target {
         }
     }
 
-    fn json(self) -> String {
+    fn json(self) -> Value {
         let (kind, limit) = match self {
             Target::AtMostAbove(l) => ("at_most_above_baseline", l),
             Target::RatioAtLeast(l) => ("ratio_at_least", l),
             Target::RatioAtMost(l) => ("ratio_at_most", l),
         };
-        format!(
-            "{{\"kind\": {}, \"limit\": {}}}",
-            string(kind),
-            number(limit)
-        )
+        json!({"kind": kind, "limit": number(limit)})
     }
 }
 
@@ -108,16 +107,14 @@ impl Sample {
         }
     }
 
-    fn json(&self) -> String {
-        let values: Vec<String> = self.values.iter().map(|v| number(*v)).collect();
-        format!(
-            "{{\"median\": {}, \"min\": {}, \"max\": {}, \"relative_spread\": {}, \"values\": [{}]}}",
-            number(self.median),
-            number(self.min),
-            number(self.max),
-            number(self.spread()),
-            values.join(", ")
-        )
+    fn json(&self) -> SampleJson {
+        SampleJson {
+            median: number(self.median),
+            min: number(self.min),
+            max: number(self.max),
+            relative_spread: number(self.spread()),
+            values: self.values.iter().map(|v| number(*v)).collect(),
+        }
     }
 }
 
@@ -171,34 +168,28 @@ impl Figure {
         self.target.map(|t| t.met(self.excess(), self.ratio()))
     }
 
-    fn json(&self) -> String {
-        format!(
-            "{{\"part\": {}, \"name\": {}, \"unit\": {}, \"value\": {}, \"value_rounds\": {}, \
-             \"baseline_name\": {}, \"baseline\": {}, \"baseline_rounds\": {}, \"ratio\": {}, \
-             \"ratio_rounds\": {}, \"excess\": {}, \"target\": {}, \"meets_target\": {}, \
-             \"method\": {}}}",
-            string(self.part),
-            string(&self.name),
-            string(self.unit),
-            number(self.value.median),
-            self.value.json(),
-            string(&self.baseline_name),
-            number(self.baseline.median),
-            self.baseline.json(),
-            number(self.ratio()),
-            self.by_round(|v, b| v / b)
-                .map_or("null".into(), |rounds| rounds.json()),
-            number(self.excess()),
-            self.target.map_or("null".into(), Target::json),
-            self.meets_target()
-                .map_or("null".into(), |met| met.to_string()),
-            string(&self.method)
-        )
+    fn json(&self) -> FigureJson<'_> {
+        FigureJson {
+            part: self.part,
+            name: &self.name,
+            unit: self.unit,
+            value: number(self.value.median),
+            value_rounds: self.value.json(),
+            baseline_name: &self.baseline_name,
+            baseline: number(self.baseline.median),
+            baseline_rounds: self.baseline.json(),
+            ratio: number(self.ratio()),
+            ratio_rounds: self.by_round(|v, b| v / b).map(|rounds| rounds.json()),
+            excess: number(self.excess()),
+            target: self.target.map(Target::json),
+            meets_target: self.meets_target(),
+            method: &self.method,
+        }
     }
 }
 
 /// Facts about one loaded program, as the kernel reports them.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ProgramFacts {
     pub name: String,
     /// Instructions the generator emitted.
@@ -211,23 +202,9 @@ pub struct ProgramFacts {
     pub jited_bytes: u32,
 }
 
-impl ProgramFacts {
-    fn json(&self) -> String {
-        format!(
-            "{{\"name\": {}, \"insns\": {}, \"xlated_insns\": {}, \"verified_insns\": {}, \
-             \"jited_bytes\": {}}}",
-            string(&self.name),
-            self.insns,
-            self.xlated_insns,
-            self.verified_insns,
-            self.jited_bytes
-        )
-    }
-}
-
 /// A check that a measurement measured what it claims (e.g. that every run of a demux took
 /// the demux path), with what was seen.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Check {
     pub what: String,
     pub passed: bool,
@@ -249,36 +226,17 @@ pub struct Report {
 impl Report {
     /// The report as a JSON document.
     pub fn json(&self) -> String {
-        let list = |items: Vec<String>| {
-            if items.is_empty() {
-                "[]".to_string()
-            } else {
-                format!("[\n    {}\n  ]", items.join(",\n    "))
-            }
+        let doc = ReportJson {
+            machine: &self.machine,
+            mode: &self.mode,
+            all_targets_met: self.all_targets_met(),
+            figures: self.figures.iter().map(Figure::json).collect(),
+            programs: &self.programs,
+            checks: &self.checks,
+            notes: &self.notes,
         };
-        let checks = self
-            .checks
-            .iter()
-            .map(|c| {
-                format!(
-                    "{{\"what\": {}, \"passed\": {}, \"detail\": {}}}",
-                    string(&c.what),
-                    c.passed,
-                    string(&c.detail)
-                )
-            })
-            .collect();
-        format!(
-            "{{\n  \"machine\": {},\n  \"mode\": {},\n  \"all_targets_met\": {},\n  \
-             \"figures\": {},\n  \"programs\": {},\n  \"checks\": {},\n  \"notes\": {}\n}}\n",
-            string(&self.machine),
-            string(&self.mode),
-            self.all_targets_met(),
-            list(self.figures.iter().map(Figure::json).collect()),
-            list(self.programs.iter().map(ProgramFacts::json).collect()),
-            list(checks),
-            list(self.notes.iter().map(|n| string(n)).collect()),
-        )
+        // Strings, numbers, booleans and lists always serialise.
+        serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n"
     }
 
     /// Whether every figure with a target meets it and every check passed.
@@ -372,38 +330,56 @@ fn short(v: f64) -> String {
     }
 }
 
-/// A JSON number (non-finite values become `null`).
-fn number(v: f64) -> String {
-    if v.is_finite() {
-        let text = format!("{v:.4}");
-        let text = text.trim_end_matches('0').trim_end_matches('.');
-        if text.is_empty() || text == "-" {
-            "0".into()
-        } else {
-            text.to_string()
-        }
-    } else {
-        "null".into()
-    }
+/// The JSON document of a [`Report`], its fields in this order.
+#[derive(Serialize)]
+struct ReportJson<'r> {
+    machine: &'r str,
+    mode: &'r str,
+    all_targets_met: bool,
+    figures: Vec<FigureJson<'r>>,
+    programs: &'r [ProgramFacts],
+    checks: &'r [Check],
+    notes: &'r [String],
 }
 
-/// A JSON string.
-fn string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
+/// A [`Figure`] in the JSON document: its medians, their rounds, and how it is judged.
+#[derive(Serialize)]
+struct FigureJson<'f> {
+    part: &'f str,
+    name: &'f str,
+    unit: &'f str,
+    value: Value,
+    value_rounds: SampleJson,
+    baseline_name: &'f str,
+    baseline: Value,
+    baseline_rounds: SampleJson,
+    ratio: Value,
+    ratio_rounds: Option<SampleJson>,
+    excess: Value,
+    target: Option<Value>,
+    meets_target: Option<bool>,
+    method: &'f str,
+}
+
+/// A [`Sample`] in the JSON document.
+#[derive(Serialize)]
+struct SampleJson {
+    median: Value,
+    min: Value,
+    max: Value,
+    relative_spread: Value,
+    values: Vec<Value>,
+}
+
+/// A JSON number to four decimals, whole ones without a fraction (non-finite values become
+/// `null`).
+fn number(v: f64) -> Value {
+    let rounded = (v * 1e4).round() / 1e4;
+    if rounded.fract() == 0.0 && rounded.abs() < 1e15 {
+        json!(rounded as i64)
+    } else {
+        json!(rounded)
     }
-    out.push('"');
-    out
 }
 
 #[cfg(test)]
@@ -474,10 +450,17 @@ mod tests {
 
     #[test]
     fn json_escapes_and_numbers() {
-        assert_eq!(string("a\"b\\c\n"), "\"a\\\"b\\\\c\\n\"");
-        assert_eq!(number(1.5), "1.5");
-        assert_eq!(number(2.0), "2");
-        assert_eq!(number(0.0), "0");
-        assert_eq!(number(f64::NAN), "null");
+        let report = Report {
+            notes: vec!["a\"b\\c\n".into()],
+            ..Report::default()
+        };
+        let doc: Value = serde_json::from_str(&report.json()).expect("JSON");
+        assert_eq!(doc["notes"][0], "a\"b\\c\n");
+        assert_eq!(number(1.5).to_string(), "1.5");
+        assert_eq!(number(2.0).to_string(), "2");
+        assert_eq!(number(0.0).to_string(), "0");
+        assert_eq!(number(-0.00001).to_string(), "0");
+        assert_eq!(number(1.23456).to_string(), "1.2346");
+        assert_eq!(number(f64::NAN), Value::Null);
     }
 }
