@@ -32,15 +32,16 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Create the links on a tunnel and run the datapath until SIGINT or SIGTERM.
+    /// Create the links on a tunnel and run the datapath until SIGINT, SIGTERM or SIGUSR2.
     #[command(
         override_usage = "l3mp run --ext <IF> --if <NAME@LABEL>... [OPTIONS]\n       \
                           l3mp run --config <FILE> [-v|-q]",
         long_about = "Checks every option against the system, creates each --if link \
 (a veth pair: the named end for the operator, a hidden end that receives what the tunnel \
 delivers), attaches the programs, and runs in the foreground, following ext as it goes and \
-comes back, until a stop signal; then it detaches the programs and deletes the links. An ext \
-that does not exist yet is waited for. With --config, SIGHUP reads the file again and applies \
+comes back, until SIGINT or SIGTERM (then it detaches the programs and deletes the links) or \
+SIGUSR2 (it detaches them and leaves the links for the next start to adopt). An ext that does \
+not exist yet is waited for. With --config, SIGHUP reads the file again and applies \
 only the difference. Run the same command, with the same labels, on the neighbour."
     )]
     Run(RunArgs),

@@ -14,7 +14,9 @@ use object::{
 use crate::program::Assembled;
 use crate::Error;
 
-/// The kernel keeps this many bytes of a program's name.
+/// The longest program name the kernel takes: 15 bytes and a NUL in `prog_name`. It rejects
+/// a longer one (EINVAL); aya cuts a longer one to 15 bytes before loading, so that two names
+/// that differ only past their 15th byte would load under one name.
 pub const MAX_PROGRAM_NAME: usize = 15;
 
 /// The program type, which the loader reads from the section name.
@@ -92,7 +94,7 @@ pub fn write_elf(
     for (kind, prog) in programs {
         if prog.name.is_empty() || prog.name.len() > MAX_PROGRAM_NAME {
             return Err(Error::Elf(format!(
-                "program name '{}' must be 1 to {MAX_PROGRAM_NAME} bytes (the kernel truncates)",
+                "program name '{}' must be 1 to {MAX_PROGRAM_NAME} bytes (the kernel's limit)",
                 prog.name
             )));
         }

@@ -265,9 +265,11 @@ pub fn decode(slots: &[RawInsn], at: usize) -> Result<(Insn, usize), Error> {
     };
     let insn = match raw.code & 0x07 {
         0x00 if raw.code == LD_IMM64 => {
-            // The early return below skips the re-encoding check, so the one field of the
-            // first slot that is neither modelled nor deliberately ignored (src_reg) is checked
-            // here: the kernel rejects a nonzero offset ("uses reserved fields").
+            // ld_imm64 returns early, before the re-encoding check at the end, so its fields
+            // are checked here. Of the first slot, code, dst_reg and imm are modelled and
+            // src_reg is ignored on purpose (map loads are told apart by relocations); off is
+            // neither, and must be 0 (the kernel: "BPF_LD_IMM64 uses reserved fields"). The
+            // second slot must be 0 but for imm, as the kernel also requires.
             if raw.off != 0 {
                 return Err(bad("ld_imm64 with a nonzero offset"));
             }

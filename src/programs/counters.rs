@@ -7,8 +7,8 @@ use l3mp_asm::{
 
 use super::layout::*;
 
-/// Adds one packet of r9 bytes to the slot `key` (an immediate or a register other than
-/// r1/r2). Clobbers r0..r5.
+/// Adds one packet of `LEN` bytes to the slot `key`: an immediate or any register (it goes to
+/// the stack first, before anything is clobbered). Clobbers r0..r5.
 pub fn count(p: &mut Program, key: impl Into<Src>) {
     let skip = p.local("counted");
     p.extend([

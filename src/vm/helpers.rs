@@ -33,7 +33,8 @@ pub const VM_NOW_NS: u64 = 1_000_000_007;
 pub struct Redirect {
     /// The device it goes to (for a DEVMAP redirect, the entry's ifindex).
     pub ifindex: u32,
-    /// The flags of the call (`BPF_F_INGRESS` for TC).
+    /// The flags of the call: 0 from every program l3mp generates (out of the device, never
+    /// `BPF_F_INGRESS`), and 0 for an XDP redirect.
     pub flags: u64,
 }
 
@@ -114,7 +115,8 @@ pub fn ktime_get_ns(_: u64, _: u64, _: u64, _: u64, _: u64) -> u64 {
     VM_NOW_NS
 }
 
-/// `bpf_redirect(ifindex, flags)` from TC.
+/// `bpf_redirect(ifindex, flags)` from TC: like the kernel's, it drops the packet when `flags`
+/// has any bit other than `BPF_F_INGRESS`.
 pub fn redirect(ifindex: u64, flags: u64, _: u64, _: u64, _: u64) -> u64 {
     if flags & !BPF_F_INGRESS != 0 {
         return TC_ACT_SHOT as u64;
