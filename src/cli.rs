@@ -244,4 +244,7 @@ pub struct BenchArgs {
     /// frames; 20,000 with --quick) on each engine against `tcpdump -nr` on the same file.
     #[arg(long)]
     pub offline: bool,
+    /// Only the start-up part: 1 link against 63, started in turns in a namespace.
+    #[arg(long, conflicts_with = "offline")]
+    pub start_up: bool,
 }

@@ -147,6 +147,8 @@ fn bench(args: &BenchArgs) -> Result<(), Error> {
     };
     let report = if args.offline {
         l3mp::bench::offline(&settings)?
+    } else if args.start_up {
+        l3mp::bench::start_up(&settings)?
     } else {
         l3mp::bench::bench(&settings)?
     };

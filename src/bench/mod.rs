@@ -5,7 +5,8 @@
 //!    a floor program of its hook that only redirects.
 //! 2. End to end ([`throughput`]): TCP and small-packet UDP between two network namespaces
 //!    over a veth ext: plain, muxed with TC ingress, muxed with XDP ingress, and VXLAN.
-//! 3. Scale ([`scale`]): per-packet demux cost with 1 and 63 links, and start-up time.
+//! 3. Scale ([`scale`]): per-packet demux cost with 1 and 63 links, and start-up time (also
+//!    alone: [`start_up`]).
 //!
 //! Needs root (namespaces, BPF, runtime statistics).
 //!
@@ -78,22 +79,7 @@ impl Settings {
 
 /// Runs every part of the bench.
 pub fn bench(settings: &Settings) -> Result<Report, Error> {
-    let missing = missing_capabilities(&[Cap::NetAdmin, Cap::Bpf, Cap::SysAdmin]);
-    if !missing.is_empty() {
-        return Err(Error::new(format!(
-            "the bench loads BPF programs and creates network namespaces: missing {}; run it as root",
-            missing.join(", ")
-        )));
-    }
-    let mut report = Report {
-        machine: cpu::machine(),
-        mode: if *settings == Settings::QUICK {
-            "quick".into()
-        } else {
-            "full".into()
-        },
-        ..Report::default()
-    };
+    let mut report = new_report(settings)?;
     // Test runs execute on the calling CPU: keep them on one.
     cpu::pin(cpu::count() - 1)?;
     let part1 = program_cost::measure(settings, &mut report);
@@ -103,4 +89,31 @@ pub fn bench(settings: &Settings) -> Result<Report, Error> {
     throughput::measure(settings, &mut report)?;
     scale::start_up(settings, &mut report)?;
     Ok(report)
+}
+
+/// Only the start-up figure (`l3mp bench --start-up`): 1 link against 63.
+pub fn start_up(settings: &Settings) -> Result<Report, Error> {
+    let mut report = new_report(settings)?;
+    scale::start_up(settings, &mut report)?;
+    Ok(report)
+}
+
+/// An empty report for this machine, once the capabilities the bench needs are there.
+fn new_report(settings: &Settings) -> Result<Report, Error> {
+    let missing = missing_capabilities(&[Cap::NetAdmin, Cap::Bpf, Cap::SysAdmin]);
+    if !missing.is_empty() {
+        return Err(Error::new(format!(
+            "the bench loads BPF programs and creates network namespaces: missing {}; run it as root",
+            missing.join(", ")
+        )));
+    }
+    Ok(Report {
+        machine: cpu::machine(),
+        mode: if *settings == Settings::QUICK {
+            "quick".into()
+        } else {
+            "full".into()
+        },
+        ..Report::default()
+    })
 }

@@ -27,6 +27,8 @@ const LABEL_BITS: u8 = 6;
 const MANY: u8 = 63;
 /// The target: 63 links cost at most this ratio of one link, per packet.
 pub const SCALE_TARGET: f64 = 1.05;
+/// The target: 63 links start in at most this ratio of one link's start-up time.
+pub const START_UP_TARGET: f64 = 3.0;
 /// The frame the figures run on.
 const FRAME: (Family, usize) = (Family::V4, 64);
 
@@ -131,7 +133,7 @@ pub fn start_up(settings: &Settings, report: &mut Report) -> Result<(), Error> {
         value: Sample::of(&times[1].1),
         baseline_name: "1 link".into(),
         baseline: Sample::of(&times[0].1),
-        target: None,
+        target: Some(Target::RatioAtMost(START_UP_TARGET)),
         method: format!(
             "Instance::start in a namespace with a veth ext (TC ingress, --peer known) until it \
              returns with every link created, up and attached; median of {} starts, \
