@@ -46,19 +46,23 @@ impl Netlink {
     }
 
     /// Creates the veth pair `user` / `peer`, both with MTU `mtu` and the
-    /// given aliases and MACs, turns ARP off on `user` (`IFF_NOARP`) and IPv6
+    /// given aliases and MACs, ARP off on `user` (`IFF_NOARP`) and IPv6
     /// address generation off on `peer` (it gets no link-local address, so its
     /// stack sends nothing: no DAD, MLD or router solicitation). Both ends stay
     /// down, so that nothing crosses the pair until the caller brings them up.
     /// If any step after the creation fails, the pair is deleted again before
     /// the error is returned.
+    ///
+    /// Five requests: the creation (with ARP off), one change per end for what
+    /// the kernel takes only on an existing link (the alias, the address
+    /// generation), and a lookup per end.
     pub fn create_veth(
         &self,
         user: &VethEnd<'_>,
         peer: &VethEnd<'_>,
         mtu: u32,
     ) -> Result<(LinkInfo, LinkInfo), SysError> {
-        self.add_veth_pair(user, peer, mtu, None)?;
+        self.add_veth_pair(user, peer, mtu, None, true)?;
         let configured = self.configure_veth(user, peer);
         if configured.is_err() {
             if let Err(error) = self.delete_link(user.name) {
@@ -85,7 +89,7 @@ impl Netlink {
             name,
             ..VethEnd::default()
         };
-        self.add_veth_pair(&end(name), &end(peer_name), mtu, Some(peer_netns))
+        self.add_veth_pair(&end(name), &end(peer_name), mtu, Some(peer_netns), false)
     }
 
     /// Deletes a link (for a veth, both ends).
@@ -123,19 +127,6 @@ impl Netlink {
         self.set_flag(index, LinkFlag::Noarp, noarp, what)
     }
 
-    /// Has the kernel generate no IPv6 address for link `index` (its `addr_gen_mode` to
-    /// `none`): taking effect the next time it comes up, it gets no link-local address.
-    pub fn set_no_ipv6_addresses(&self, index: u32) -> Result<(), SysError> {
-        let what = "turning IPv6 address generation off";
-        self.set_link(index, what, |message| {
-            let mode = AfSpecInet6::AddrGenMode(IN6_ADDR_GEN_MODE_NONE);
-            let spec = AfSpecUnspec::Inet6(vec![mode]);
-            message
-                .attributes
-                .push(LinkAttribute::AfSpecUnspec(vec![spec]));
-        })
-    }
-
     /// Sets the alias (`IFLA_IFALIAS`) of link `index`; an empty alias clears it.
     pub fn set_alias(&self, index: u32, alias: &str) -> Result<(), SysError> {
         self.set_link(index, &format!("setting alias {alias:?}"), |message| {
@@ -168,17 +159,23 @@ impl Netlink {
         })
     }
 
+    /// Creates the pair, `user` without ARP if `noarp`. Each end gets one
+    /// queue each way: a veth made with one per CPU and cut down to one (the
+    /// default) waits for an RCU grace period per end under the RTNL lock.
     fn add_veth_pair(
         &self,
         user: &VethEnd<'_>,
         peer: &VethEnd<'_>,
         mtu: u32,
         peer_netns: Option<&NetNs>,
+        noarp: bool,
     ) -> Result<(), SysError> {
         let attributes = |end: &VethEnd<'_>| {
             let mut attributes = vec![
                 LinkAttribute::IfName(end.name.to_string()),
                 LinkAttribute::Mtu(mtu),
+                LinkAttribute::NumTxQueues(1),
+                LinkAttribute::NumRxQueues(1),
             ];
             if let Some(mac) = end.mac {
                 attributes.push(LinkAttribute::Address(mac.to_vec()));
@@ -192,6 +189,10 @@ impl Netlink {
             peer_message.attributes.push(LinkAttribute::NetNsFd(fd));
         }
         let mut message = LinkMessage::default();
+        if noarp {
+            message.header.flags = vec![LinkFlag::Noarp];
+            message.header.change_mask = vec![LinkFlag::Noarp];
+        }
         message.attributes = attributes(user);
         message.attributes.push(LinkAttribute::LinkInfo(vec![
             InfoAttribute::Kind(InfoKind::Veth),
@@ -214,12 +215,16 @@ impl Netlink {
         user: &VethEnd<'_>,
         peer: &VethEnd<'_>,
     ) -> Result<(LinkInfo, LinkInfo), SysError> {
-        let link = self.existing_link(user.name)?.index;
-        let peer_index = self.existing_link(peer.name)?.index;
-        self.set_noarp(link, true)?;
-        self.set_no_ipv6_addresses(peer_index)?;
-        self.set_alias(link, user.alias)?;
-        self.set_alias(peer_index, peer.alias)?;
+        let alias = |end: &VethEnd<'_>| LinkAttribute::IfAlias(end.alias.to_string());
+        let what = |end: &VethEnd<'_>| format!("setting alias {:?} on {:?}", end.alias, end.name);
+        self.set_named_link(user.name, &what(user), |message| {
+            message.attributes.push(alias(user));
+        })?;
+        let what = format!("{} and turning IPv6 address generation off", what(peer));
+        self.set_named_link(peer.name, &what, |message| {
+            message.attributes.push(alias(peer));
+            message.attributes.push(no_ipv6_addresses());
+        })?;
         Ok((
             self.existing_link(user.name)?,
             self.existing_link(peer.name)?,
@@ -249,6 +254,20 @@ impl Netlink {
         Ok(())
     }
 
+    /// Like [`Netlink::set_link`], for the link called `name`.
+    fn set_named_link(
+        &self,
+        name: &str,
+        what: &str,
+        fill: impl FnOnce(&mut LinkMessage),
+    ) -> Result<(), SysError> {
+        let mut message = addressed(LinkRef::Name(name));
+        fill(&mut message);
+        let request = RouteNetlinkMessage::SetLink(message);
+        self.execute(request, 0, || what.to_string())?;
+        Ok(())
+    }
+
     /// "link 7 ("veth0")" when the name can be found, else "link 7".
     pub(super) fn describe(&self, index: u32) -> String {
         match self.link_by_index(index) {
@@ -268,6 +287,13 @@ fn addressed(link: LinkRef<'_>) -> LinkMessage {
             .push(LinkAttribute::IfName(name.to_string())),
     }
     message
+}
+
+/// `IFLA_AF_SPEC` for no automatic IPv6 address (`addr_gen_mode` `none`): taking effect the
+/// next time the link comes up, it gets no link-local address.
+fn no_ipv6_addresses() -> LinkAttribute {
+    let mode = AfSpecInet6::AddrGenMode(IN6_ADDR_GEN_MODE_NONE);
+    LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(vec![mode])])
 }
 
 /// Asks the kernel to leave the statistics out of link replies.
