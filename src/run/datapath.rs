@@ -42,7 +42,8 @@ pub struct Datapath {
     ebpf: Option<Ebpf>,
     /// Every attachment made (or taken over), so that a replacement can take it over.
     attached: Vec<Attached>,
-    /// How the TC programs are attached.
+    /// How the TC programs on ext are attached (those on the links are always filters: see
+    /// [`LINK_TC_ATTACH`]).
     tc_attach: TcAttach,
     /// The network namespace they were attached in. aya detaches netlink filters by ifindex
     /// in the namespace of the thread that drops them: a [`Datapath`] dropped elsewhere (the
@@ -51,6 +52,21 @@ pub struct Datapath {
     netns: NetNs,
     /// Dropped after `ebpf` (fields drop in order), once the filters on them are gone.
     clsacts: Clsacts,
+}
+
+/// How the links' egress programs are attached, on every kernel: as cls_bpf filters on a
+/// clsact qdisc. A tcx attachment costs an RCU grace period (`tcx_entry_sync`), waited for
+/// under the RTNL lock, so attachments cannot share one, even from several threads or
+/// processes: about 12 to 19 ms each here, most of a start-up with many links. A filter's
+/// first attachment waits for an expedited grace period at most. A link's filter goes with
+/// the link, and with its qdisc when the link is moved to another network namespace.
+const LINK_TC_ATTACH: TcAttach = TcAttach::Netlink;
+
+/// Which device a TC program goes to: one of l3mp's links, or ext (the way given).
+#[derive(Clone, Copy)]
+enum Way {
+    Link,
+    Ext(TcAttach),
 }
 
 /// Where a program is attached.
@@ -104,22 +120,27 @@ impl Datapath {
     /// The counters and probes maps are those pinned at `pins`, created and pinned there if
     /// there are none yet: programs loaded again for the same instance (after ext came back
     /// with a new ifindex) keep counting where the previous ones stopped.
+    ///
+    /// `adopted` are the ifindexes of the links a start adopted from a killed instance, whose
+    /// filters may still be on them; the other links carry none of l3mp's.
     pub fn attach(
         cfg: &Config,
         ext: &str,
         mode: IngressMode,
         pins: &Pins,
+        adopted: &[u32],
     ) -> Result<Datapath, Error> {
         let mut dp = Datapath::load(cfg, mode, pins)?;
         // Attached afresh, so no datapath of this instance is on these devices: l3mp filters
-        // there (netlink TC, before Linux 6.6) are a killed instance's, on ext and on the
+        // there (netlink TC) are a killed instance's, on ext (before Linux 6.6) and on the
         // links a start adopted. (A replacement keeps the old filters: it takes them over.)
         let on_ext = [programs::GUARD, programs::ingress_name(Hook::Tc)];
-        dp.clsacts.remove_stale(cfg.ext.ifindex, ext, &on_ext)?;
-        for link in &cfg.links {
+        dp.clsacts
+            .remove_stale(cfg.ext.ifindex, ext, &on_ext, false)?;
+        for link in cfg.links.iter().filter(|l| adopted.contains(&l.ifindex)) {
             let egress = programs::egress_name(link.label);
             dp.clsacts
-                .remove_stale(link.ifindex, &link.name, &[egress.as_str()])?;
+                .remove_stale(link.ifindex, &link.name, &[egress.as_str()], true)?;
         }
         dp.attach_all(cfg, ext, mode, &mut Vec::new())?;
         Ok(dp)
@@ -172,7 +193,9 @@ impl Datapath {
             .load(&elf)
             .map_err(|e| Error::new(format!("loading the programs: {e}")))?;
         let tc_attach = TcAttach::chosen()?;
-        log::debug!("TC programs attach through {tc_attach}");
+        log::debug!(
+            "TC programs attach to ext through {tc_attach}, to the links through {LINK_TC_ATTACH}"
+        );
         let clsacts = Clsacts::new()?;
         let netns = NetNs::of_current_thread().map_err(|e| Error::new(e.to_string()))?;
         let mut dp = Datapath {
@@ -218,7 +241,7 @@ impl Datapath {
         for link in &cfg.links {
             let name = programs::egress_name(link.label);
             let at = (link.ifindex, link.name.as_str());
-            self.tc(&name, at, TcAttachType::Egress, handover)?;
+            self.tc(&name, at, TcAttachType::Egress, Way::Link, handover)?;
             if mode == IngressMode::Xdp {
                 self.xdp(NAPI_PASS, &link.name, handover)
                     .map_err(|e| Error::new(format!("{e} (it gives the veth NAPI)")))?;
@@ -226,12 +249,14 @@ impl Datapath {
         }
         // The guard clears the label of what leaves ext without coming from a link.
         let on_ext = (cfg.ext.ifindex, ext);
-        self.tc(programs::GUARD, on_ext, TcAttachType::Egress, handover)?;
+        let way = Way::Ext(self.tc_attach);
+        self.tc(programs::GUARD, on_ext, TcAttachType::Egress, way, handover)?;
         match mode {
             IngressMode::Tc => self.tc(
                 programs::ingress_name(Hook::Tc),
                 on_ext,
                 TcAttachType::Ingress,
+                way,
                 handover,
             ),
             IngressMode::Xdp => self
@@ -245,24 +270,28 @@ impl Datapath {
         }
     }
 
-    /// Attaches the loaded classifier `prog` to the device `(ifindex, name)`, or takes over
-    /// the attachment `handover` has there.
+    /// Attaches the loaded classifier `prog` to the device `(ifindex, name)` the `way` given,
+    /// or takes over the attachment `handover` has there.
     fn tc(
         &mut self,
         prog: &str,
         (index, name): (u32, &str),
         at: TcAttachType,
+        way: Way,
         handover: &mut Handover,
     ) -> Result<(), Error> {
+        let (tc_attach, own) = match way {
+            Way::Link => (LINK_TC_ATTACH, true),
+            Way::Ext(tc_attach) => (tc_attach, false),
+        };
         let place = Place {
             prog: prog.into(),
             ifname: name.into(),
             hook: Hooked::Tc(at),
         };
         let taken = take(handover, &place);
-        let tc_attach = self.tc_attach;
         if tc_attach == TcAttach::Netlink && taken.is_none() {
-            self.clsacts.ensure(index, name)?;
+            self.clsacts.ensure(index, name, own)?;
         }
         let p: &mut SchedClassifier = self.program(prog)?;
         let id = match taken {
@@ -368,8 +397,9 @@ impl Drop for Datapath {
     fn drop(&mut self) {
         let ebpf = self.ebpf.take();
         let here = NetNs::of_current_thread().and_then(|netns| netns.inode());
-        // Entering a namespace takes CAP_SYS_ADMIN, which `l3mp run` (in its own) lacks.
-        if self.tc_attach == TcAttach::Netlink && here.ok() != self.netns.inode().ok() {
+        // Entering a namespace takes CAP_SYS_ADMIN, which `l3mp run` (in its own) lacks. The
+        // links' filters are netlink filters on every kernel.
+        if here.ok() != self.netns.inode().ok() {
             if let Err(e) = self.netns.run(move || drop(ebpf)) {
                 log::warn!("detaching the TC filters: {e}");
             }

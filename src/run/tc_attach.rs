@@ -85,8 +85,22 @@ impl Clsacts {
         })
     }
 
-    /// Gives device `index` (`name`) a clsact qdisc unless it has one.
-    pub fn ensure(&mut self, index: u32, name: &str) -> Result<(), Error> {
+    /// Gives device `index` (`name`) a clsact qdisc unless it has one. One added to a device
+    /// that is not `own` is removed when this is dropped; one added to l3mp's own link stays
+    /// as long as the link (it goes with the link, or with a move to another network
+    /// namespace): programs generated again for the link find it there, and nothing has to
+    /// stop the link's transmit queue to take it off and put it back.
+    ///
+    /// On l3mp's own link, one request: the qdisc is added, and a refusal because the link has
+    /// one means it is there (l3mp's, kept). Elsewhere the qdisc is looked up first: another's
+    /// legacy ingress qdisc there would also refuse, and the error must say so.
+    pub fn ensure(&mut self, index: u32, name: &str, own: bool) -> Result<(), Error> {
+        if own {
+            return match self.netlink.add_clsact(index) {
+                Err(e) if e.errno() == Some(libc::EEXIST) => Ok(()),
+                added => added.map_err(|e| tc_error(name, e)),
+            };
+        }
         if self
             .netlink
             .has_clsact(index)
@@ -101,10 +115,17 @@ impl Clsacts {
         Ok(())
     }
 
-    /// Removes the filters named `ours` (l3mp's programs on ext) from device `index`
-    /// (`name`): no l3mp runs on it, so an l3mp killed there left them, with the programs they
-    /// hold. A clsact qdisc that held nothing else goes with them: that l3mp added it.
-    pub fn remove_stale(&self, index: u32, name: &str, ours: &[&str]) -> Result<(), Error> {
+    /// Removes the filters named `ours` (l3mp's programs) from device `index` (`name`): no
+    /// l3mp runs on it, so an l3mp killed there left them, with the programs they hold. On a
+    /// device that is not `own`, a clsact qdisc that held nothing else goes with them: that
+    /// l3mp added it (l3mp's own links keep theirs, see [`Clsacts::ensure`]).
+    pub fn remove_stale(
+        &self,
+        index: u32,
+        name: &str,
+        ours: &[&str],
+        own: bool,
+    ) -> Result<(), Error> {
         let filters = self
             .netlink
             .tc_filters(index)
@@ -115,7 +136,7 @@ impl Clsacts {
         if stale.is_empty() {
             return Ok(());
         }
-        if stale.len() == filters.len() {
+        if stale.len() == filters.len() && !own {
             log::warn!(
                 "removing the clsact qdisc of {name} and its {} filters, left by an l3mp that \
                  is no longer running",

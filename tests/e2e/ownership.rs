@@ -433,7 +433,8 @@ fn moved_devices_redirect_nothing_elsewhere() {
     assert!(
         said.as_deref()
             .is_some_and(|l| l.contains("left this network namespace")),
-        "{said:?}"
+        "{said:?}:\n{}",
+        r.daemons[0].transcript()
     );
     assert!(
         inspect::attached(&away, moved).is_empty(),

@@ -206,10 +206,11 @@ impl Instance {
             _name: name,
         };
         instance.adopt(adoptable)?;
+        let adopted: Vec<u32> = instance.links.iter().map(|l| l.user.index).collect();
         instance.create_links()?;
         let order = |l: &ManagedLink| opts.links.iter().position(|a| a.label == l.label);
         instance.links.sort_by_key(order);
-        instance.attach()?;
+        instance.attach(&adopted)?;
         instance.bring_up_links()?;
         instance.published.write(&instance.state())?;
         for line in registry.sweep_dead() {
@@ -290,19 +291,20 @@ impl Instance {
     }
 
     /// Attaches the programs to `self.ext` of `self.kind` in the mode `--ingress` asks for
-    /// (or `auto` picks), for the links that are here.
-    fn attach(&mut self) -> Result<(), Error> {
+    /// (or `auto` picks), for the links that are here (`adopted`: the ifindexes of those a
+    /// start adopted, see [`Datapath::attach`]).
+    fn attach(&mut self, adopted: &[u32]) -> Result<(), Error> {
         let opts = &self.opts;
         let cfg = self.program_config();
         let pins = self.published.pins();
         let ext = &self.ext.name;
         let (mode, why) = choose_mode(opts.ingress, &self.ext);
-        let attached = Datapath::attach(&cfg, ext, mode, &pins);
+        let attached = Datapath::attach(&cfg, ext, mode, &pins, adopted);
         let (mode, datapath) = match (attached, opts.ingress) {
             (Err(e), IngressChoice::Auto) if mode == IngressMode::Xdp => {
                 log::info!("native XDP on {ext} failed ({e}); using TC ingress");
                 let tc = IngressMode::Tc;
-                (tc, Datapath::attach(&cfg, ext, tc, &pins)?)
+                (tc, Datapath::attach(&cfg, ext, tc, &pins, adopted)?)
             }
             (attached, _) => {
                 let datapath = attached?;
@@ -470,7 +472,7 @@ impl Instance {
         }
         self.ext = now.clone();
         self.kind = kind;
-        if let Err(e) = self.attach() {
+        if let Err(e) = self.attach(&[]) {
             self.detach();
             return not_yet(self, e, log::Level::Warn);
         }
@@ -591,7 +593,7 @@ impl Instance {
         // Not two sets at once: a second guard on ext would clear the labels the first
         // lets through.
         self.datapath = None;
-        if let Err(e) = self.attach() {
+        if let Err(e) = self.attach(&[]) {
             log::warn!("{}: {e}; trying again", self.ext.name);
             self.detach();
             self.failed_on = None;
@@ -905,20 +907,20 @@ fn remove_leftovers(netlink: &Netlink, ext: &str, adopted: &adopt::Adoptable) ->
     Ok(())
 }
 
-/// Every `--if` name and hidden name must be free, but those of the `adopted` links.
+/// Every `--if` name and hidden name must be free, but those of the `adopted` links (one
+/// listing of the links, however many there are).
 fn check_names_free(
     netlink: &Netlink,
     opts: &RunOptions,
     adopted: &adopt::Adoptable,
 ) -> Result<(), Error> {
+    let links = netlink
+        .links()
+        .map_err(|e| Error::new(format!("listing links: {e}")))?;
     for arg in opts.links.iter().filter(|arg| !adopted.has(arg.label)) {
         let hidden = hidden_name(&opts.ext, arg.label);
         for (name, what) in [(&arg.name, "an interface"), (&hidden, "the hidden peer")] {
-            let exists = netlink
-                .link(name)
-                .map_err(|e| Error::new(format!("--if {}@{}: {e}", arg.name, arg.label)))?
-                .is_some();
-            if exists {
+            if links.iter().any(|link| link.name == *name) {
                 return Err(Error::new(format!(
                     "--if {}@{}: {what} named {name} already exists; pick another name or delete it",
                     arg.name, arg.label

@@ -198,7 +198,7 @@ impl Instance {
             // Some attachments were handed over and are gone: attach afresh.
             Err((None, e)) => {
                 log::warn!("{}: {e}; attaching the programs afresh", self.ext.name);
-                self.attach().inspect_err(|_| {
+                self.attach(&[]).inspect_err(|_| {
                     self.detach();
                     self.failed_on = None;
                 })
