@@ -3,6 +3,15 @@
 //! The offline core ([`programs`], [`vm`], [`roundtrip`], [`replay`]) builds without the
 //! `daemon` feature, and so without aya, nix or netlink; everything that touches the kernel
 //! needs it.
+//!
+//! Little-endian hosts only (x86_64, arm64, riscv64 …): the assembler emits little-endian
+//! eBPF, which a big-endian kernel does not load.
+
+#[cfg(target_endian = "big")]
+compile_error!(
+    "l3mp emits little-endian eBPF (asm/), which a big-endian kernel does not load; \
+     build it for a little-endian host"
+);
 
 #[cfg(feature = "daemon")]
 pub mod bench;

@@ -1,6 +1,9 @@
 //! Fixed numbers the programs are built from: kernel context offsets and verdicts, packet
 //! offsets, the counter slots and the stack slots. Multi-byte packet constants are given as the
-//! value a native-endian load of the wire bytes yields, so the programs are right on any host.
+//! value a native-endian load of the wire bytes yields on the host that generates the programs,
+//! which is the host that loads them. That host is little-endian: the assembler emits
+//! little-endian eBPF, and the crate refuses to build for a big-endian target (see the crate
+//! docs).
 
 /// `struct __sk_buff` field offsets.
 pub const SKB_LEN: i16 = 0;

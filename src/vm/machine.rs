@@ -55,11 +55,13 @@ impl Loaded {
         let code: &'static [u8] = unsafe { &*std::ptr::from_ref::<[u8]>(&bytes) };
         let err = |e: std::io::Error| VmError(format!("{}: {e}", prog.name));
         let mut vm = rbpf::EbpfVmMbuff::new(Some(code)).map_err(err)?;
-        let mut functions = helpers::ALL.map(|(_, f)| f);
         #[cfg(target_arch = "x86_64")]
-        if engine == Engine::Jit {
-            functions = super::jit::trampolines();
-        }
+        let functions = match engine {
+            Engine::Jit => super::jit::trampolines(),
+            Engine::Interp => helpers::ALL.map(|(_, f)| f),
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let functions = helpers::ALL.map(|(_, f)| f);
         for ((h, _), f) in helpers::ALL.iter().zip(functions) {
             vm.register_helper(h.id() as u32, f).map_err(err)?;
         }
