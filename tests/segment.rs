@@ -261,6 +261,14 @@ fn the_peers_new_mac_is_followed() {
         "address",
         new_mac,
     ]);
+    // Until B's programs are generated again, what it sends still carries its old MAC.
+    assert!(
+        daemons[1]
+            .wait_for_line("re-attached", Duration::from_secs(10))
+            .is_some(),
+        "B did not follow its own new MAC: {}",
+        daemons[1].transcript()
+    );
     assert!(
         b_reaches_a_over_the_link(&a, &b, Duration::from_secs(10)),
         "after B's MAC changed, B's datagrams no longer reach A's link: {}",
