@@ -114,6 +114,61 @@ fn a_wrong_program_is_caught() {
     assert!(err.0.contains("l3mp_eg_1"), "{err}");
 }
 
+/// The checker catches a program that writes a counter slot it never looked up, even where it
+/// leaves the packet and verdict as the spec says, on either engine.
+#[test]
+fn a_write_to_a_counter_not_looked_up_is_caught() {
+    use l3mp::programs::layout::{COUNTERS_MAP, COUNTER_SIZE};
+    use l3mp_asm::{
+        alu64, call, exit, jump_if, load_map, mov, store, AluOp, Cond, Helper, Program, Reg, Size,
+    };
+    let cfg = common::config(4, ExtKind::L3, &[1], Unknown::Pass);
+    let mut bundle = build(&cfg).expect("programs build");
+    // A guard that passes everything untouched, as the spec says for non-IP, but adds 9 bytes
+    // to the slot after the one it looked up.
+    let mut p = Program::new(l3mp::programs::GUARD);
+    p.extend([
+        store(Size::W, Reg::R10, -4, 0),
+        mov(Reg::R2, Reg::R10),
+        alu64(AluOp::Add, Reg::R2, -4),
+        load_map(Reg::R1, COUNTERS_MAP),
+        call(Helper::MapLookupElem),
+        mov(Reg::R1, 9),
+        jump_if(Cond::Eq, Reg::R0, 0, "out"),
+        store(Size::DW, Reg::R0, COUNTER_SIZE as i16 + 8, Reg::R1),
+    ]);
+    p.label("out");
+    p.extend([mov(Reg::R0, -1), exit()]);
+    let guard = p.assemble().expect("assembles");
+    let slot = bundle
+        .programs
+        .iter_mut()
+        .find(|(_, p)| p.name == l3mp::programs::GUARD)
+        .expect("exists");
+    slot.1 = guard;
+    let not_ip = [0u8; 20];
+    for engine in engines() {
+        let m = Machine::new(&bundle, &cfg, engine).expect("the VM takes the programs");
+        let err = roundtrip::guard(&m, &not_ip, 0).expect_err("must be caught");
+        assert!(
+            err.0.contains("counter slots [(1, [0, 9])]"),
+            "{engine:?}: {err}"
+        );
+        // The stray is taken: the next packet starts clean, and is caught the same way.
+        let again = roundtrip::guard(&m, &not_ip, 0).expect_err("caught again");
+        assert_eq!(again, err, "{engine:?}");
+    }
+}
+
+/// Every engine this host can run.
+fn engines() -> Vec<Engine> {
+    let mut engines = vec![Engine::Interp];
+    if cfg!(target_arch = "x86_64") {
+        engines.push(Engine::Jit);
+    }
+    engines
+}
+
 /// The programs on the interpreter, the engine of every test.
 fn machine(bundle: &l3mp::programs::Bundle, cfg: &l3mp::programs::Config) -> Machine {
     Machine::new(bundle, cfg, Engine::Interp).expect("the VM takes the programs")

@@ -27,8 +27,9 @@ const SHOWN: usize = 16;
 /// Every packet of the capture at `path`, as an Ethernet frame.
 pub fn frames(path: &Path) -> Result<Vec<Vec<u8>>, Error> {
     let file = Mapped::open(path)?;
-    let frames = frames_of(path, file.bytes())?;
-    Ok(frames.into_iter().map(Cow::into_owned).collect())
+    let mut frames = Vec::new();
+    each_frame(path, file.bytes(), |frame| frames.push(frame.into_owned()))?;
+    Ok(frames)
 }
 
 /// A capture file mapped into memory, read-only: its packets are read where they lie in the
@@ -93,12 +94,15 @@ impl Drop for Mapped {
     }
 }
 
-/// Every packet of the capture `bytes` (the file at `path`), as an Ethernet frame: Ethernet
-/// frames are not copied.
-pub fn frames_of<'a>(path: &Path, bytes: &'a [u8]) -> Result<Vec<Cow<'a, [u8]>>, Error> {
+/// Gives every packet of the capture `bytes` (the file at `path`) to `put` in turn, as an
+/// Ethernet frame: Ethernet frames are not copied.
+pub fn each_frame<'a>(
+    path: &Path,
+    bytes: &'a [u8],
+    mut put: impl FnMut(Cow<'a, [u8]>),
+) -> Result<(), Error> {
     let what = |e: &dyn std::fmt::Display| Error::new(format!("{}: {e}", path.display()));
     let magic = bytes.get(..4).unwrap_or_default();
-    let mut out = Vec::new();
     if magic == PCAPNG_MAGIC {
         let (mut rest, mut parser) = PcapNgParser::new(bytes).map_err(|e| what(&e))?;
         while !rest.is_empty() {
@@ -110,7 +114,7 @@ pub fn frames_of<'a>(path: &Path, bytes: &'a [u8]) -> Result<Vec<Cow<'a, [u8]>>,
                     .get(p.interface_id as usize)
                     .ok_or_else(|| what(&"packet of an undeclared interface"))?
                     .linktype;
-                out.push(to_ethernet(link, p.data).map_err(|e| what(&e))?);
+                put(to_ethernet(link, p.data).map_err(|e| what(&e))?);
             }
         }
     } else if PCAP_MAGICS.iter().any(|m| m == magic) {
@@ -119,12 +123,12 @@ pub fn frames_of<'a>(path: &Path, bytes: &'a [u8]) -> Result<Vec<Cow<'a, [u8]>>,
         while !rest.is_empty() {
             let (after, p) = parser.next_packet(rest).map_err(|e| what(&e))?;
             rest = after;
-            out.push(to_ethernet(link, p.data).map_err(|e| what(&e))?);
+            put(to_ethernet(link, p.data).map_err(|e| what(&e))?);
         }
     } else {
         return Err(what(&not_a_capture(&bytes[..bytes.len().min(SHOWN)])));
     }
-    Ok(out)
+    Ok(())
 }
 
 /// The error for a file that is neither pcap nor pcapng, with the first bytes it holds.

@@ -129,45 +129,51 @@ pub fn replay_to(path: &Path, opts: &ReplayOptions, out: &mut dyn Write) -> Resu
     );
     let bundle = build(&cfg).map_err(|e| Error::new(format!("--label {}: {e}", opts.label)))?;
     let file = capture::Mapped::open(path)?;
-    let frames = capture::frames_of(path, file.bytes())?;
-    report(&bundle, &cfg, &frames, path, opts, out)
+    report(
+        &bundle,
+        &cfg,
+        |put| capture::each_frame(path, file.bytes(), put),
+        path,
+        opts,
+        out,
+    )
 }
 
-/// Checks `frames` (of the capture at `path`) with `bundle`, generated from `cfg`, and writes
-/// the report to `out`.
-fn report<F: AsRef<[u8]> + Sync>(
+/// Checks the frames `frames` gives (those of the capture at `path`, each to the closure it is
+/// handed) with `bundle`, generated from `cfg`, and writes the report to `out`. The frames are
+/// checked in batches by as many threads as there are CPUs, each with its own machine, from
+/// the first batch on while `frames` still reads the capture; the report keeps their order.
+fn report<'f, F: AsRef<[u8]> + Send + 'f>(
     bundle: &Bundle,
     cfg: &Config,
-    frames: &[F],
+    frames: impl FnOnce(&mut dyn FnMut(F)) -> Result<(), Error>,
     path: &Path,
     opts: &ReplayOptions,
     out: &mut dyn Write,
 ) -> Result<Totals, Error> {
-    let batches: Vec<&[F]> = frames.chunks(BATCH).collect();
-    let threads = std::thread::available_parallelism()
-        .map_or(1, usize::from)
-        .min(batches.len())
-        .max(1);
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
     let started = Instant::now();
     let bar = indicatif::ProgressBar::hidden();
-    bar.set_length(frames.len() as u64);
     let mut show_bar = opts.progress && std::io::stderr().is_terminal();
     let mut report = Output::new(out, path, opts)?;
-    let mut totals = Totals {
-        packets: frames.len(),
-        ..Totals::default()
-    };
+    let mut totals = Totals::default();
     let (tx, rx) = std::sync::mpsc::channel::<(usize, Result<Done, Error>)>();
+    let (batch_tx, batch_rx) = std::sync::mpsc::channel::<(usize, Vec<F>)>();
+    let batch_rx = std::sync::Mutex::new(batch_rx);
     std::thread::scope(|s| {
-        for first in 0..threads {
-            let (tx, batches) = (tx.clone(), &batches);
+        for _ in 0..threads {
+            let (tx, batch_rx) = (tx.clone(), &batch_rx);
             s.spawn(move || {
                 let machine = match Machine::new(bundle, cfg, opts.engine) {
                     Ok(m) => m,
-                    Err(e) => return drop(tx.send((first, Err(Error::new(e.to_string()))))),
+                    Err(e) => return drop(tx.send((0, Err(Error::new(e.to_string()))))),
                 };
-                for b in (first..batches.len()).step_by(threads) {
-                    let done = check_all(&machine, cfg, opts, b * BATCH + 1, batches[b]);
+                loop {
+                    let next = batch_rx.lock().map(|rx| rx.recv());
+                    let Ok(Ok((b, batch))) = next else {
+                        return; // every batch is taken
+                    };
+                    let done = check_all(&machine, cfg, opts, b * BATCH + 1, &batch);
                     if tx.send((b, Ok(done))).is_err() {
                         return; // the report stopped
                     }
@@ -175,12 +181,30 @@ fn report<F: AsRef<[u8]> + Sync>(
             });
         }
         drop(tx);
+        // The capture is read into batches, each checked as soon as it is whole.
+        let (mut batch, mut batches, mut count) = (Vec::with_capacity(BATCH), 0, 0);
+        let read = frames(&mut |frame| {
+            count += 1;
+            batch.push(frame);
+            if batch.len() == BATCH {
+                let whole = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                let _ = batch_tx.send((batches, whole));
+                batches += 1;
+            }
+        });
+        if !batch.is_empty() {
+            let _ = batch_tx.send((batches, batch));
+        }
+        drop(batch_tx);
+        read?;
+        bar.set_length(count);
         // Batches arrive in any order; each is written once those before it are.
         let mut waiting = std::collections::BTreeMap::new();
         let mut next = 0;
         for (b, done) in rx {
             waiting.insert(b, done?);
             while let Some(done) = waiting.remove(&next) {
+                totals.packets += done.packets;
                 totals.restored += done.restored;
                 totals.violations += done.violations;
                 for entry in &done.entries {
@@ -361,8 +385,26 @@ mod tests {
             ..ReplayOptions::lines(1, 4, false)
         };
         let mut out = Vec::new();
-        report(bundle, &cfg(), frames, Path::new("x.pcap"), &opts, &mut out).expect("replays");
+        report(
+            bundle,
+            &cfg(),
+            each(frames),
+            Path::new("x.pcap"),
+            &opts,
+            &mut out,
+        )
+        .expect("replays");
         String::from_utf8(out).expect("UTF-8")
+    }
+
+    /// Gives each of `frames` in turn, as a capture's reader does.
+    fn each<'a>(
+        frames: &'a [Vec<u8>],
+    ) -> impl FnOnce(&mut dyn FnMut(&'a [u8])) -> Result<(), Error> {
+        move |put| {
+            frames.iter().for_each(|f| put(f));
+            Ok(())
+        }
     }
 
     #[test]

@@ -82,10 +82,15 @@ pub fn steps() -> Vec<Step> {
     take(|p| &mut p.lists)
 }
 
-/// Gives a trip's steps, and the list holding them, back to the pool.
+/// Gives a trip's steps, and the list holding them, back to the pool (the steps in one move).
 pub fn recycle(mut steps: Vec<Step>) {
-    for step in steps.drain(..) {
-        give(step, |p| &mut p.steps);
-    }
+    let _ = POOL.try_with(|p| {
+        let mut p = p.borrow_mut();
+        let room = KEPT.saturating_sub(p.steps.len());
+        if steps.len() > room {
+            steps.truncate(room);
+        }
+        p.steps.append(&mut steps);
+    });
     give(steps, |p| &mut p.lists);
 }

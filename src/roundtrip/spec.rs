@@ -50,24 +50,40 @@ pub fn with_label(family: Family, ip: &[u8], bits: u8, label: u8) -> Vec<u8> {
 
 /// Like [`with_label`], appending the copy to `out`.
 pub fn with_label_into(family: Family, ip: &[u8], bits: u8, label: u8, out: &mut Vec<u8>) {
-    let start = out.len();
-    out.extend_from_slice(ip);
-    let out = &mut out[start..];
+    label_head_into(family, ip, bits, label, out);
+    out.extend_from_slice(&ip[label_span(family)..]);
+}
+
+/// How many bytes at the start of a well-formed packet setting its label may change: up to
+/// the IPv4 header checksum, or the IPv6 traffic class.
+pub fn label_span(family: Family) -> usize {
+    match family {
+        Family::V4 => 12,
+        Family::V6 => 2,
+    }
+}
+
+/// The first [`label_span`] bytes of [`with_label`]'s copy, appended to `out`: the rest of the
+/// copy is `ip`'s own.
+pub fn label_head_into(family: Family, ip: &[u8], bits: u8, label: u8, out: &mut Vec<u8>) {
     let mask = ((1u8 << bits) - 1) << 2;
     let tc = (traffic_class(family, ip) & !mask) | (label << 2);
     match family {
         Family::V4 => {
             let error = ipv4_checksum_error(ip);
-            out[1] = tc;
-            out[10..12].fill(0);
-            let sum = ones_complement_sum(&out[..ipv4_header_len(ip)]);
+            let mut header = [0u8; 60];
+            let header = &mut header[..ipv4_header_len(ip)];
+            header.copy_from_slice(&ip[..header.len()]);
+            header[1] = tc;
+            header[10..12].fill(0);
+            let sum = ones_complement_sum(header);
             // A header that was off by `error` stays off by it (incremental updates keep it).
             let fixed = !ones_complement_add(sum, error);
-            out[10..12].copy_from_slice(&fixed.to_be_bytes());
+            header[10..12].copy_from_slice(&fixed.to_be_bytes());
+            out.extend_from_slice(&header[..label_span(family)]);
         }
         Family::V6 => {
-            out[0] = (ip[0] & 0xf0) | (tc >> 4);
-            out[1] = (ip[1] & 0x0f) | (tc << 4);
+            out.extend_from_slice(&[(ip[0] & 0xf0) | (tc >> 4), (ip[1] & 0x0f) | (tc << 4)])
         }
     }
 }

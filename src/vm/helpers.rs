@@ -70,12 +70,15 @@ pub struct RunState {
     pub redirect: Option<Redirect>,
     /// A bit for each counter slot the program looked up.
     pub counters_looked_up: [u64; 3],
+    /// A bit for each `probes` entry the program looked up.
+    pub probes_looked_up: u64,
 }
 
 const _: () = assert!(
     COUNTER_SLOTS <= 3 * 64,
     "counters_looked_up has a bit per slot"
 );
+const _: () = assert!(PROBE_SLOTS <= 64, "probes_looked_up has a bit per entry");
 
 thread_local! {
     pub static STATE: RefCell<Option<RunState>> = const { RefCell::new(None) };
@@ -104,6 +107,7 @@ pub fn map_lookup_elem(map: u64, key: u64, _: u64, _: u64, _: u64) -> u64 {
         }
         PEERS_ID if index < s.peers => s.arena + PEERS_AT as u64 + u64::from(index * 4),
         PROBES_ID if index < PROBE_SLOTS => {
+            s.probes_looked_up |= 1 << index;
             s.arena + PROBES_AT as u64 + u64::from(index * PROBE_SIZE)
         }
         _ => 0,

@@ -3,7 +3,7 @@
 //! programs were told they are. Per packet only the context, the counters and the packet are
 //! written.
 
-use std::cell::OnceCell;
+use std::cell::{Cell, OnceCell};
 use std::rc::Rc;
 
 use l3mp_asm::{Assembled, Helper as AsmHelper, Insn};
@@ -98,6 +98,28 @@ pub struct Machine {
     /// The address of the arena of the thread that made the machine, which the programs'
     /// maps were registered in (rbpf's VM is not `Send`, so neither is a machine).
     arena: u64,
+    /// How many [`Machine::batched`] calls are under way.
+    batches: Cell<u32>,
+}
+
+/// What runs wrote in the counters and `probes` maps outside the slots and entries they
+/// looked up, found by [`Machine::batched`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Strays {
+    /// `{packets, bytes}` found in each counter slot, by slot.
+    pub counters: Vec<(u32, [u64; 2])>,
+    /// The word and time found in each `probes` entry, by label.
+    pub probes: Vec<(u32, [u8; 8], u64)>,
+}
+
+impl std::fmt::Display for Strays {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "counter slots {:?} and probes entries {:?}",
+            self.counters, self.probes
+        )
+    }
 }
 
 impl Machine {
@@ -135,7 +157,34 @@ impl Machine {
             peers,
             devmap: Rc::new(devmap),
             arena: with_arena(|arena| Ok(arena.addr(0)))?,
+            batches: Cell::new(0),
         })
+    }
+
+    /// Runs `f`, in whose runs each run takes only the counter slots and `probes` entries it
+    /// looked up; then looks once for anything written elsewhere in those maps, which every
+    /// run otherwise looks for itself (that scan costs as much as a run on the JIT). Returns
+    /// what `f` returned, or the strays (taken, so the maps are clean again). Nested calls
+    /// leave the scan to the outermost.
+    pub fn batched<R>(&self, f: impl FnOnce() -> R) -> Result<R, Strays> {
+        self.batches.set(self.batches.get() + 1);
+        let result = f();
+        self.batches.set(self.batches.get() - 1);
+        if self.batches.get() > 0 {
+            return Ok(result);
+        }
+        let strays = with_arena(|arena| {
+            let mut strays = Strays::default();
+            take_other_counters(arena, &mut strays.counters);
+            take_other_probes(arena, &mut strays.probes);
+            Ok(strays)
+        })
+        .expect("the arena was made with the machine");
+        if strays == Strays::default() {
+            Ok(result)
+        } else {
+            Err(strays)
+        }
     }
 
     /// The configuration the programs were generated from.
@@ -171,6 +220,26 @@ impl Machine {
         skb: Skb,
         out: &mut Outcome,
     ) -> Result<(), VmError> {
+        let mut after = std::mem::take(&mut out.packet);
+        self.run_then(name, packet, skb, out, |_, packet| {
+            after.clear();
+            after.extend_from_slice(packet);
+        })?;
+        out.packet = after;
+        Ok(())
+    }
+
+    /// Like [`Machine::run_into`], but `out.packet` is left empty: `look` is given the outcome
+    /// and the packet after the run where it lies (a caller that only compares it saves a
+    /// copy).
+    pub fn run_then<R>(
+        &self,
+        name: &str,
+        packet: &[u8],
+        skb: Skb,
+        out: &mut Outcome,
+        look: impl FnOnce(&Outcome, &[u8]) -> R,
+    ) -> Result<R, VmError> {
         let at = self
             .programs
             .iter()
@@ -197,11 +266,25 @@ impl Machine {
                     self.loaded[at].get_or_init(|| loaded)
                 }
             };
-            execute(arena, prog, &self.peers, &self.devmap, packet, skb, out)
+            let scan = self.batches.get() == 0;
+            execute(
+                arena,
+                prog,
+                &self.peers,
+                &self.devmap,
+                packet,
+                skb,
+                scan,
+                out,
+            )?;
+            Ok(look(out, packet_after(arena, prog.hook)))
         })
     }
 }
 
+/// Runs `prog` on `packet`; with `scan`, the whole counters and `probes` maps are looked at
+/// after it, not only what it looked up.
+#[allow(clippy::too_many_arguments)]
 fn execute(
     arena: &mut Arena,
     prog: &Loaded,
@@ -209,6 +292,7 @@ fn execute(
     devmap: &Rc<Devmap>,
     packet: &[u8],
     skb: Skb,
+    scan: bool,
     out: &mut Outcome,
 ) -> Result<(), VmError> {
     let hook = prog.hook;
@@ -250,6 +334,7 @@ fn execute(
             peers: peers.len() as u32 / 4,
             redirect: None,
             counters_looked_up: [0; 3],
+            probes_looked_up: 0,
         })
     });
     // Only a program that grows the packet at its head may reach in front of it, and only by
@@ -278,10 +363,14 @@ fn execute(
         .with(|s| s.borrow_mut().take())
         .expect("state set above");
     take_counters(arena, &state.counters_looked_up, &mut out.counted);
-    take_probes(arena, &mut out.probes);
+    take_probes(arena, state.probes_looked_up, &mut out.probes);
+    if scan {
+        take_other_counters(arena, &mut out.counted);
+        take_other_probes(arena, &mut out.probes);
+    }
     out.verdict = result.map_err(|e| VmError(format!("{}: {e}", prog.name)))? as i32;
     out.redirect = state.redirect;
-    read_packet(arena, hook, &mut out.packet);
+    out.packet.clear();
     out.tc_index = match hook {
         Hook::Tc => ctx_u32(arena, SKB_TC_INDEX),
         Hook::Xdp => 0,
@@ -307,73 +396,96 @@ fn ctx_u32(arena: &mut Arena, off: i16) -> u32 {
     u32::from_ne_bytes(arena.bytes()[at..at + 4].try_into().expect("4 bytes"))
 }
 
-/// The packet after the run, from `data` to `data_end`, into `out`.
-fn read_packet(arena: &mut Arena, hook: Hook, out: &mut Vec<u8>) {
+/// The packet after the run, from `data` to `data_end`, where it lies in the arena.
+fn packet_after(arena: &mut Arena, hook: Hook) -> &[u8] {
     let (data_off, end_off) = match hook {
         Hook::Tc => (SKB_DATA, SKB_DATA_END),
         Hook::Xdp => (XDP_DATA, XDP_DATA_END),
     };
     let (data, end) = (ctx_u32(arena, data_off), ctx_u32(arena, end_off));
     let base = arena.addr(0);
-    out.clear();
-    out.extend_from_slice(
-        &arena.bytes()[(u64::from(data) - base) as usize..(u64::from(end) - base) as usize],
-    );
+    &arena.bytes()[(u64::from(data) - base) as usize..(u64::from(end) - base) as usize]
 }
 
-/// The `probes` entries the run wrote (every entry starts zero), into `out`; zeroed again for
-/// the next run.
-fn take_probes(arena: &mut Arena, out: &mut Vec<(u32, [u8; 8], u64)>) {
-    const SIZE: usize = PROBE_SIZE as usize;
-    const LEN: usize = PROBE_SLOTS as usize * SIZE;
-    static ZEROS: [u8; LEN] = [0; LEN];
-    let all = &mut arena.bytes()[PROBES_AT..PROBES_AT + LEN];
+/// The `probes` entries the run looked up (a bit for each in `looked_up`) and wrote (every
+/// entry starts zero), into `out` by label; zeroed again for the next run.
+fn take_probes(arena: &mut Arena, looked_up: u64, out: &mut Vec<(u32, [u8; 8], u64)>) {
     out.clear();
-    // Only a probe writes here: one comparison for every other run.
+    let all = &mut arena.bytes()[PROBES_AT..PROBES_AT + PROBES_LEN];
+    let mut bits = looked_up;
+    while bits != 0 {
+        take_probe(all, bits.trailing_zeros() as usize, out);
+        bits &= bits - 1;
+    }
+}
+
+/// Every other `probes` entry holding something (a write past a looked-up entry stays inside
+/// the map, which the interpreter allows), added to `out`, which stays in label order.
+fn take_other_probes(arena: &mut Arena, out: &mut Vec<(u32, [u8; 8], u64)>) {
+    static ZEROS: [u8; PROBES_LEN] = [0; PROBES_LEN];
+    let all = &mut arena.bytes()[PROBES_AT..PROBES_AT + PROBES_LEN];
+    // Most runs write nothing else: one comparison.
     if *all == ZEROS {
         return;
     }
-    for (label, entry) in all.chunks_exact_mut(SIZE).enumerate() {
-        if entry.iter().any(|&b| b != 0) {
-            let word: [u8; 8] = entry[..8].try_into().expect("8 bytes");
-            let at = u64::from_ne_bytes(entry[8..].try_into().expect("8 bytes"));
-            out.push((label as u32, word, at));
-            entry.fill(0);
+    for label in 0..PROBE_SLOTS as usize {
+        take_probe(all, label, out);
+    }
+    out.sort_unstable_by_key(|(label, _, _)| *label);
+}
+
+const PROBES_LEN: usize = (PROBE_SLOTS * PROBE_SIZE) as usize;
+
+/// The `probes` entry of `label` in `all`, into `out` if it holds anything; then zeroed.
+fn take_probe(all: &mut [u8], label: usize, out: &mut Vec<(u32, [u8; 8], u64)>) {
+    let entry = &mut all[label * PROBE_SIZE as usize..(label + 1) * PROBE_SIZE as usize];
+    if entry.iter().any(|&b| b != 0) {
+        let word: [u8; 8] = entry[..8].try_into().expect("8 bytes");
+        let at = u64::from_ne_bytes(entry[8..].try_into().expect("8 bytes"));
+        out.push((label as u32, word, at));
+        entry.fill(0);
+    }
+}
+
+/// The counter slots the run looked up (a bit for each in `looked_up`) and changed, with
+/// what it added to each, into `out` in slot order; zeroed again for the next run.
+fn take_counters(arena: &mut Arena, looked_up: &[u64; 3], out: &mut Vec<(u32, [u64; 2])>) {
+    out.clear();
+    let all = &mut arena.bytes()[COUNTERS_AT..COUNTERS_AT + COUNTERS_LEN];
+    for (w, bits) in looked_up.iter().enumerate() {
+        let mut bits = *bits;
+        while bits != 0 {
+            take_counter(all, 64 * w + bits.trailing_zeros() as usize, out);
+            bits &= bits - 1;
         }
     }
 }
 
-/// The counter slots the run changed, with what it added to each, into `out` in slot order;
-/// zeroed again for the next run. `looked_up` has a bit set for each slot the program looked
-/// up: those are taken first, then one comparison shows whether the rest are still zero (a
-/// write past a looked-up slot stays inside the counters map, which the interpreter allows);
-/// only if not is every slot looked at.
-fn take_counters(arena: &mut Arena, looked_up: &[u64; 3], out: &mut Vec<(u32, [u64; 2])>) {
-    const SIZE: usize = COUNTER_SIZE as usize;
-    const LEN: usize = COUNTER_SLOTS as usize * SIZE;
-    static ZEROS: [u8; LEN] = [0; LEN];
-    let all = &mut arena.bytes()[COUNTERS_AT..COUNTERS_AT + LEN];
-    let take = |all: &mut [u8], slot: usize, out: &mut Vec<(u32, [u64; 2])>| {
-        let bytes = &mut all[slot * SIZE..(slot + 1) * SIZE];
-        let word = |i: usize| u64::from_ne_bytes(bytes[i..i + 8].try_into().expect("8"));
-        let counter = [word(0), word(8)];
-        if counter != [0, 0] {
-            out.push((slot as u32, counter));
-            bytes.fill(0);
-        }
-    };
-    out.clear();
-    for (w, bits) in looked_up.iter().enumerate() {
-        let mut bits = *bits;
-        while bits != 0 {
-            take(all, 64 * w + bits.trailing_zeros() as usize, out);
-            bits &= bits - 1;
-        }
+/// Every other counter slot holding something (a write past a looked-up slot stays inside
+/// the counters map, which the interpreter allows), added to `out`, which stays in slot order.
+fn take_other_counters(arena: &mut Arena, out: &mut Vec<(u32, [u64; 2])>) {
+    static ZEROS: [u8; COUNTERS_LEN] = [0; COUNTERS_LEN];
+    let all = &mut arena.bytes()[COUNTERS_AT..COUNTERS_AT + COUNTERS_LEN];
+    // Most runs write nothing else: one comparison.
+    if *all == ZEROS {
+        return;
     }
-    if *all != ZEROS {
-        for slot in 0..COUNTER_SLOTS as usize {
-            take(all, slot, out);
-        }
-        out.sort_unstable_by_key(|(slot, _)| *slot);
+    for slot in 0..COUNTER_SLOTS as usize {
+        take_counter(all, slot, out);
+    }
+    out.sort_unstable_by_key(|(slot, _)| *slot);
+}
+
+const COUNTERS_LEN: usize = (COUNTER_SLOTS * COUNTER_SIZE) as usize;
+
+/// Counter slot `slot` of `all`, into `out` if it is not zero; then zeroed.
+fn take_counter(all: &mut [u8], slot: usize, out: &mut Vec<(u32, [u64; 2])>) {
+    const SIZE: usize = COUNTER_SIZE as usize;
+    let bytes = &mut all[slot * SIZE..(slot + 1) * SIZE];
+    let word = |i: usize| u64::from_ne_bytes(bytes[i..i + 8].try_into().expect("8"));
+    let counter = [word(0), word(8)];
+    if counter != [0, 0] {
+        out.push((slot as u32, counter));
+        bytes.fill(0);
     }
 }

@@ -43,27 +43,26 @@ impl Skb {
     /// outer VLAN tag off into `vlan_tci` (`skb_vlan_untag`) and the protocol becomes the
     /// EtherType behind it. Returns the data TC sees and the skb.
     pub fn received(frame: &[u8]) -> (Vec<u8>, Skb) {
-        let mut data = Vec::with_capacity(frame.len());
-        let skb = Skb::received_into(frame, &mut data);
-        (data, skb)
+        let mut untagged = Vec::new();
+        let (data, skb) = Skb::received_in(frame, &mut untagged);
+        (data.to_vec(), skb)
     }
 
-    /// Like [`Skb::received`], writing the data TC sees into `data` (which it clears first).
-    pub fn received_into(frame: &[u8], data: &mut Vec<u8>) -> Skb {
-        data.clear();
+    /// Like [`Skb::received`], without a copy of an untagged frame: the data TC sees is
+    /// `frame` itself, or, when a tag was taken off, the rest of it written into `untagged`.
+    pub fn received_in<'a>(frame: &'a [u8], untagged: &'a mut Vec<u8>) -> (&'a [u8], Skb) {
         match frame.get(12..18) {
             Some([t0, t1, c0, c1, ..]) if VLAN_TAGS.contains(&[*t0, *t1]) => {
-                data.extend_from_slice(&frame[..12]);
-                data.extend_from_slice(&frame[16..]);
-                Skb {
+                untagged.clear();
+                untagged.extend_from_slice(&frame[..12]);
+                untagged.extend_from_slice(&frame[16..]);
+                let skb = Skb {
                     vlan_tci: Some(u16::from_be_bytes([*c0, *c1])),
-                    ..Skb::of(data, true)
-                }
+                    ..Skb::of(untagged, true)
+                };
+                (untagged, skb)
             }
-            _ => {
-                data.extend_from_slice(frame);
-                Skb::of(frame, true)
-            }
+            _ => (frame, Skb::of(frame, true)),
         }
     }
 }
