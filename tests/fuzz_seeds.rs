@@ -42,10 +42,13 @@ fn seeds(target: &str) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
+/// The packet targets.
+const TARGETS: [&str; 4] = ["egress", "guard", "ingress_tc", "ingress_xdp"];
+
 #[test]
 fn every_seed_passes_its_target_checks() {
     let mut checked = 0;
-    for target in ["egress", "ingress_tc", "ingress_xdp"] {
+    for target in TARGETS {
         let mut cases = 0;
         for (name, data) in seeds(target) {
             let Some((case, machine)) = target_input::case(&data) else {
@@ -53,8 +56,8 @@ fn every_seed_passes_its_target_checks() {
             };
             let result = match target {
                 "egress" => roundtrip::egress(&machine, case.label, &case.packet),
-                "ingress_tc" => roundtrip::ingress(&machine, Hook::Tc, &case.packet)
-                    .and_then(|_| roundtrip::guard(&machine, &case.packet, 0)),
+                "guard" => roundtrip::guard(&machine, &case.packet, 0),
+                "ingress_tc" => roundtrip::ingress(&machine, Hook::Tc, &case.packet),
                 _ => roundtrip::ingress(&machine, Hook::Xdp, &case.packet),
             };
             result.unwrap_or_else(|v| panic!("fuzz/seeds/{target}/{name}: {v}"));
@@ -66,8 +69,9 @@ fn every_seed_passes_its_target_checks() {
     eprintln!("{checked} seeds checked");
 }
 
-/// Writes the seeds: every capture frame for egress; for the ingress targets, what egress makes
-/// of it (labelled) and the frame as foreign traffic, over an L3 and an Ethernet ext. Seeds
+/// Writes the seeds: every capture frame for egress; for the targets of programs on ext (the
+/// guard and the demuxes), what egress makes of it (labelled) and the frame as foreign
+/// traffic, over an L3 and an Ethernet ext. Seeds
 /// promoted from the fuzzer's finds (any other name) are kept.
 #[test]
 #[ignore = "regenerates fuzz/seeds; run by hand after the captures change"]
@@ -87,7 +91,7 @@ fn regenerate_seeds() {
         f.dedup();
         frames.extend(f.into_iter().take(4));
     }
-    for target in ["egress", "ingress_tc", "ingress_xdp"] {
+    for target in TARGETS {
         let dir = seed_dir(target);
         std::fs::create_dir_all(&dir).expect("seed dir");
         for (name, _) in seeds(target) {

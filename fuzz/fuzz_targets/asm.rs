@@ -235,7 +235,11 @@ fn check_program(ops: &[Op], elf_name: &str, defined_maps: u8) {
         }
         Err(Error::JumpPastEnd { label, .. }) => {
             assert!(f.referenced.contains(&label), "{label} is not jumped to");
-            assert_eq!(f.defined.get(&label), Some(&f.slots), "{label} is not at the end");
+            assert_eq!(
+                f.defined.get(&label),
+                Some(&f.slots),
+                "{label} is not at the end"
+            );
             return;
         }
         Err(Error::Encode(why)) => {
