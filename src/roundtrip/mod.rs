@@ -104,8 +104,9 @@ impl<'a> Bytes<'a> {
 
     /// Whether `got` is these bytes.
     fn is(&self, got: &[u8]) -> bool {
-        got.len() == self.len() && got[..self.head.len()] == self.head[..] && {
-            got[self.head.len()..] == *self.tail
+        got.len() == self.len() && {
+            let (head, tail) = got.split_at(self.head.len());
+            *head == self.head[..] && tail == self.tail
         }
     }
 
@@ -168,27 +169,24 @@ fn egress_trip(m: &Machine, label: u8, frame: &[u8]) -> Result<Trip, Violation> 
         &expected,
         true,
     )?;
-    drop(expected);
     let out = last(&trip);
     if out.verdict != TC_ACT_REDIRECT {
         return Ok(trip);
     }
     // What egress sent, borrowed from its step until the far end has run.
     let (tc_index, sent) = (out.tc_index, trip.steps.len() - 1);
-    let sent_packet = std::mem::take(&mut trip.steps[sent].outcome.packet);
-    // What leaves ext, and what arrives on the far ext: an L3 ext carries no MAC header; on
-    // an Ethernet ext the far end is this configuration mirrored (its MAC our peer's, its
-    // peer's ours), so this end's demux stands in for it on the frame with the MACs swapped.
-    let mut mirrored = Buf::new();
+    let mut sent_packet = std::mem::take(&mut trip.steps[sent].outcome.packet);
+    // What leaves ext: an L3 ext carries no MAC header.
     let ethernet = matches!(cfg.ext.kind, ExtKind::Ethernet { .. });
-    let wire: &[u8] = if ethernet {
-        mirror_into(&sent_packet, &mut mirrored);
-        &sent_packet
-    } else {
-        &sent_packet[ETH_HLEN as usize..]
-    };
-    let arriving: &[u8] = if ethernet { &mirrored } else { wire };
-    guard_into(&mut trip, m, wire, tc_index)?;
+    let at = if ethernet { 0 } else { ETH_HLEN as usize };
+    guard_into(&mut trip, m, &sent_packet[at..], tc_index)?;
+    // What arrives on the far ext: on an Ethernet ext the far end is this configuration
+    // mirrored (its MAC our peer's, its peer's ours), so this end's demux stands in for it on
+    // the frame with the MACs swapped (in place, and back once the far end has run).
+    if ethernet {
+        swap_macs(&mut sent_packet);
+    }
+    let arriving = &sent_packet[at..];
     let ip = &frame[ETH_HLEN as usize..];
     let family = spec::family(ip).expect("egress redirects only well-formed IP");
     // This end's probe: the far end records it under the label and drops it, its label
@@ -227,6 +225,9 @@ fn egress_trip(m: &Machine, label: u8, frame: &[u8]) -> Result<Trip, Violation> 
         run_checked(&mut trip, m, program, arriving, skb, &expected, false)?;
     }
     drop(expected);
+    if ethernet {
+        swap_macs(&mut sent_packet);
+    }
     trip.steps[sent].outcome.packet = sent_packet;
     trip.restored = probe.is_none();
     Ok(trip)
@@ -236,21 +237,16 @@ fn egress_trip(m: &Machine, label: u8, frame: &[u8]) -> Result<Trip, Violation> 
 /// the far end: the far end is this configuration mirrored (its MAC our peer's, its peer's
 /// ours), so the frame's two MACs change places.
 pub fn at_the_mirror(frame: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(frame.len());
-    mirror_into(frame, &mut out);
+    let mut out = frame.to_vec();
+    swap_macs(&mut out);
     out
 }
 
-/// Like [`at_the_mirror`], into `out` (which it clears first).
-fn mirror_into(frame: &[u8], out: &mut Vec<u8>) {
-    out.clear();
-    match frame.split_at_checked(12) {
-        Some((macs, rest)) => {
-            out.extend_from_slice(&macs[6..]);
-            out.extend_from_slice(&macs[..6]);
-            out.extend_from_slice(rest);
-        }
-        None => out.extend_from_slice(frame),
+/// Swaps the destination and source MACs of `frame` (nothing if it is shorter than both).
+fn swap_macs(frame: &mut [u8]) {
+    if let Some(macs) = frame.get_mut(..12) {
+        let (destination, source) = macs.split_at_mut(6);
+        destination.swap_with_slice(source);
     }
 }
 

@@ -301,10 +301,13 @@ fn execute(
     let (data, data_end) = (arena.addr(start) as u32, arena.addr(end) as u32);
     let mem = arena.bytes();
     // What a run may see besides the packet starts as the kernel would give it: the context
-    // zeroed but for its fields, the headroom zeroed, the `peers` array as configured. (The
-    // counters are zero: every run's are read and cleared after it.)
+    // zeroed but for its fields, the headroom zeroed (if the program can reach it: see
+    // below), the `peers` array as configured. (The counters are zero: every run's are read
+    // and cleared after it.)
     mem[CTX_AT..CTX_AT + CTX_LEN].fill(0);
-    mem[PACKET_AT..start].fill(0);
+    if prog.grows_head {
+        mem[PACKET_AT..start].fill(0);
+    }
     mem[start..end].copy_from_slice(packet);
     mem[PEERS_AT..PEERS_AT + peers.len()].copy_from_slice(peers);
     let mut put = |off: i16, v: u32| {

@@ -10,7 +10,7 @@ use l3mp::programs::{build, ExtKind, Unknown};
 use l3mp::roundtrip::Case;
 use l3mp::vm::{Engine, Machine};
 
-/// What tells configurations apart: label bits, the links' labels in order, an Ethernet ext,
+/// What tells configurations apart: label bits, the links' labels (sorted), an Ethernet ext,
 /// the unknown-label policy. Which of the labels is under test does not: it picks a program of
 /// the same bundle (the links' names differ, and no check reads them).
 type Key = (u8, Vec<u8>, bool, bool);
