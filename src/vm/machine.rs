@@ -425,19 +425,35 @@ fn take_probes(arena: &mut Arena, looked_up: u64, out: &mut Vec<(u32, [u8; 8], u
 /// Every other `probes` entry holding something (a write past a looked-up entry stays inside
 /// the map, which the interpreter allows), added to `out`, which stays in label order.
 fn take_other_probes(arena: &mut Arena, out: &mut Vec<(u32, [u8; 8], u64)>) {
-    static ZEROS: [u8; PROBES_LEN] = [0; PROBES_LEN];
     let all = &mut arena.bytes()[PROBES_AT..PROBES_AT + PROBES_LEN];
+    take_others(all, PROBE_SLOTS, out, take_probe, |(label, _, _)| *label);
+}
+
+/// Every entry of the map `all` (of `entries` entries) that still holds something, added to
+/// `out` by `take`, then `out` ordered by the entries' `index`.
+fn take_others<T>(
+    all: &mut [u8],
+    entries: u32,
+    out: &mut Vec<T>,
+    take: fn(&mut [u8], usize, &mut Vec<T>),
+    index: fn(&T) -> u32,
+) {
+    static ZEROS: [u8; COUNTERS_LEN] = [0; COUNTERS_LEN];
     // Most runs write nothing else: one comparison.
-    if *all == ZEROS {
+    if *all == ZEROS[..all.len()] {
         return;
     }
-    for label in 0..PROBE_SLOTS as usize {
-        take_probe(all, label, out);
+    for entry in 0..entries as usize {
+        take(all, entry, out);
     }
-    out.sort_unstable_by_key(|(label, _, _)| *label);
+    out.sort_unstable_by_key(index);
 }
 
 const PROBES_LEN: usize = (PROBE_SLOTS * PROBE_SIZE) as usize;
+const _: () = assert!(
+    PROBES_LEN <= COUNTERS_LEN,
+    "take_others' zeros cover both maps"
+);
 
 /// The `probes` entry of `label` in `all`, into `out` if it holds anything; then zeroed.
 fn take_probe(all: &mut [u8], label: usize, out: &mut Vec<(u32, [u8; 8], u64)>) {
@@ -467,16 +483,8 @@ fn take_counters(arena: &mut Arena, looked_up: &[u64; 3], out: &mut Vec<(u32, [u
 /// Every other counter slot holding something (a write past a looked-up slot stays inside
 /// the counters map, which the interpreter allows), added to `out`, which stays in slot order.
 fn take_other_counters(arena: &mut Arena, out: &mut Vec<(u32, [u64; 2])>) {
-    static ZEROS: [u8; COUNTERS_LEN] = [0; COUNTERS_LEN];
     let all = &mut arena.bytes()[COUNTERS_AT..COUNTERS_AT + COUNTERS_LEN];
-    // Most runs write nothing else: one comparison.
-    if *all == ZEROS {
-        return;
-    }
-    for slot in 0..COUNTER_SLOTS as usize {
-        take_counter(all, slot, out);
-    }
-    out.sort_unstable_by_key(|(slot, _)| *slot);
+    take_others(all, COUNTER_SLOTS, out, take_counter, |(slot, _)| *slot);
 }
 
 const COUNTERS_LEN: usize = (COUNTER_SLOTS * COUNTER_SIZE) as usize;
