@@ -256,7 +256,7 @@ fn check_all<F: AsRef<[u8]>>(
 
 /// Writes `program=verdict[>target]` with the program and target named for a reader.
 fn step(out: &mut String, cfg: &Config, s: &Step) {
-    let hook = if s.program.contains("xdp") {
+    let hook = if s.program == crate::programs::ingress_name(Hook::Xdp) {
         Hook::Xdp
     } else {
         Hook::Tc

@@ -67,7 +67,8 @@ impl<'o> Output<'o> {
             let comma = if self.written == 0 { "" } else { "," };
             write!(self.out, "{comma}\n  {entry}").map_err(io)?;
         } else {
-            writeln!(self.out, "{entry}").map_err(io)?;
+            self.out.write_all(entry.as_bytes()).map_err(io)?;
+            self.out.write_all(b"\n").map_err(io)?;
         }
         self.written += 1;
         Ok(())
