@@ -17,8 +17,8 @@ pub struct Step {
     pub program: String,
     /// The `__sk_buff` fields it ran with (TC).
     pub skb: Skb,
-    /// What it did. The packet after the run is kept only for egress (what it sent goes on to
-    /// the far end); every other run's is compared with the spec where it lies in the VM.
+    /// What it did, but for the packet after the run: that was compared with the spec where
+    /// it lay in the VM, and is not kept.
     pub outcome: Outcome,
 }
 
@@ -160,22 +160,23 @@ fn egress_trip(m: &Machine, label: u8, frame: &[u8]) -> Result<Trip, Violation> 
     let mut trip = Trip::new();
     let name = programs::egress_name(label);
     let expected = expect_egress(cfg, label, frame);
+    // What egress sent, for the far end.
+    let mut sent_packet = Buf::new();
+    let skb = from_link(cfg, frame);
     run_checked(
         &mut trip,
         m,
         &name,
         frame,
-        from_link(cfg, frame),
+        skb,
         &expected,
-        true,
+        Some(&mut sent_packet),
     )?;
     let out = last(&trip);
     if out.verdict != TC_ACT_REDIRECT {
         return Ok(trip);
     }
-    // What egress sent, borrowed from its step until the far end has run.
-    let (tc_index, sent) = (out.tc_index, trip.steps.len() - 1);
-    let mut sent_packet = std::mem::take(&mut trip.steps[sent].outcome.packet);
+    let tc_index = out.tc_index;
     // What leaves ext: an L3 ext carries no MAC header.
     let ethernet = matches!(cfg.ext.kind, ExtKind::Ethernet { .. });
     let at = if ethernet { 0 } else { ETH_HLEN as usize };
@@ -222,13 +223,8 @@ fn egress_trip(m: &Machine, label: u8, frame: &[u8]) -> Result<Trip, Violation> 
             Some(_) => hook.drop(),
             None => hook.redirected(),
         };
-        run_checked(&mut trip, m, program, arriving, skb, &expected, false)?;
+        run_checked(&mut trip, m, program, arriving, skb, &expected, None)?;
     }
-    drop(expected);
-    if ethernet {
-        swap_macs(&mut sent_packet);
-    }
-    trip.steps[sent].outcome.packet = sent_packet;
     trip.restored = probe.is_none();
     Ok(trip)
 }
@@ -293,7 +289,7 @@ fn guard_with(trip: &mut Trip, m: &Machine, wire: &[u8], skb: Skb) -> Result<(),
             expected.csum_at = at + IPV4_CSUM as usize;
         }
     }
-    run_checked(trip, m, programs::GUARD, wire, skb, &expected, false)
+    run_checked(trip, m, programs::GUARD, wire, skb, &expected, None)
 }
 
 /// The ingress flavour of `hook` on a packet arriving on ext (starting at the IP header on an
@@ -322,7 +318,7 @@ fn ingress_into(trip: &mut Trip, m: &Machine, hook: Hook, wire: &[u8]) -> Result
             data,
             skb,
             &expected,
-            false,
+            None,
         )?;
         if let (ExtKind::Ethernet { mac, peer_mac }, Some(_)) = (cfg.ext.kind, last(trip).redirect)
         {
@@ -390,7 +386,7 @@ fn from_link(cfg: &Config, frame: &[u8]) -> Skb {
 const TCP_IPV6_HEADERS: u32 = 60;
 
 /// Runs `program` on `packet` and compares what it did with `expected`, adding the step to
-/// `trip` (with the packet after the run if `keep_packet`).
+/// `trip` (and the packet after the run to `keep`, if given).
 fn run_checked(
     trip: &mut Trip,
     m: &Machine,
@@ -398,19 +394,16 @@ fn run_checked(
     packet: &[u8],
     skb: Skb,
     expected: &Expected,
-    keep_packet: bool,
+    keep: Option<&mut Buf>,
 ) -> Result<(), Violation> {
     let mut step = pool::step();
-    let mut kept = std::mem::take(&mut step.outcome.packet);
-    kept.clear();
     m.run_then(program, packet, skb, &mut step.outcome, |got, after| {
-        if keep_packet {
-            kept.extend_from_slice(after);
+        if let Some(keep) = keep {
+            keep.extend_from_slice(after);
         }
         compare(program, got, after, expected)
     })
     .map_err(|e| Violation(format!("{program}: VM error: {e}")))??;
-    step.outcome.packet = kept;
     step.program.clear();
     step.program.push_str(program);
     step.skb = skb;
