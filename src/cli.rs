@@ -247,4 +247,8 @@ pub struct BenchArgs {
     /// Only the start-up part: 1 link against 63, started in turns in a namespace.
     #[arg(long, conflicts_with = "offline")]
     pub start_up: bool,
+    /// Only the per-program part: each hot-path program under BPF_PROG_TEST_RUN against the
+    /// floor of its hook (repeat, primed and single runs).
+    #[arg(long, conflicts_with_all = ["offline", "start_up"])]
+    pub programs: bool,
 }

@@ -149,6 +149,8 @@ fn bench(args: &BenchArgs) -> Result<(), Error> {
         l3mp::bench::offline(&settings)?
     } else if args.start_up {
         l3mp::bench::start_up(&settings)?
+    } else if args.programs {
+        l3mp::bench::programs(&settings)?
     } else {
         l3mp::bench::bench(&settings)?
     };

@@ -2,7 +2,7 @@
 //! against a baseline measured in the same run.
 //!
 //! 1. Per program ([`program_cost`]): every hot-path program under BPF_PROG_TEST_RUN against
-//!    a floor program of its hook that only redirects.
+//!    a floor program of its hook that only redirects (also alone: [`programs`]).
 //! 2. End to end ([`throughput`]): TCP and small-packet UDP between two network namespaces
 //!    over a veth ext: plain, muxed with TC ingress, muxed with XDP ingress, and VXLAN.
 //! 3. Scale ([`scale`]): per-packet demux cost with 1 and 63 links, and start-up time (also
@@ -80,15 +80,29 @@ impl Settings {
 /// Runs every part of the bench.
 pub fn bench(settings: &Settings) -> Result<Report, Error> {
     let mut report = new_report(settings)?;
-    // Test runs execute on the calling CPU: keep them on one.
-    cpu::pin(cpu::count() - 1)?;
-    let part1 = program_cost::measure(settings, &mut report);
-    let scaled = part1.and_then(|()| scale::per_packet(settings, &mut report));
-    cpu::unpin()?;
-    scaled?;
+    on_one_cpu(|| {
+        program_cost::measure(settings, &mut report)?;
+        scale::per_packet(settings, &mut report)
+    })?;
     throughput::measure(settings, &mut report)?;
     scale::start_up(settings, &mut report)?;
     Ok(report)
+}
+
+/// Only the per-program part (`l3mp bench --programs`): every hot-path program against the
+/// floor of its hook.
+pub fn programs(settings: &Settings) -> Result<Report, Error> {
+    let mut report = new_report(settings)?;
+    on_one_cpu(|| program_cost::measure(settings, &mut report))?;
+    Ok(report)
+}
+
+/// Runs `measure` pinned to one CPU (test runs execute on the calling CPU), unpinned after.
+fn on_one_cpu(measure: impl FnOnce() -> Result<(), Error>) -> Result<(), Error> {
+    cpu::pin(cpu::count() - 1)?;
+    let measured = measure();
+    cpu::unpin()?;
+    measured
 }
 
 /// Only the start-up figure (`l3mp bench --start-up`): 1 link against 63.
