@@ -294,6 +294,56 @@ fn quick_bench_prints_every_field() {
     }
 }
 
+/// As root: `l3mp bench --programs --quick --json` gives the per-program figures and nothing
+/// else, among them the counting floors (for information, no target), every check passed.
+#[test]
+fn programs_bench_gives_only_the_program_figures() {
+    let missing = missing_capabilities(&[Cap::NetAdmin, Cap::Bpf, Cap::SysAdmin]);
+    if !missing.is_empty() {
+        eprintln!(
+            "skipped programs_bench_gives_only_the_program_figures: needs {}",
+            missing.join(", ")
+        );
+        return;
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_l3mp"))
+        .args(["-q", "bench", "--programs", "--quick", "--json"])
+        .output()
+        .expect("l3mp runs");
+    let stdout = String::from_utf8(out.stdout).expect("UTF-8");
+    assert!(
+        out.status.success(),
+        "l3mp bench --programs failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc = Parser::parse(&stdout).unwrap_or_else(|e| panic!("{e}:\n{stdout}"));
+    let figures = doc.get("figures").expect("figures").items();
+    let name = |f: &Json| match f.get("name") {
+        Some(Json::String(s)) => s.clone(),
+        other => panic!("name: {other:?}"),
+    };
+    assert!(figures
+        .iter()
+        .all(|f| f.get("part") == Some(&Json::String("program".into()))));
+    for hook in ["TC", "XDP"] {
+        for what in ["demux (eth ext)", "floor + label's counter"] {
+            let singles = figures
+                .iter()
+                .filter(|f| name(f).starts_with(&format!("{hook} {what} ipv4")))
+                .filter(|f| name(f).ends_with("(single)"))
+                .count();
+            assert_eq!(singles, 2, "{hook} {what}: one per frame size");
+        }
+    }
+    let checks = doc.get("checks").expect("checks").items();
+    assert!(checks
+        .iter()
+        .any(|c| matches!(c.get("what"), Some(Json::String(w)) if w.contains("label's counter"))));
+    for check in checks {
+        assert_eq!(check.get("passed"), Some(&Json::Bool(true)), "{check:?}");
+    }
+}
+
 /// Without root: `l3mp bench --offline --quick --json` replays a generated capture on both
 /// engines against `tcpdump -nr` (which CI installs) and reports each engine's wall time, CPU
 /// time and rate with tcpdump's as the baseline; the fast engine's wall time has the target.

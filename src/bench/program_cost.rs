@@ -346,6 +346,7 @@ struct Objects {
 /// One (family, size) combination: the frame a link hands to egress, what egress puts on
 /// each kind of ext, and the names of its primed programs.
 struct Packet {
+    family: Family,
     what: String,
     frame: Vec<u8>,
     eth_wire: Vec<u8>,
@@ -398,6 +399,7 @@ pub fn measure(settings: &Settings, report: &mut Report) -> Result<(), Error> {
             let primed: [(Hook, String, String); 2] =
                 names.try_into().map_err(|_| Error::new("two hooks"))?;
             packets.push(Packet {
+                family,
                 what: format!("{} {size} B", family_name(family)),
                 frame,
                 eth_wire,
@@ -406,7 +408,16 @@ pub fn measure(settings: &Settings, report: &mut Report) -> Result<(), Error> {
             });
         }
     }
+    for hook in [Hook::Tc, Hook::Xdp] {
+        primed_programs.push((hook.section(), floor::counting(hook, LOOPBACK)?));
+    }
     let primed = load_primed(&primed_programs, &eth_bundle, &eth_cfg)?;
+    for hook in [Hook::Tc, Hook::Xdp] {
+        let counting = floor::counting(hook, LOOPBACK)?;
+        report
+            .programs
+            .push(primed.facts(&counting.name, counting.len())?);
+    }
     let objects = Objects {
         eth,
         l3,
@@ -572,7 +583,7 @@ fn cases<'a>(o: &'a Objects, packets: &[Packet]) -> Vec<Case<'a>> {
                 target: Some(Target::AtMostAbove(OVER_FLOOR_NS)),
             });
             let name = ingress_name(*hook);
-            let mut single = |what: String, loaded: &'a Loaded, wire: &[u8], target| {
+            let mut single = |what: String, loaded: &'a Loaded, name: &str, wire: &[u8], target| {
                 cases.push(Case {
                     part: "program",
                     name: format!("{what} (single)"),
@@ -593,9 +604,21 @@ fn cases<'a>(o: &'a Objects, packets: &[Packet]) -> Vec<Case<'a>> {
             single(
                 what.clone(),
                 &o.eth,
+                name,
                 &p.eth_wire,
                 Some(Target::AtMostAbove(OVER_FLOOR_NS)),
             );
+            if p.family == Family::V4 {
+                // For information: how much of the demux's excess in single runs is the one
+                // per-CPU counter update every delivered packet gets (see floor.rs).
+                single(
+                    format!("{h} floor + label's counter {}", p.what),
+                    &o.primed,
+                    floor::counting_name(*hook),
+                    &p.eth_wire,
+                    None,
+                );
+            }
             if *hook == Hook::Xdp {
                 // On an L3 ext the demux pushes an Ethernet header on every run: only single
                 // runs are faithful. No target: l3mp never attaches it (layer-3 devices have
@@ -604,6 +627,7 @@ fn cases<'a>(o: &'a Objects, packets: &[Packet]) -> Vec<Case<'a>> {
                 single(
                     format!("XDP demux (L3 ext) {}", p.what),
                     &o.l3,
+                    name,
                     &p.l3_wire,
                     None,
                 );

@@ -12,6 +12,7 @@ mod ingress;
 pub mod layout;
 
 pub use config::{Config, Ext, ExtKind, Framing, Link, LinkMacs, Unknown};
+pub use counters::count;
 pub use dscp::Family;
 pub use hook::Hook;
 
