@@ -13,9 +13,7 @@ use l3mp_asm::{
 };
 
 use super::Error;
-use crate::programs::layout::{
-    BPF_MAP_TYPE_DEVMAP, DATA, DATA_END, ETH_HLEN, INGRESS, IPV4_HLEN,
-};
+use crate::programs::layout::{BPF_MAP_TYPE_DEVMAP, DATA, DATA_END, ETH_HLEN, INGRESS, IPV4_HLEN};
 use crate::programs::{count, Hook};
 use crate::run::set_devmap;
 
