@@ -210,27 +210,38 @@ fn the_parser_is_strict() {
     }
 }
 
-#[test]
-fn quick_bench_prints_every_field() {
+/// Whether the test `name` can run the bench's root parts (says so when it cannot).
+fn as_root(name: &str) -> bool {
     let missing = missing_capabilities(&[Cap::NetAdmin, Cap::Bpf, Cap::SysAdmin]);
     if !missing.is_empty() {
-        eprintln!(
-            "skipped quick_bench_prints_every_field: needs {}",
-            missing.join(", ")
-        );
-        return;
+        eprintln!("skipped {name}: needs {}", missing.join(", "));
     }
+    missing.is_empty()
+}
+
+/// `l3mp -q bench ARGS --json`, which must succeed, parsed.
+fn bench_json(args: &[&str]) -> Json {
     let out = Command::new(env!("CARGO_BIN_EXE_l3mp"))
-        .args(["-q", "bench", "--quick", "--json"])
+        .args(["-q", "bench"])
+        .args(args)
+        .arg("--json")
         .output()
         .expect("l3mp runs");
     let stdout = String::from_utf8(out.stdout).expect("UTF-8");
     assert!(
         out.status.success(),
-        "l3mp bench failed: {}\n{stdout}",
+        "l3mp bench {args:?} failed (--offline needs tcpdump): {}\n{stdout}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let doc = Parser::parse(&stdout).unwrap_or_else(|e| panic!("{e}:\n{stdout}"));
+    Parser::parse(&stdout).unwrap_or_else(|e| panic!("{e}:\n{stdout}"))
+}
+
+#[test]
+fn quick_bench_prints_every_field() {
+    if !as_root("quick_bench_prints_every_field") {
+        return;
+    }
+    let doc = bench_json(&["--quick"]);
     for key in [
         "machine",
         "mode",
@@ -298,25 +309,10 @@ fn quick_bench_prints_every_field() {
 /// else, among them the counting floors (for information, no target), every check passed.
 #[test]
 fn programs_bench_gives_only_the_program_figures() {
-    let missing = missing_capabilities(&[Cap::NetAdmin, Cap::Bpf, Cap::SysAdmin]);
-    if !missing.is_empty() {
-        eprintln!(
-            "skipped programs_bench_gives_only_the_program_figures: needs {}",
-            missing.join(", ")
-        );
+    if !as_root("programs_bench_gives_only_the_program_figures") {
         return;
     }
-    let out = Command::new(env!("CARGO_BIN_EXE_l3mp"))
-        .args(["-q", "bench", "--programs", "--quick", "--json"])
-        .output()
-        .expect("l3mp runs");
-    let stdout = String::from_utf8(out.stdout).expect("UTF-8");
-    assert!(
-        out.status.success(),
-        "l3mp bench --programs failed: {}\n{stdout}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let doc = Parser::parse(&stdout).unwrap_or_else(|e| panic!("{e}:\n{stdout}"));
+    let doc = bench_json(&["--programs", "--quick"]);
     let figures = doc.get("figures").expect("figures").items();
     let name = |f: &Json| match f.get("name") {
         Some(Json::String(s)) => s.clone(),
@@ -349,17 +345,7 @@ fn programs_bench_gives_only_the_program_figures() {
 /// time and rate with tcpdump's as the baseline; the fast engine's wall time has the target.
 #[test]
 fn offline_bench_reports_both_engines_against_tcpdump() {
-    let out = Command::new(env!("CARGO_BIN_EXE_l3mp"))
-        .args(["-q", "bench", "--offline", "--quick", "--json"])
-        .output()
-        .expect("l3mp runs");
-    let stdout = String::from_utf8(out.stdout).expect("UTF-8");
-    assert!(
-        out.status.success(),
-        "l3mp bench --offline failed (is tcpdump installed?): {}\n{stdout}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let doc = Parser::parse(&stdout).unwrap_or_else(|e| panic!("{e}:\n{stdout}"));
+    let doc = bench_json(&["--offline", "--quick"]);
     let figures = doc.get("figures").expect("figures").items();
     let names: Vec<String> = figures
         .iter()
