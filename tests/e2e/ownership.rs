@@ -429,7 +429,9 @@ fn moved_devices_redirect_nothing_elsewhere() {
         host.name(),
         &["link", "set", "dev", moved, "netns", away.name()],
     );
-    let said = r.daemons[0].wait_for_line(&format!("{moved} (label {moved_label}"), PROMPTLY);
+    // The lifecycle line names the ifindex too (a probe's line about the link does not).
+    let said =
+        r.daemons[0].wait_for_line(&format!("{moved} (label {moved_label}, ifindex"), PROMPTLY);
     assert!(
         said.as_deref()
             .is_some_and(|l| l.contains("left this network namespace")),
