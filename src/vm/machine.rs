@@ -266,25 +266,19 @@ impl Machine {
                     self.loaded[at].get_or_init(|| loaded)
                 }
             };
-            let scan = self.batches.get() == 0;
-            execute(
-                arena,
-                prog,
-                &self.peers,
-                &self.devmap,
-                packet,
-                skb,
-                scan,
-                out,
-            )?;
+            let ran = execute(arena, prog, &self.peers, &self.devmap, packet, skb, out);
+            // Outside a batch, every run (even one that failed) looks at the rest of the maps.
+            if self.batches.get() == 0 {
+                take_other_counters(arena, &mut out.counted);
+                take_other_probes(arena, &mut out.probes);
+            }
+            ran?;
             Ok(look(out, packet_after(arena, prog.hook)))
         })
     }
 }
 
-/// Runs `prog` on `packet`; with `scan`, the whole counters and `probes` maps are looked at
-/// after it, not only what it looked up.
-#[allow(clippy::too_many_arguments)]
+/// Runs `prog` on `packet`, taking the counter slots and `probes` entries it looked up.
 fn execute(
     arena: &mut Arena,
     prog: &Loaded,
@@ -292,7 +286,6 @@ fn execute(
     devmap: &Rc<Devmap>,
     packet: &[u8],
     skb: Skb,
-    scan: bool,
     out: &mut Outcome,
 ) -> Result<(), VmError> {
     let hook = prog.hook;
@@ -367,10 +360,6 @@ fn execute(
         .expect("state set above");
     take_counters(arena, &state.counters_looked_up, &mut out.counted);
     take_probes(arena, state.probes_looked_up, &mut out.probes);
-    if scan {
-        take_other_counters(arena, &mut out.counted);
-        take_other_probes(arena, &mut out.probes);
-    }
     out.verdict = result.map_err(|e| VmError(format!("{}: {e}", prog.name)))? as i32;
     out.redirect = state.redirect;
     out.packet.clear();
