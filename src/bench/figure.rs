@@ -98,6 +98,13 @@ impl Sample {
         }
     }
 
+    /// The same with one more round's value.
+    pub fn push(&mut self, value: f64) {
+        let mut values = std::mem::take(&mut self.values);
+        values.push(value);
+        *self = Sample::of(&values);
+    }
+
     /// `(max - min) / median`, the relative spread of the rounds.
     pub fn spread(&self) -> f64 {
         if self.median == 0.0 {

@@ -78,7 +78,7 @@ pub fn per_packet(settings: &Settings, report: &mut Report) -> Result<(), Error>
         rounds: settings.scale_rounds,
         ..*settings
     };
-    run_cases(&cases, &settings, report)
+    run_cases(&cases, &settings, settings.rounds, report)
 }
 
 /// Start-up time, 1 link against 63, in a lab with a veth ext, TC ingress.
