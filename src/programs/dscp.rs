@@ -72,8 +72,8 @@ pub fn read_label(p: &mut Program, family: Family, ip: i16, bits: u8, dst: Reg) 
     };
 }
 
-/// Sets the label bits of the checked header at `ip` to `label` (0 clears them), keeping ECN
-/// and the rest of DSCP, and fixes the IPv4 checksum. Uses r2..r4.
+/// Sets the label bits of the checked header at `ip` to `label`, whatever they held, keeping
+/// ECN and the rest of DSCP, and fixes the IPv4 checksum. Uses r2..r4.
 pub fn write_label(p: &mut Program, family: Family, ip: i16, bits: u8, label: u8) {
     let mask = (1u16 << bits) - 1;
     match family {
@@ -83,11 +83,9 @@ pub fn write_label(p: &mut Program, family: Family, ip: i16, bits: u8, label: u8
                 load(Size::B, Reg::R3, DATA, ip + IPV4_TOS),
                 mov(Reg::R4, Reg::R3),
                 alu64(AluOp::And, Reg::R4, keep),
+                alu64(AluOp::Or, Reg::R4, i32::from(label) << 2),
+                store(Size::B, DATA, ip + IPV4_TOS, Reg::R4),
             ]);
-            if label != 0 {
-                p.push(alu64(AluOp::Or, Reg::R4, i32::from(label) << 2));
-            }
-            p.push(store(Size::B, DATA, ip + IPV4_TOS, Reg::R4));
             p.comment("RFC 1624: HC' = ~(~HC + ~m + m'), m = the 16-bit word holding TOS");
             p.extend([
                 alu64(AluOp::Lsh, Reg::R3, TOS_SHIFT),
@@ -115,11 +113,50 @@ pub fn write_label(p: &mut Program, family: Family, ip: i16, bits: u8, label: u8
             p.extend([
                 load(Size::H, Reg::R3, DATA, ip),
                 alu64(AluOp::And, Reg::R3, !ipv6_word(mask) & 0xffff),
+                alu64(AluOp::Or, Reg::R3, ipv6_word(u16::from(label))),
+                store(Size::H, DATA, ip, Reg::R3),
             ]);
-            if label != 0 {
-                p.push(alu64(AluOp::Or, Reg::R3, ipv6_word(u16::from(label))));
-            }
-            p.push(store(Size::H, DATA, ip, Reg::R3));
+        }
+    }
+}
+
+/// Clears the label bits of the checked header at `ip`, which hold the label in `label` (as
+/// [`read_label`] left it, not 0), keeping ECN and the rest of DSCP, and fixes the IPv4
+/// checksum. Uses r2, r3.
+pub fn clear_label(p: &mut Program, family: Family, ip: i16, bits: u8, label: Reg) {
+    let mask = (1u16 << bits) - 1;
+    match family {
+        Family::V4 => {
+            p.extend([
+                load(Size::B, Reg::R3, DATA, ip + IPV4_TOS),
+                alu64(AluOp::And, Reg::R3, !(i32::from(mask) << 2) & 0xff),
+                store(Size::B, DATA, ip + IPV4_TOS, Reg::R3),
+            ]);
+            // The word holding TOS loses exactly the label's bits, m' = m - (label << 2), so
+            // ~m + m' is ~(label << 2) within 16 bits: two 16-bit terms, whose sum one fold
+            // brings back within 16 bits (the same sum, hence the same result, as eqn. 3's).
+            p.comment("RFC 1624: HC' = ~(~HC + ~m + m') = ~(~HC + ~(label << 2 in the word))");
+            p.extend([
+                load(Size::H, Reg::R2, DATA, ip + IPV4_CSUM),
+                alu64(AluOp::Xor, Reg::R2, 0xffff),
+                mov(Reg::R3, label),
+                alu64(AluOp::Lsh, Reg::R3, 2 + TOS_SHIFT),
+                alu64(AluOp::Xor, Reg::R3, 0xffff),
+                alu64(AluOp::Add, Reg::R2, Reg::R3),
+                mov(Reg::R3, Reg::R2),
+                alu64(AluOp::Rsh, Reg::R3, 16),
+                alu64(AluOp::And, Reg::R2, 0xffff),
+                alu64(AluOp::Add, Reg::R2, Reg::R3),
+                alu64(AluOp::Xor, Reg::R2, 0xffff),
+                store(Size::H, DATA, ip + IPV4_CSUM, Reg::R2),
+            ]);
+        }
+        Family::V6 => {
+            p.extend([
+                load(Size::H, Reg::R3, DATA, ip),
+                alu64(AluOp::And, Reg::R3, !ipv6_word(mask) & 0xffff),
+                store(Size::H, DATA, ip, Reg::R3),
+            ]);
         }
     }
 }

@@ -7,7 +7,7 @@ use l3mp_asm::{exit, jump_if, load, mov, store, Cond, Program, Reg, Size};
 use super::classify::{branch_on_family, check_header, family_blocks, Classify};
 use super::config::Config;
 use super::counters::count;
-use super::dscp::{read_label, write_label};
+use super::dscp::{clear_label, read_label};
 use super::hook::Hook;
 use super::layout::*;
 
@@ -40,7 +40,7 @@ pub fn guard(cfg: &Config) -> Program {
         check_header(p, family, how, "not_ip");
         read_label(p, family, ip, cfg.label_bits, Reg::R5);
         p.push(jump_if(Cond::Eq, Reg::R5, 0, "pass"));
-        write_label(p, family, ip, cfg.label_bits, 0);
+        clear_label(p, family, ip, cfg.label_bits, Reg::R5);
     });
     count(&mut p, GUARDED as i32);
 

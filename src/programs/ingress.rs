@@ -12,7 +12,7 @@ use l3mp_asm::{
 use super::classify::{branch_on_family, check_from_peer, check_header, family_blocks, Classify};
 use super::config::{Config, ExtKind, Framing, Unknown};
 use super::counters::count;
-use super::dscp::{read_label, store_link_mac, write_label, Family};
+use super::dscp::{clear_label, read_label, store_link_mac, Family};
 use super::hook::Hook;
 use super::layout::*;
 
@@ -66,7 +66,7 @@ pub fn ingress(cfg: &Config, hook: Hook) -> Program {
             ));
         }
         p.comment("Ours: clear the label bits");
-        write_label(p, family, ip, cfg.label_bits, 0);
+        clear_label(p, family, ip, cfg.label_bits, Reg::R5);
         if family == Family::V6 {
             is_probe(p, ip);
         }
@@ -158,8 +158,9 @@ fn is_probe(p: &mut Program, ip: i16) {
     ]);
 }
 
-/// Counts the packet on the ingress slot of the label in `STACK_LABEL`, as the link receives
-/// it (on a layer-3 ext, with the Ethernet header it is about to get).
+/// Counts the packet on the ingress slot of the label, which r5 still holds from the family
+/// block, as the link receives it (on a layer-3 ext, with the Ethernet header it is about to
+/// get).
 fn count_on_link(p: &mut Program, framing: Framing) {
     if framing == Framing::Ethernet {
         p.comment("Count on the link's ingress slot");
@@ -168,10 +169,7 @@ fn count_on_link(p: &mut Program, framing: Framing) {
         p.comment("Ethernet header about to be pushed, as its egress counted what it sent");
         p.push(alu64(AluOp::Add, LEN, i32::from(ETH_HLEN)));
     }
-    p.extend([
-        load(Size::W, Reg::R5, Reg::R10, STACK_LABEL),
-        alu64(AluOp::Add, Reg::R5, INGRESS as i32),
-    ]);
+    p.push(alu64(AluOp::Add, Reg::R5, INGRESS as i32));
     count(p, Reg::R5);
 }
 
