@@ -306,7 +306,8 @@ fn quick_bench_prints_every_field() {
 }
 
 /// As root: `l3mp bench --programs --quick --json` gives the per-program figures and nothing
-/// else, among them the counting floors (for information, no target), every check passed.
+/// else, among them the counting floors (for information, no target), every check passed, and
+/// each figure with one value per round (3 with `--quick`), each round on a load of its own.
 #[test]
 fn programs_bench_gives_only_the_program_figures() {
     if !as_root("programs_bench_gives_only_the_program_figures") {
@@ -321,6 +322,16 @@ fn programs_bench_gives_only_the_program_figures() {
     assert!(figures
         .iter()
         .all(|f| f.get("part") == Some(&Json::String("program".into()))));
+    for f in figures {
+        for key in ["value_rounds", "baseline_rounds"] {
+            let rounds = f.get(key).and_then(|r| r.get("values")).expect("values");
+            assert_eq!(rounds.items().len(), 3, "{key}: {f:?}");
+        }
+        assert!(
+            matches!(f.get("method"), Some(Json::String(m)) if m.ends_with("loaded anew")),
+            "{f:?}"
+        );
+    }
     for hook in ["TC", "XDP"] {
         for what in ["demux (eth ext)", "floor + label's counter"] {
             let singles = figures

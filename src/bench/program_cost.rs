@@ -363,10 +363,12 @@ struct Packet {
 /// by several ns from one load to the next while the rounds of one load agree within 1 ns
 /// (measured here, 2026-11-30): a figure is the median of its loads, not the luck of one.
 pub fn measure(settings: &Settings, report: &mut Report) -> Result<(), Error> {
+    let ours = report.figures.len();
     for round in 0..settings.rounds {
         let mut loaded = Report::default();
         measure_one_load(settings, &mut loaded)?;
         if round == 0 {
+            // The first load gives the facts, the notes, the checks and the figures...
             report.programs.extend(loaded.programs);
             report.notes.extend(loaded.notes);
             report.checks.extend(loaded.checks);
@@ -374,15 +376,15 @@ pub fn measure(settings: &Settings, report: &mut Report) -> Result<(), Error> {
                 figure.method += ", each on the programs loaded anew";
                 report.figures.push(figure);
             }
-            continue;
-        }
-        report
-            .checks
-            .extend(loaded.checks.into_iter().filter(|c| !c.passed));
-        let first = report.figures.len() - loaded.figures.len();
-        for (figure, again) in report.figures[first..].iter_mut().zip(loaded.figures) {
-            figure.value.push(again.value.median);
-            figure.baseline.push(again.baseline.median);
+        } else {
+            // ...every later one a round of each figure, and any check that failed.
+            report
+                .checks
+                .extend(loaded.checks.into_iter().filter(|c| !c.passed));
+            for (figure, again) in report.figures[ours..].iter_mut().zip(loaded.figures) {
+                figure.value.push(again.value.median);
+                figure.baseline.push(again.baseline.median);
+            }
         }
     }
     Ok(())
