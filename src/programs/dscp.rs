@@ -51,6 +51,11 @@ fn ipv6_word(bits: u16) -> i32 {
     i32::from(u16::from_ne_bytes((bits << 6).to_be_bytes()))
 }
 
+/// The bits of the TOS byte a label of `mask` leaves alone (ECN and the rest of DSCP).
+fn tos_kept(mask: u16) -> i32 {
+    !(i32::from(mask) << 2) & 0xff
+}
+
 /// Where the TOS byte lands inside a native-endian load of the IPv4 header's first 16-bit word.
 const TOS_SHIFT: i32 = if cfg!(target_endian = "little") { 8 } else { 0 };
 
@@ -78,11 +83,10 @@ pub fn write_label(p: &mut Program, family: Family, ip: i16, bits: u8, label: u8
     let mask = (1u16 << bits) - 1;
     match family {
         Family::V4 => {
-            let keep = !(i32::from(mask) << 2) & 0xff;
             p.extend([
                 load(Size::B, Reg::R3, DATA, ip + IPV4_TOS),
                 mov(Reg::R4, Reg::R3),
-                alu64(AluOp::And, Reg::R4, keep),
+                alu64(AluOp::And, Reg::R4, tos_kept(mask)),
                 alu64(AluOp::Or, Reg::R4, i32::from(label) << 2),
                 store(Size::B, DATA, ip + IPV4_TOS, Reg::R4),
             ]);
@@ -96,18 +100,8 @@ pub fn write_label(p: &mut Program, family: Family, ip: i16, bits: u8, label: u8
                 alu64(AluOp::Add, Reg::R2, Reg::R3),
                 alu64(AluOp::Add, Reg::R2, Reg::R4),
             ]);
-            for _ in 0..2 {
-                p.extend([
-                    mov(Reg::R3, Reg::R2),
-                    alu64(AluOp::Rsh, Reg::R3, 16),
-                    alu64(AluOp::And, Reg::R2, 0xffff),
-                    alu64(AluOp::Add, Reg::R2, Reg::R3),
-                ]);
-            }
-            p.extend([
-                alu64(AluOp::Xor, Reg::R2, 0xffff),
-                store(Size::H, DATA, ip + IPV4_CSUM, Reg::R2),
-            ]);
+            // Three 16-bit terms: two folds.
+            store_checksum(p, ip, 2);
         }
         Family::V6 => {
             p.extend([
@@ -129,7 +123,7 @@ pub fn clear_label(p: &mut Program, family: Family, ip: i16, bits: u8, label: Re
         Family::V4 => {
             p.extend([
                 load(Size::B, Reg::R3, DATA, ip + IPV4_TOS),
-                alu64(AluOp::And, Reg::R3, !(i32::from(mask) << 2) & 0xff),
+                alu64(AluOp::And, Reg::R3, tos_kept(mask)),
                 store(Size::B, DATA, ip + IPV4_TOS, Reg::R3),
             ]);
             // The word holding TOS loses exactly the label's bits, m' = m - (label << 2), so
@@ -143,13 +137,8 @@ pub fn clear_label(p: &mut Program, family: Family, ip: i16, bits: u8, label: Re
                 alu64(AluOp::Lsh, Reg::R3, 2 + TOS_SHIFT),
                 alu64(AluOp::Xor, Reg::R3, 0xffff),
                 alu64(AluOp::Add, Reg::R2, Reg::R3),
-                mov(Reg::R3, Reg::R2),
-                alu64(AluOp::Rsh, Reg::R3, 16),
-                alu64(AluOp::And, Reg::R2, 0xffff),
-                alu64(AluOp::Add, Reg::R2, Reg::R3),
-                alu64(AluOp::Xor, Reg::R2, 0xffff),
-                store(Size::H, DATA, ip + IPV4_CSUM, Reg::R2),
             ]);
+            store_checksum(p, ip, 1);
         }
         Family::V6 => {
             p.extend([
@@ -159,6 +148,23 @@ pub fn clear_label(p: &mut Program, family: Family, ip: i16, bits: u8, label: Re
             ]);
         }
     }
+}
+
+/// Folds the ones'-complement sum in r2 into 16 bits, `folds` times (a sum of n 16-bit terms
+/// needs at most n - 1), and stores its complement as the IPv4 header checksum. Uses r3.
+fn store_checksum(p: &mut Program, ip: i16, folds: usize) {
+    for _ in 0..folds {
+        p.extend([
+            mov(Reg::R3, Reg::R2),
+            alu64(AluOp::Rsh, Reg::R3, 16),
+            alu64(AluOp::And, Reg::R2, 0xffff),
+            alu64(AluOp::Add, Reg::R2, Reg::R3),
+        ]);
+    }
+    p.extend([
+        alu64(AluOp::Xor, Reg::R2, 0xffff),
+        store(Size::H, DATA, ip + IPV4_CSUM, Reg::R2),
+    ]);
 }
 
 /// Writes a 6-byte MAC address at `off` from r7 with two immediate stores.
