@@ -358,10 +358,10 @@ struct Packet {
 }
 
 /// Measures every hot-path program and both floors, adding figures, facts and checks to
-/// `report`: `settings.rounds` rounds, each on everything loaded anew. Where the JIT puts a
-/// program (at a random offset in its page) and where its maps land moves a single run's cost
-/// by several ns from one load to the next while the rounds of one load agree within 1 ns
-/// (measured here, 2026-11-30): a figure is the median of its loads, not the luck of one.
+/// `report`: `settings.rounds` rounds, each on everything loaded anew. A single run's cost
+/// moves by several ns from one load to the next while the rounds of one load agree within 1
+/// to 3 ns (measured here, 2026-11-30; likely where the JIT puts the code, at a random offset
+/// in its allocation, and where the maps land): a figure is the median of its loads.
 pub fn measure(settings: &Settings, report: &mut Report) -> Result<(), Error> {
     let ours = report.figures.len();
     for round in 0..settings.rounds {
