@@ -8,13 +8,13 @@
 //! runs against the floor, it shows how much of a demux's excess that one update is.
 
 use l3mp_asm::{
-    alu64, call, exit, jump_if, load, load_map, mov, write_elf, AluOp, Assembled, Cond, Helper,
-    MapDef, Program, Reg, Section, Size,
+    alu64, call, exit, jump_if, load_map, mov, write_elf, AluOp, Assembled, Cond, Helper, MapDef,
+    Program, Reg, Section,
 };
 
 use super::Error;
 use crate::programs::layout::{BPF_MAP_TYPE_DEVMAP, DATA, DATA_END, ETH_HLEN, INGRESS, IPV4_HLEN};
-use crate::programs::{count, Hook};
+use crate::programs::{count, read_label, Family, Hook};
 use crate::run::set_devmap;
 
 /// The TC floor: `return bpf_redirect(ifindex, 0)`.
@@ -70,11 +70,9 @@ pub fn counting(hook: Hook, ifindex: u32) -> Result<Assembled, Error> {
         mov(Reg::R2, DATA),
         alu64(AluOp::Add, Reg::R2, i32::from(ETH_HLEN + IPV4_HLEN)),
         jump_if(Cond::Gt, Reg::R2, DATA_END, "short"),
-        load(Size::B, Reg::R5, DATA, ETH_HLEN + 1),
-        alu64(AluOp::Rsh, Reg::R5, 2),
-        alu64(AluOp::And, Reg::R5, 15),
-        alu64(AluOp::Add, Reg::R5, INGRESS as i32),
     ]);
+    read_label(&mut p, Family::V4, ETH_HLEN, 4, Reg::R5);
+    p.push(alu64(AluOp::Add, Reg::R5, INGRESS as i32));
     count(&mut p, Reg::R5);
     redirect(&mut p, hook, ifindex);
     p.label("short");

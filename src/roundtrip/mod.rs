@@ -183,7 +183,7 @@ fn egress_trip(m: &Machine, label: u8, frame: &[u8]) -> Result<Trip, Violation> 
     guard_into(&mut trip, m, &sent_packet[at..], tc_index)?;
     // What arrives on the far ext: on an Ethernet ext the far end is this configuration
     // mirrored (its MAC our peer's, its peer's ours), so this end's demux stands in for it on
-    // the frame with the MACs swapped (in place, and back once the far end has run).
+    // the frame with the MACs swapped (in place: nothing reads the sent frame after).
     if ethernet {
         swap_macs(&mut sent_packet);
     }
