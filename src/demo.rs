@@ -243,6 +243,7 @@ fn print_rows(rows: &[Row]) {
 
 fn print_counters(side: Side, instance: &Instance) -> Result<(), Error> {
     let counters = instance.counters()?;
+    let received = instance.received()?;
     let show = |c: Counter| format!("{} pkts {} B", c.packets, c.bytes);
     println!(
         "\nhost {side} counters ({} ingress on {EXT}):",
@@ -254,7 +255,9 @@ fn print_counters(side: Side, instance: &Instance) -> Result<(), Error> {
             link.user.name,
             link.label,
             show(counters.egress(link.label)),
-            show(counters.ingress(link.label))
+            received
+                .get(&link.label)
+                .map_or("its hidden end is gone".to_string(), |c| show(*c))
         );
     }
     println!(

@@ -306,7 +306,7 @@ fn quick_bench_prints_every_field() {
 }
 
 /// As root: `l3mp bench --programs --quick --json` gives the per-program figures and nothing
-/// else, among them the counting floors (for information, no target), every check passed, and
+/// else, every check passed (the demux's: every run redirected, none counted as passed), and
 /// each figure with one value per round (3 with `--quick`), each round on a load of its own.
 #[test]
 fn programs_bench_gives_only_the_program_figures() {
@@ -333,19 +333,23 @@ fn programs_bench_gives_only_the_program_figures() {
         );
     }
     for hook in ["TC", "XDP"] {
-        for what in ["demux (eth ext)", "floor + label's counter"] {
-            let singles = figures
-                .iter()
-                .filter(|f| name(f).starts_with(&format!("{hook} {what} ipv4")))
-                .filter(|f| name(f).ends_with("(single)"))
-                .count();
-            assert_eq!(singles, 2, "{hook} {what}: one per frame size");
-        }
+        let singles = figures
+            .iter()
+            .filter(|f| name(f).starts_with(&format!("{hook} demux (eth ext) ipv4")))
+            .filter(|f| name(f).ends_with("(single)"))
+            .count();
+        assert_eq!(singles, 2, "{hook}: one per frame size");
     }
     let checks = doc.get("checks").expect("checks").items();
-    assert!(checks
+    let demux_checks = checks
         .iter()
-        .any(|c| matches!(c.get("what"), Some(Json::String(w)) if w.contains("label's counter"))));
+        .filter(|c| matches!(c.get("what"), Some(Json::String(w)) if w.contains("demux")))
+        .filter(|c| {
+            matches!(c.get("detail"), Some(Json::String(d))
+                if d.contains("every one redirected, pass, unknown and foreign counters +0"))
+        })
+        .count();
+    assert!(demux_checks >= 8, "{demux_checks} demux checks: {checks:?}");
     for check in checks {
         assert_eq!(check.get("passed"), Some(&Json::Bool(true)), "{check:?}");
     }

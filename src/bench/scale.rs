@@ -161,7 +161,7 @@ fn timed(objects: &Objects, hook: Hook, method: Method) -> Timed<'_> {
         input: wire.clone(),
         method,
         verdict: redirect_verdict(hook),
-        path: Path::Demux(*label),
+        path: Path::Demux,
         what: format!(
             "{} demux, {} links, label {label}",
             hook_name(hook),

@@ -2,17 +2,17 @@
 //! slot has one writer; rbpf has no atomics).
 
 use l3mp_asm::{
-    alu64, call, jump_if, load, load_map, mov, store, AluOp, Cond, Helper, Program, Reg, Size, Src,
+    alu64, call, jump_if, load, load_map, mov, store, AluOp, Cond, Helper, Program, Reg, Size,
 };
 
 use super::layout::*;
 
-/// Adds one packet of `LEN` bytes to the slot `key`: an immediate or any register (it goes to
-/// the stack first, before anything is clobbered). Clobbers r0..r5.
-pub fn count(p: &mut Program, key: impl Into<Src>) {
+/// Adds one packet of `LEN` bytes to the counter slot `slot` (a constant: the CPU can look
+/// it up before it knows what the packet holds). Clobbers r0..r5.
+pub fn count(p: &mut Program, slot: u32) {
     let skip = p.local("counted");
     p.extend([
-        store(Size::W, Reg::R10, STACK_KEY, key),
+        store(Size::W, Reg::R10, STACK_KEY, slot as i32),
         mov(Reg::R2, Reg::R10),
         alu64(AluOp::Add, Reg::R2, i32::from(STACK_KEY)),
         load_map(Reg::R1, COUNTERS_MAP),

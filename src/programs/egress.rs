@@ -37,7 +37,7 @@ pub fn egress(cfg: &Config, link: &Link) -> Program {
         load(Size::W, Reg::R1, CTX, SKB_GSO_SIZE),
         jump_if(Cond::Ne, Reg::R1, 0, "fits"),
     ]);
-    count(&mut p, TOO_BIG as i32);
+    count(&mut p, TOO_BIG);
     p.extend([mov(Reg::R0, hook.drop()), exit()]);
     p.label("fits");
 
@@ -62,7 +62,7 @@ pub fn egress(cfg: &Config, link: &Link) -> Program {
         store_mac(&mut p, 6, mac);
     }
     p.comment("Count, tell the guard on ext it came from a link, and transmit on ext");
-    count(&mut p, (EGRESS + u32::from(link.label)) as i32);
+    count(&mut p, EGRESS + u32::from(link.label));
     p.extend([
         mov(Reg::R1, FROM_LINK),
         store(Size::W, CTX, SKB_TC_INDEX, Reg::R1),
@@ -76,7 +76,7 @@ pub fn egress(cfg: &Config, link: &Link) -> Program {
 
     p.label("drop");
     p.comment("Not IP, malformed or truncated: drop and count");
-    count(&mut p, EGRESS_DROP as i32);
+    count(&mut p, EGRESS_DROP);
     p.extend([mov(Reg::R0, hook.drop()), exit()]);
     p
 }

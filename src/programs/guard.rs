@@ -42,7 +42,7 @@ pub fn guard(cfg: &Config) -> Program {
         p.push(jump_if(Cond::Eq, Reg::R5, 0, "pass"));
         clear_label(p, family, ip, cfg.label_bits, Reg::R5);
     });
-    count(&mut p, GUARDED as i32);
+    count(&mut p, GUARDED);
 
     p.label("pass");
     p.comment("Leaves ext as it is");
@@ -50,7 +50,7 @@ pub fn guard(cfg: &Config) -> Program {
 
     p.label("not_ip");
     p.comment("Not IPv4 or IPv6 (MPLS, ARP, a VLAN's traffic) or malformed: no label to clear");
-    count(&mut p, GUARD_NOT_IP as i32);
+    count(&mut p, GUARD_NOT_IP);
     p.extend([mov(Reg::R0, hook.pass()), exit()]);
     p
 }

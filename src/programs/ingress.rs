@@ -3,6 +3,9 @@
 //! redirected into the hidden end of that link's veth pair, so that it is received on the link.
 //! Everything else passes untouched (or, for unknown labels by configuration, is dropped).
 //! The far end's probe on a configured label is recorded and dropped, never delivered.
+//!
+//! What it delivers, it does not count: the link's own counters do (the hidden end's transmit
+//! counters, which `l3mp status` reads), so the hot path writes nothing but the packet.
 
 use l3mp_asm::{
     alu64, call, exit, jump_if, load, load_imm64, load_map, mov, store, AluOp, Cond, Helper,
@@ -72,7 +75,6 @@ pub fn ingress(cfg: &Config, hook: Hook) -> Program {
         }
     });
 
-    count_on_link(&mut p, framing);
     if !ethernet {
         p.comment("L3 ext: make room for an Ethernet header and write its EtherType");
         hook.push_ethernet(&mut p);
@@ -96,7 +98,7 @@ pub fn ingress(cfg: &Config, hook: Hook) -> Program {
 
     p.label("unknown");
     p.comment("A label no link uses");
-    count(&mut p, UNKNOWN as i32);
+    count(&mut p, UNKNOWN);
     let verdict = match cfg.unknown {
         Unknown::Pass => hook.pass(),
         Unknown::Drop => hook.drop(),
@@ -106,23 +108,22 @@ pub fn ingress(cfg: &Config, hook: Hook) -> Program {
     if ethernet {
         p.label("foreign");
         p.comment("Labelled by a host that is not the peer: untouched, to ext's own stack");
-        count(&mut p, FOREIGN as i32);
+        count(&mut p, FOREIGN);
         p.extend([mov(Reg::R0, hook.pass()), exit()]);
     }
 
     p.label("pass");
     p.comment("Not ours: untouched, to ext's own stack");
-    count(&mut p, PASS as i32);
+    count(&mut p, PASS);
     p.extend([mov(Reg::R0, hook.pass()), exit()]);
 
     if !ethernet {
         p.label("drop");
-        p.comment("No room for the Ethernet header");
+        p.comment("No room for the Ethernet header (the kernel is out of memory): dropped");
         p.extend([mov(Reg::R0, hook.drop()), exit()]);
     }
 
     p.label("probe");
-    count_on_link(&mut p, framing);
     record_probe(&mut p, ip);
     p.comment("Never delivered");
     p.extend([mov(Reg::R0, hook.drop()), exit()]);
@@ -156,21 +157,6 @@ fn is_probe(p: &mut Program, ip: i16) {
         load_imm64(Reg::R3, i64::from_ne_bytes(PROBE_MAGIC)),
         jump_if(Cond::Eq, Reg::R2, Reg::R3, "probe"),
     ]);
-}
-
-/// Counts the packet on the ingress slot of the label, which r5 still holds from the family
-/// block, as the link receives it (on a layer-3 ext, with the Ethernet header it is about to
-/// get).
-fn count_on_link(p: &mut Program, framing: Framing) {
-    if framing == Framing::Ethernet {
-        p.comment("Count on the link's ingress slot");
-    } else {
-        p.comment("Count on the link's ingress slot, as the link receives it: with the");
-        p.comment("Ethernet header about to be pushed, as its egress counted what it sent");
-        p.push(alu64(AluOp::Add, LEN, i32::from(ETH_HLEN)));
-    }
-    p.push(alu64(AluOp::Add, Reg::R5, INGRESS as i32));
-    count(p, Reg::R5);
 }
 
 /// Writes the probe's word (after its magic) and the time it arrived into the `probes` entry

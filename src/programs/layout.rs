@@ -77,9 +77,11 @@ pub const PROBE_IPV6_PAYLOAD_LEN_NE: i32 =
     u16::from_ne_bytes(((UDP_HLEN + PROBE_PAYLOAD) as u16).to_be_bytes()) as i32;
 
 /// Counter slots of the per-CPU `counters` array; each slot is `{ packets: u64, bytes: u64 }`.
-/// Egress of label L counts at `EGRESS + L`, ingress at `INGRESS + L`.
+/// Egress of label L counts at `EGRESS + L`. What the demux delivers to a link is not counted
+/// here but by the link itself (see [`super::ingress`]); slots 64 to 127, where l3mp counted
+/// it before 2026-11-30, stay unused, so that every slot keeps its number for `l3mp status`
+/// reading an instance of an older l3mp.
 pub const EGRESS: u32 = 0;
-pub const INGRESS: u32 = 64;
 /// Ingress packets passed untouched: unlabelled, not IP, VLAN-tagged, malformed or truncated.
 pub const PASS: u32 = 128;
 /// Ingress packets with a label no link uses (passed or dropped, by configuration).

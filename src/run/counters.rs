@@ -9,8 +9,8 @@ use aya::{Ebpf, Pod};
 use serde::{Deserialize, Serialize};
 
 use crate::programs::layout::{
-    COUNTERS_MAP, COUNTER_SLOTS, EGRESS, EGRESS_DROP, FOREIGN, GUARDED, GUARD_NOT_IP, INGRESS,
-    PASS, TOO_BIG, UNKNOWN,
+    COUNTERS_MAP, COUNTER_SLOTS, EGRESS, EGRESS_DROP, FOREIGN, GUARDED, GUARD_NOT_IP, PASS,
+    TOO_BIG, UNKNOWN,
 };
 
 use super::Error;
@@ -67,9 +67,9 @@ impl Counters {
         Counters::read(&open_pinned(path, &what)?)
     }
 
-    /// Zeroes the slots of the link with `label` (both directions, every CPU) in the counters
-    /// map pinned at `path`: a link added by a reload counts from nothing, whatever a link
-    /// that had its label before counted.
+    /// Zeroes the egress slot of the link with `label` (every CPU) in the counters map pinned
+    /// at `path`: a link added by a reload counts from nothing, whatever a link that had its
+    /// label before counted. (What it receives, its own new interface counts.)
     pub fn reset_link(path: &Path, label: u8) -> Result<(), Error> {
         let what = format!(
             "zeroing the counters of label {label} pinned at {}",
@@ -78,12 +78,9 @@ impl Counters {
         let mut map = open_pinned(path, &what)?;
         let fail = |e: &dyn std::error::Error| Error::new(format!("{what}: {}", with_causes(e)));
         let cpus = aya::util::nr_cpus().map_err(|(_, e)| fail(&e))?;
-        for slot in [EGRESS, INGRESS].map(|base| base + u32::from(label)) {
-            let zero =
-                PerCpuValues::try_from(vec![Counter::default(); cpus]).map_err(|e| fail(&e))?;
-            map.set(slot, zero, 0).map_err(|e| fail(&e))?;
-        }
-        Ok(())
+        let zero = PerCpuValues::try_from(vec![Counter::default(); cpus]).map_err(|e| fail(&e))?;
+        map.set(EGRESS + u32::from(label), zero, 0)
+            .map_err(|e| fail(&e))
     }
 
     fn slot(&self, slot: u32) -> Counter {
@@ -93,11 +90,6 @@ impl Counters {
     /// What egress sent out of ext for the link with `label`.
     pub fn egress(&self, label: u8) -> Counter {
         self.slot(EGRESS + u32::from(label))
-    }
-
-    /// What ingress delivered to the link with `label`.
-    pub fn ingress(&self, label: u8) -> Counter {
-        self.slot(INGRESS + u32::from(label))
     }
 
     /// Ingress packets passed to ext's own stack untouched (unlabelled, not IP, VLAN-tagged,
@@ -174,7 +166,6 @@ mod tests {
         }
         let counters = Counters(slots);
         assert_eq!(counters.egress(3).packets, u64::from(EGRESS) + 3);
-        assert_eq!(counters.ingress(3).packets, u64::from(INGRESS) + 3);
         assert_eq!(counters.pass().bytes, 100 * u64::from(PASS));
         assert_eq!(counters.unknown().packets, u64::from(UNKNOWN));
         assert_eq!(counters.drop().packets, u64::from(EGRESS_DROP));

@@ -1,15 +1,16 @@
 //! Gathering the status of the running instances: state files, link states, pinned counters.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::run::probe::{self, FarEnd, Recorded};
-use crate::run::{Counters, Listed, Mark, Registry, State};
+use crate::run::{Counter, Counters, Listed, Mark, Registry, State};
 
 use super::Error;
-use crate::sys::netlink::{Address, LinkInfo, Netlink};
+use crate::sys::netlink::{Address, LinkInfo, Netlink, Sent};
 use crate::sys::netns::NetNs;
 use crate::sys::SysError;
 
@@ -124,6 +125,8 @@ fn in_mounts_of(pid: u32, path: &Path) -> PathBuf {
 pub(super) struct Seen {
     pub links: Vec<LinkInfo>,
     pub addresses: Vec<Address>,
+    /// What each link sent, by interface index.
+    pub sent: HashMap<u32, Sent>,
 }
 
 impl Seen {
@@ -132,6 +135,7 @@ impl Seen {
         Ok(Seen {
             links: netlink.links()?,
             addresses: netlink.addresses()?,
+            sent: netlink.sent_by_link()?,
         })
     }
 }
@@ -211,12 +215,20 @@ pub(super) fn status_of(
         },
     };
     let ext = links.and_then(|all| all.iter().find(|l| l.name == state.ext));
-    let ours = |name: &str| {
+    let ours = |name: &str, hidden: bool| {
         links.and_then(|all| {
             all.iter().find(|l| {
                 let mark = l.alias.as_deref().and_then(Mark::parse);
-                l.name == name && mark.is_some_and(|m| m.pid == state.pid && !m.hidden)
+                l.name == name && mark.is_some_and(|m| m.pid == state.pid && m.hidden == hidden)
             })
+        })
+    };
+    // What a link received is what its hidden end sent it: the demux does not count it.
+    let received = |hidden: &str| {
+        let sent = seen?.sent.get(&ours(hidden, true)?.index)?;
+        Some(Counter {
+            packets: sent.packets,
+            bytes: sent.bytes,
         })
     };
     InstanceStatus {
@@ -241,13 +253,13 @@ pub(super) fn status_of(
                 name: link.name.clone(),
                 label: link.label,
                 hidden: link.hidden.clone(),
-                device: device(ours(&link.name)),
-                link_local: seen.map(|seen| match ours(&link.name) {
+                device: device(ours(&link.name, false)),
+                link_local: seen.map(|seen| match ours(&link.name, false) {
                     Some(found) => link_local(&seen.addresses, found.index),
                     None => Vec::new(),
                 }),
                 egress: counters.egress(link.label),
-                ingress: counters.ingress(link.label),
+                ingress: received(&link.hidden),
                 far_end: far_end(link.label),
             })
             .collect(),

@@ -103,8 +103,11 @@ pub struct LinkStatus {
     pub link_local: Option<Vec<Ipv6Addr>>,
     /// Sent by the link, labelled, out of ext.
     pub egress: Counter,
-    /// Arrived on ext with the link's label and delivered to it.
-    pub ingress: Counter,
+    /// Arrived on ext with the link's label and delivered to it: what the link received from
+    /// its hidden end, as the kernel counts it (the hidden end's transmit counters, from the
+    /// hidden end's creation on); `None` when its namespace could not be entered or the hidden
+    /// end is not there.
+    pub ingress: Option<Counter>,
     /// How its far end stands, from the probes; `None` when they cannot be read (an
     /// instance of an earlier l3mp).
     #[serde(default)]

@@ -5,6 +5,7 @@
 use std::fmt::Write;
 
 use crate::run::probe::{FarEnd, FarEndState};
+use crate::run::Counter;
 
 use super::{Entry, InstanceStatus};
 
@@ -20,13 +21,17 @@ struct Family {
     samples: fn(&InstanceStatus) -> Samples,
 }
 
-/// A per-link counter: `(link, value)` for each link.
+/// A per-link counter: `(link, value)` for each link that has it (what a link received is
+/// unknown while its namespace cannot be entered or its hidden end is not there).
 macro_rules! per_link {
     ($dir:ident, $field:ident) => {
         |s: &InstanceStatus| {
             s.links
                 .iter()
-                .map(|l| (Some(l.name.clone()), l.$dir.$field as f64))
+                .filter_map(|l| {
+                    let counter = Option::<Counter>::from(l.$dir)?;
+                    Some((Some(l.name.clone()), counter.$field as f64))
+                })
                 .collect()
         }
     };
@@ -68,7 +73,8 @@ const FAMILIES: &[Family] = &[
     Family {
         name: "l3mp_link_ingress_packets_total",
         kind: "counter",
-        help: "Packets that arrived on ext with a link's label and were delivered to it.",
+        help: "Packets that arrived on ext with a link's label and were delivered to it (the \
+               link's own count, from its creation on).",
         samples: per_link!(ingress, packets),
     },
     Family {
@@ -283,10 +289,11 @@ mod tests {
                     packets: 5,
                     bytes: 490,
                 },
-                ingress: Counter {
+                // What a link received is unknown when its namespace cannot be entered.
+                ingress: attached.filter(|&a| a).map(|_| Counter {
                     packets: 3,
                     bytes: 300,
-                },
+                }),
                 far_end: Some(FarEnd {
                     state: FarEndState::Mismatch,
                     seen_ms_ago: Some(1250),
@@ -327,7 +334,7 @@ mod tests {
         }
         for line in [
             "l3mp_link_egress_packets_total{ext=\"wg0\",link=\"bgp\\\"1\"} 5\n",
-            "l3mp_link_ingress_bytes_total{ext=\"wg1\",link=\"bgp\\\"1\"} 300\n",
+            "l3mp_link_ingress_bytes_total{ext=\"wg0\",link=\"bgp\\\"1\"} 300\n",
             "l3mp_unknown_bytes_total{ext=\"wg0\"} 120\n",
             "l3mp_ext_attached{ext=\"wg0\"} 1\n",
             "l3mp_ext_attached{ext=\"wg1\"} 0\n",
@@ -340,6 +347,11 @@ mod tests {
         ] {
             assert!(text.contains(line), "no {line:?} in:\n{text}");
         }
+        // wg1's namespace could not be entered: what its link received is unknown, not 0.
+        assert!(
+            !text.contains("l3mp_link_ingress_packets_total{ext=\"wg1\""),
+            "{text}"
+        );
     }
 
     #[test]

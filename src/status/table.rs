@@ -84,8 +84,10 @@ fn render(out: &mut String, s: &InstanceStatus) {
             opt(link.device.mtu),
             link.egress.packets.to_string(),
             link.egress.bytes.to_string(),
-            link.ingress.packets.to_string(),
-            link.ingress.bytes.to_string(),
+            link.ingress
+                .map_or("?".to_string(), |c| c.packets.to_string()),
+            link.ingress
+                .map_or("?".to_string(), |c| c.bytes.to_string()),
             link.far_end.map_or("?".to_string(), |far| far.describe()),
             match &link.link_local {
                 None => "?".to_string(),
@@ -238,7 +240,10 @@ mod tests {
                     packets: 7,
                     bytes: 1_274,
                 },
-                ingress: Counter::default(),
+                ingress: attached.map(|_| Counter {
+                    packets: 4,
+                    bytes: 392,
+                }),
                 far_end: Some(FarEnd {
                     state: FarEndState::Ok,
                     seen_ms_ago: Some(812),
@@ -271,7 +276,7 @@ mod tests {
 l3mp 4242 on wg0 (netns 4026531840): TC ingress, 4 label bits, unknown labels pass
   wg0: attached, ifindex 7, up, MTU 1420
   link  label  state   mtu  egress pkts  bytes  ingress pkts  bytes  far end                          link-local
-  bgp1      1  up     1420            7   1274             0      0  seen 0.8 s ago, label 1, bits 4  fe80::1c:aff:fe5e:5701
+  bgp1      1  up     1420            7   1274             4    392  seen 0.8 s ago, label 1, bits 4  fe80::1c:aff:fe5e:5701
   other traffic: pass 0 pkts 0 B, unknown 0 pkts 0 B, drop 0 pkts 0 B, guard 2 pkts 168 B, \
 foreign 3 pkts 300 B, guard not IP 0 pkts 0 B, too big 0 pkts 0 B
   configuration loaded 2026-11-29 21:20:01 UTC from /etc/l3mp/wg0.toml
@@ -301,6 +306,8 @@ foreign 3 pkts 300 B, guard not IP 0 pkts 0 B, too big 0 pkts 0 B
         let unknown = table(&[Entry::Instance(sample(None, None))]);
         assert!(unknown.contains("wg0: state unknown"), "{unknown}");
         assert!(unknown.contains("bgp1      1  ?"), "{unknown}");
+        // What the link received is unknown too (its hidden end's counters could not be read).
+        assert!(unknown.contains("1274             ?      ?"), "{unknown}");
         assert_eq!(table(&[]), "no l3mp instance is running\n");
     }
 
@@ -318,6 +325,7 @@ foreign 3 pkts 300 B, guard not IP 0 pkts 0 B, too big 0 pkts 0 B
         assert_eq!(i["unknown"], "pass");
         assert_eq!(i["ext"]["name"], "wg0");
         assert_eq!(i["ext"]["attached"], true);
+        assert_eq!(i["links"][0]["ingress"]["bytes"], 392);
         assert_eq!(i["ext"]["attached_ifindex"], 7);
         assert_eq!(i["ext"]["exists"], true);
         assert_eq!(i["ext"]["mtu"], 1420);

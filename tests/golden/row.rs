@@ -13,7 +13,7 @@ use std::rc::Rc;
 use super::common::packets::*;
 use super::common::{config, hidden_ifindex, Setup};
 use l3mp::programs::layout::{
-    EGRESS, EGRESS_DROP, FOREIGN, GUARDED, GUARD_NOT_IP, INGRESS, PASS, TOO_BIG, UNKNOWN,
+    EGRESS, EGRESS_DROP, FOREIGN, GUARDED, GUARD_NOT_IP, PASS, TOO_BIG, UNKNOWN,
 };
 use l3mp::programs::{self, ExtKind, Hook, Unknown};
 use l3mp::roundtrip;
@@ -37,7 +37,7 @@ const VERDICTS: [(Hook, &str, i32); 6] = [
     (Hook::Xdp, "XDP_REDIRECT", XDP_REDIRECT),
 ];
 
-/// Counter slots by name; a link's slots are `EGRESS+<label>` and `INGRESS+<label>`.
+/// Counter slots by name; a link's egress slot is `EGRESS+<label>`.
 const SLOTS: [(&str, u32); 7] = [
     ("PASS", PASS),
     ("UNKNOWN", UNKNOWN),
@@ -60,8 +60,9 @@ pub struct Case {
     /// The ifindex the packet must be redirected to (flags 0), or no redirect at all.
     pub redirect: Option<u32>,
     pub output: Vec<u8>,
-    /// The one counter slot that must count this packet.
-    pub slot: u32,
+    /// The one counter slot that must count this packet; `None` for a packet delivered to a
+    /// link (the link counts it) or a probe.
+    pub slot: Option<u32>,
     /// The `__sk_buff` fields of a TC run, where they are not what the kernel derives from
     /// the bytes (a VLAN tag it holds, a protocol a tunnel gave the packet, GSO).
     pub skb: Option<vm::Skb>,
@@ -69,12 +70,11 @@ pub struct Case {
     pub probe: Option<Recorded>,
 }
 
-/// The `probes` entry a probe must leave, and the bytes its link's ingress slot counts.
+/// The `probes` entry a probe must leave.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Recorded {
     pub label: u8,
     pub word: [u8; 8],
-    pub bytes: u64,
 }
 
 /// The hook a program runs at (the XDP demux, or TC).
@@ -171,18 +171,19 @@ impl Case {
     }
 
     fn slot_text(&self) -> String {
-        let link_slot = |base: u32, name: &str| {
-            (base..base + 64)
-                .contains(&self.slot)
-                .then(|| format!("{name}+{}", self.slot - base))
+        let Some(slot) = self.slot else {
+            return "-".to_string();
         };
         SLOTS
             .iter()
-            .find(|(_, slot)| *slot == self.slot)
+            .find(|(_, s)| *s == slot)
             .map(|(name, _)| name.to_string())
-            .or_else(|| link_slot(EGRESS, "EGRESS"))
-            .or_else(|| link_slot(INGRESS, "INGRESS"))
-            .unwrap_or_else(|| self.slot.to_string())
+            .or_else(|| {
+                (EGRESS..EGRESS + 64)
+                    .contains(&slot)
+                    .then(|| format!("EGRESS+{}", slot - EGRESS))
+            })
+            .unwrap_or_else(|| slot.to_string())
     }
 
     /// The `__sk_buff` fields that differ from what the kernel derives from the bytes.
@@ -231,10 +232,7 @@ impl Case {
         line("counted", &self.slot_text());
         if let Some(r) = self.probe {
             let word: String = r.word.iter().map(|b| format!("{b:02x}")).collect();
-            line(
-                "probe",
-                &format!("label={} word={word} bytes={}", r.label, r.bytes),
-            );
+            line("probe", &format!("label={} word={word}", r.label));
         }
         out
     }
@@ -419,13 +417,15 @@ pub fn parse_rows(text: &str) -> Result<Vec<Case>, String> {
             };
             let slot = field("counted")?;
             let slot = match slot.split_once('+') {
-                Some(("EGRESS", l)) => EGRESS + l.parse::<u32>().map_err(|e| e.to_string())?,
-                Some(("INGRESS", l)) => INGRESS + l.parse::<u32>().map_err(|e| e.to_string())?,
-                _ => SLOTS
-                    .iter()
-                    .find(|(name, _)| *name == slot)
-                    .map(|(_, s)| *s)
-                    .ok_or(format!("no counter slot {slot}"))?,
+                _ if slot == "-" => None,
+                Some(("EGRESS", l)) => Some(EGRESS + l.parse::<u32>().map_err(|e| e.to_string())?),
+                _ => Some(
+                    SLOTS
+                        .iter()
+                        .find(|(name, _)| *name == slot)
+                        .map(|(_, s)| *s)
+                        .ok_or(format!("no counter slot {slot}"))?,
+                ),
             };
             let framed = programs::sees_frames(&setup.cfg, &program);
             let skb = match fields.get("skb") {
@@ -455,7 +455,7 @@ pub fn parse_rows(text: &str) -> Result<Vec<Case>, String> {
     Ok(cases)
 }
 
-/// `label=9 word=0904000001020304 bytes=98`: the probes entry and the link's counted bytes.
+/// `label=9 word=0904000001020304`: the probes entry.
 fn parse_probe(text: &str) -> Result<Recorded, String> {
     let fields: HashMap<&str, &str> = text
         .split_whitespace()
@@ -470,9 +470,6 @@ fn parse_probe(text: &str) -> Result<Recorded, String> {
             .parse()
             .map_err(|e| format!("probe label: {e}"))?,
         word,
-        bytes: field("bytes")?
-            .parse()
-            .map_err(|e| format!("probe bytes: {e}"))?,
     })
 }
 
@@ -536,15 +533,14 @@ pub fn check(case: &Case) -> Vec<String> {
             out.probes
         ));
     }
-    // A link's counters count frames as the link sends and receives them: what a redirect
-    // puts out (or a probe would have); anything else is counted as it came.
-    let bytes = match (case.redirect, case.probe) {
-        (_, Some(probe)) => probe.bytes as usize,
-        (Some(_), None) => case.output.len(),
-        (None, None) => case.input.len(),
+    // A link's egress counts frames as the link sends them: what the redirect puts out;
+    // anything else is counted as it came. What the demux delivers, nothing counts here.
+    let bytes = match case.redirect {
+        Some(_) => case.output.len(),
+        None => case.input.len(),
     };
     for (slot, &counter) in out.counters().iter().enumerate() {
-        let want = if slot as u32 == case.slot {
+        let want = if Some(slot as u32) == case.slot {
             [1, bytes as u64]
         } else {
             [0, 0]

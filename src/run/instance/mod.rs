@@ -17,6 +17,7 @@ mod far_end;
 mod mtu;
 mod peer;
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -28,7 +29,7 @@ use crate::sys::netlink::{format_mac, LinkEvent, LinkInfo, Netlink, VethEnd};
 use crate::sys::netns::NetNs;
 
 use super::bpffs::{ensure_bpffs, BPFFS};
-use super::counters::Counters;
+use super::counters::{Counter, Counters};
 use super::datapath::{serving, Datapath, IngressMode};
 use super::lock::Lock;
 use super::naming::{hidden_name, is_hidden_name, Identity, Mark};
@@ -674,6 +675,28 @@ impl Instance {
     /// The managed links.
     pub fn links(&self) -> &[ManagedLink] {
         &self.links
+    }
+
+    /// What each link received, by label: what its hidden end sent it, as the kernel counts
+    /// it (the demux does not count what it delivers). A link whose hidden end is not there
+    /// has none.
+    pub fn received(&self) -> Result<HashMap<u8, Counter>, Error> {
+        let sent = self
+            .netlink
+            .sent_by_link()
+            .map_err(|e| Error::new(format!("reading the links' statistics: {e}")))?;
+        Ok(self
+            .links
+            .iter()
+            .filter_map(|link| {
+                let sent = sent.get(&link.hidden.index)?;
+                let counter = Counter {
+                    packets: sent.packets,
+                    bytes: sent.bytes,
+                };
+                Some((link.label, counter))
+            })
+            .collect())
     }
 
     /// Every counter slot, summed over CPUs.

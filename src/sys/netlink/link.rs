@@ -1,5 +1,6 @@
 //! Link (network interface) queries and changes.
 
+use std::collections::HashMap;
 use std::os::fd::{AsFd, AsRawFd};
 
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL};
@@ -16,6 +17,13 @@ use crate::sys::{netns::NetNs, SysError};
 
 /// `IN6_ADDR_GEN_MODE_NONE` (linux/if_link.h): no automatic IPv6 address.
 const IN6_ADDR_GEN_MODE_NONE: u8 = 1;
+
+/// What a link has sent, as the kernel counts it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Sent {
+    pub packets: u64,
+    pub bytes: u64,
+}
 
 /// One end of a veth pair to create.
 #[derive(Clone, Copy, Debug, Default)]
@@ -43,6 +51,36 @@ impl Netlink {
         let request = RouteNetlinkMessage::GetLink(query(LinkMessage::default()));
         let replies = self.execute(request, NLM_F_DUMP, || "listing links".to_string())?;
         Ok(replies.iter().filter_map(link_of).collect())
+    }
+
+    /// What every link of the namespace has sent (`IFLA_STATS64`'s transmit counters), by
+    /// interface index.
+    pub fn sent_by_link(&self) -> Result<HashMap<u32, Sent>, SysError> {
+        let request = RouteNetlinkMessage::GetLink(LinkMessage::default());
+        let replies = self.execute(request, NLM_F_DUMP, || {
+            "listing link statistics".to_string()
+        })?;
+        Ok(replies
+            .iter()
+            .filter_map(|reply| match reply {
+                RouteNetlinkMessage::NewLink(link) => Some(link),
+                _ => None,
+            })
+            .filter_map(|link| {
+                link.attributes
+                    .iter()
+                    .find_map(|attribute| match attribute {
+                        LinkAttribute::Stats64(stats) => Some((
+                            link.header.index,
+                            Sent {
+                                packets: stats.tx_packets,
+                                bytes: stats.tx_bytes,
+                            },
+                        )),
+                        _ => None,
+                    })
+            })
+            .collect())
     }
 
     /// Creates the veth pair `user` / `peer`, both with MTU `mtu` and the

@@ -18,7 +18,7 @@ mod watch;
 use netlink_packet_route::RouteNetlinkMessage;
 
 pub use address::Address;
-pub use link::VethEnd;
+pub use link::{Sent, VethEnd};
 pub use link_info::{format_mac, LinkInfo, LinkRef};
 pub use neighbour::NeighbourEntry;
 pub use tc::{TcDirection, TcFilter};
