@@ -261,6 +261,23 @@ fn quick_bench_prints_every_field() {
             .count();
         assert!(n > 0, "no {part} figures");
     }
+    // The per-packet scale figures, like the per-program ones: a round per load (3 with
+    // --quick).
+    let per_packet_scale = figures.iter().filter(|f| {
+        f.get("part") == Some(&Json::String("scale".into()))
+            && matches!(f.get("name"), Some(Json::String(n)) if n.contains("63 links, label 63"))
+    });
+    let mut scale_figures = 0;
+    for f in per_packet_scale {
+        scale_figures += 1;
+        let rounds = f.get("value_rounds").and_then(|r| r.get("values"));
+        assert_eq!(rounds.expect("values").items().len(), 3, "{f:?}");
+        assert!(
+            matches!(f.get("method"), Some(Json::String(m)) if m.ends_with("loaded anew")),
+            "{f:?}"
+        );
+    }
+    assert_eq!(scale_figures, 4, "TC and XDP, primed and single");
     for f in figures {
         let number = |key: &str| matches!(f.get(key), Some(Json::Number(_)));
         assert!(

@@ -366,10 +366,23 @@ struct Packet {
 /// to 3 ns (measured here, 2026-11-30; likely where the JIT puts the code, at a random offset
 /// in its allocation, and where the maps land): a figure is the median of its loads.
 pub fn measure(settings: &Settings, report: &mut Report) -> Result<(), Error> {
+    on_fresh_loads(settings.rounds, report, |one| {
+        measure_one_load(settings, one)
+    })
+}
+
+/// `rounds` rounds of the figures `one_load` measures, each on everything it loads anew: a
+/// single run's cost moves by several ns from one load of the programs to the next, so a
+/// figure is the median of `rounds` loads, not the luck of one.
+pub fn on_fresh_loads(
+    rounds: usize,
+    report: &mut Report,
+    mut one_load: impl FnMut(&mut Report) -> Result<(), Error>,
+) -> Result<(), Error> {
     let ours = report.figures.len();
-    for round in 0..settings.rounds {
+    for round in 0..rounds {
         let mut loaded = Report::default();
-        measure_one_load(settings, &mut loaded)?;
+        one_load(&mut loaded)?;
         if round == 0 {
             // The first load gives the facts, the notes, the checks and the figures...
             report.programs.extend(loaded.programs);

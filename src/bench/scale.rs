@@ -13,8 +13,8 @@ use crate::run::IngressChoice;
 use super::figure::family_name;
 use super::figure::{Check, Figure, Report, Sample, Target};
 use super::program_cost::{
-    load, load_primed, primed_demux, redirect_verdict, run_cases, test_config, Case, Method, Path,
-    Timed,
+    load, load_primed, on_fresh_loads, primed_demux, redirect_verdict, run_cases, test_config,
+    Case, Method, Path, Timed,
 };
 use super::testrun::Loaded;
 use super::throughput::start_instance;
@@ -34,6 +34,13 @@ const FRAME: (Family, usize) = (Family::V4, 64);
 
 /// Per-packet demux cost, 1 link against 63, primed repeats and single runs.
 pub fn per_packet(settings: &Settings, report: &mut Report) -> Result<(), Error> {
+    on_fresh_loads(settings.scale_rounds, report, |one| {
+        per_packet_one_load(settings, one)
+    })
+}
+
+/// One round of [`per_packet`], on both configurations' programs loaded once.
+fn per_packet_one_load(settings: &Settings, report: &mut Report) -> Result<(), Error> {
     let all: Vec<u8> = (1..=MANY).collect();
     let configs = [
         (1u8, test_config(LABEL_BITS, true, &[1])),
@@ -74,11 +81,7 @@ pub fn per_packet(settings: &Settings, report: &mut Report) -> Result<(), Error>
             });
         }
     }
-    let settings = Settings {
-        rounds: settings.scale_rounds,
-        ..*settings
-    };
-    run_cases(&cases, &settings, settings.rounds, report)
+    run_cases(&cases, settings, 1, report)
 }
 
 /// Start-up time, 1 link against 63, in a lab with a veth ext, TC ingress.
