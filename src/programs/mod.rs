@@ -12,8 +12,7 @@ mod ingress;
 pub mod layout;
 
 pub use config::{Config, Ext, ExtKind, Framing, Link, LinkMacs, Unknown};
-pub use counters::count;
-pub use dscp::{read_label, Family};
+pub use dscp::Family;
 pub use hook::Hook;
 
 use l3mp_asm::{exit, mov, Assembled, MapDef, Program, Reg, Section};

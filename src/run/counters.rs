@@ -14,6 +14,7 @@ use crate::programs::layout::{
 };
 
 use super::Error;
+use crate::sys::netlink::Sent;
 
 /// One counter slot as the programs write it (and its sum over CPUs).
 #[repr(C)]
@@ -25,6 +26,17 @@ pub struct Counter {
 
 // SAFETY: two u64 fields, no padding; any bit pattern is valid.
 unsafe impl Pod for Counter {}
+
+/// What a link sent, as the kernel counts it: what its hidden end sent is what the link
+/// received.
+impl From<Sent> for Counter {
+    fn from(sent: Sent) -> Counter {
+        Counter {
+            packets: sent.packets,
+            bytes: sent.bytes,
+        }
+    }
+}
 
 /// Every slot of the counters map, summed over CPUs, indexed by slot number
 /// (see [`crate::programs::layout`]).

@@ -224,13 +224,7 @@ pub(super) fn status_of(
         })
     };
     // What a link received is what its hidden end sent it: the demux does not count it.
-    let received = |hidden: &str| {
-        let sent = seen?.sent.get(&ours(hidden, true)?.index)?;
-        Some(Counter {
-            packets: sent.packets,
-            bytes: sent.bytes,
-        })
-    };
+    let received = |hidden: &str| Some(Counter::from(*seen?.sent.get(&ours(hidden, true)?.index)?));
     InstanceStatus {
         id: state.id,
         pid: state.pid,

@@ -688,14 +688,7 @@ impl Instance {
         Ok(self
             .links
             .iter()
-            .filter_map(|link| {
-                let sent = sent.get(&link.hidden.index)?;
-                let counter = Counter {
-                    packets: sent.packets,
-                    bytes: sent.bytes,
-                };
-                Some((link.label, counter))
-            })
+            .filter_map(|link| Some((link.label, Counter::from(*sent.get(&link.hidden.index)?))))
             .collect())
     }
 
