@@ -428,17 +428,21 @@ fn link_local_addresses_are_stable(mut r: Running, setup: Setup) {
     }
 }
 
-/// `ip -s` statistics of `device` on `host`: received packets.
-fn rx_packets(host: &Host, device: &str) -> u64 {
+/// `ip -s` statistics of `device` on `host`: received packets and bytes.
+fn received(host: &Host, device: &str) -> (u64, u64) {
     let shown = inspect::tool(
         "ip",
         &["-n", host.name(), "-s", "-j", "link", "show", "dev", device],
     );
     let value: serde_json::Value =
         serde_json::from_str(&shown).unwrap_or_else(|e| panic!("ip -j: {e}: {shown}"));
-    value[0]["stats64"]["rx"]["packets"]
-        .as_u64()
-        .unwrap_or_else(|| panic!("no rx packets in {shown}"))
+    let rx = &value[0]["stats64"]["rx"];
+    let field = |key: &str| {
+        rx[key]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no rx {key} in {shown}"))
+    };
+    (field("packets"), field("bytes"))
 }
 
 /// Nothing crosses a link's veth pair but what the programs put there. With l3mp on host A
@@ -473,7 +477,7 @@ fn a_pair_carries_nothing_of_its_own() {
             "{name} sent nothing of its own: {shown:#}"
         );
         for device in [name.to_string(), hidden_name(EXT, label)] {
-            assert_eq!(rx_packets(host, &device), 0, "{device} received packets");
+            assert_eq!(received(host, &device).0, 0, "{device} received packets");
         }
     }
 }

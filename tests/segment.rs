@@ -46,6 +46,17 @@ fn ip(args: &[&str]) {
     assert!(out.status.success(), "ip {args:?}: {out:?}");
 }
 
+/// The packets `device` in namespace `ns` received, as `ip -s link` shows them.
+fn rx_packets(ns: &str, device: &str) -> u64 {
+    let args = ["-n", ns, "-s", "-j", "link", "show", "dev", device];
+    let out = Command::new("ip").args(args).output().expect("ip runs");
+    assert!(out.status.success(), "ip {args:?}: {out:?}");
+    let shown: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ip -j is JSON");
+    shown[0]["stats64"]["rx"]["packets"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no rx packets in {shown}"))
+}
+
 /// Namespaces `<stem>-a`, `-b`, `-c` joined by veths to a bridge in `<stem>-s`; every one of
 /// them is deleted on drop, and with them every device in them.
 struct Segment {
@@ -220,6 +231,12 @@ fn a_third_host_cannot_send_into_a_link(ingress: &str, mode: &str) {
     assert_eq!(
         delivered, 1,
         "{ingress}: only B's datagram was delivered on {LINK}"
+    );
+    // What status says the link received is the kernel's own count, as `ip -s link` shows it.
+    assert_eq!(
+        delivered,
+        rx_packets(&segment.ns('a'), LINK),
+        "{ingress}: {status:#}"
     );
     drop(daemons);
 }

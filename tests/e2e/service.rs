@@ -22,8 +22,8 @@ use super::daemon::{link_status, run_confined_to_exit, run_to_exit, status, Daem
 use super::far_end::far_end_becomes;
 use super::inspect::tool;
 use super::{
-    inspect, lab, link_carries, link_names, planned, privileged, run_args, run_on, start, Running,
-    Setup, LINKS, WAIT,
+    inspect, lab, link_carries, link_names, planned, privileged, received, run_args, run_on, start,
+    Running, Setup, LINKS, WAIT,
 };
 
 /// How soon l3mp must act on a change of ext.
@@ -311,6 +311,13 @@ fn status_counts_what_was_sent() {
     assert_eq!(
         count(&b, name, "ingress"),
         exactly(DATAGRAMS, 14 + ip_bytes),
+        "{b:#}"
+    );
+    // That is the kernel's own count of what the link received, as `ip -s link` shows it.
+    let (packets, bytes) = received(r.host(Side::B), name);
+    assert_eq!(
+        count(&b, name, "ingress"),
+        (Some(packets), Some(bytes)),
         "{b:#}"
     );
     for (instance, way) in [(&a, "ingress"), (&b, "egress")] {
