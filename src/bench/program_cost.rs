@@ -9,6 +9,7 @@
 //! the runs took the path claimed, read from the programs' own counters.
 
 use std::collections::hash_map::DefaultHasher;
+use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 
 use l3mp_asm::{Assembled, Section};
@@ -233,15 +234,17 @@ pub struct Case<'a> {
 /// does not move it.
 const SLICES: u32 = 20;
 
-/// Measures every case, `rounds` rounds (all repeats first, then all single runs with the
-/// statistics on); adds the figures and the first round's checks (and any later failure) to
-/// `report`. Repeats measure each baseline once per round however many cases share it. Single
-/// runs, whose figures two clock reads around each run make sensitive to any drift, measure
-/// each case against a baseline of its own, alternating with it slice by slice.
-pub fn run_cases<'a>(
+/// Measures every case once, as round `round` of its figure (all repeats first, then all
+/// single runs with the statistics on); adds the figures and, in round 0, the checks (and any
+/// failure in any round) to `report`. The round decides which of a value and its baseline goes
+/// first, so that over the rounds each goes first in turn. Repeats measure each baseline once
+/// however many cases share it. Single runs, whose figures two clock reads around each run make
+/// sensitive to any drift, measure each case against a baseline of its own, alternating with
+/// it slice by slice.
+pub fn run_round<'a>(
     cases: &'a [Case<'a>],
     settings: &Settings,
-    rounds: usize,
+    round: usize,
     report: &mut Report,
 ) -> Result<(), Error> {
     let key = |t: &Timed<'_>, case: usize| {
@@ -259,8 +262,9 @@ pub fn run_cases<'a>(
             t.method.name()
         )
     };
-    let mut samples = Samples::default();
-    let mut checked = |t: &Timed<'_>, check: Check, round: usize| {
+    // Each measurement's value in this round, by key.
+    let mut samples: HashMap<String, f64> = HashMap::new();
+    let mut checked = |t: &Timed<'_>, check: Check| {
         if (round == 0 && t.path != Path::Floor) || !check.passed {
             report.checks.push(check);
         }
@@ -271,75 +275,50 @@ pub fn run_cases<'a>(
         0 => [&c.baseline, &c.timed],
         _ => [&c.timed, &c.baseline],
     };
-    for round in 0..rounds {
-        for (i, case) in cases.iter().enumerate() {
-            let repeats = pair(case, round).into_iter();
-            for t in repeats.filter(|t| t.method == Method::Repeat) {
-                let k = key(t, i);
-                if samples.has(&k, round) {
-                    continue;
-                }
-                let (ns, check) = t.measure(settings.runs, None)?;
-                checked(t, check, round);
-                samples.push(k, ns);
-            }
-        }
-        let stats = RuntimeStats::enable()?;
-        let slice = (settings.runs / SLICES).max(1);
-        for (i, case) in cases.iter().enumerate() {
-            if case.timed.method != Method::Single {
+    for (i, case) in cases.iter().enumerate() {
+        let repeats = pair(case, round).into_iter();
+        for t in repeats.filter(|t| t.method == Method::Repeat) {
+            let k = key(t, i);
+            if samples.contains_key(&k) {
                 continue;
             }
-            let mut slices = [Vec::new(), Vec::new()];
-            for turn in 0..SLICES as usize {
-                for t in pair(case, round + turn) {
-                    let (ns, check) = t.measure(slice, Some(&stats))?;
-                    if turn == 0 || !check.passed {
-                        checked(t, check, round);
-                    }
-                    slices[usize::from(std::ptr::eq(t, &case.timed))].push(ns);
-                }
-            }
-            samples.push(key(&case.baseline, i), Sample::of(&slices[0]).median);
-            samples.push(key(&case.timed, i), Sample::of(&slices[1]).median);
+            let (ns, check) = t.measure(settings.runs, None)?;
+            checked(t, check);
+            samples.insert(k, ns);
         }
+    }
+    let stats = RuntimeStats::enable()?;
+    let slice = (settings.runs / SLICES).max(1);
+    for (i, case) in cases.iter().enumerate() {
+        if case.timed.method != Method::Single {
+            continue;
+        }
+        let mut slices = [Vec::new(), Vec::new()];
+        for turn in 0..SLICES as usize {
+            for t in pair(case, round + turn) {
+                let (ns, check) = t.measure(slice, Some(&stats))?;
+                if turn == 0 || !check.passed {
+                    checked(t, check);
+                }
+                slices[usize::from(std::ptr::eq(t, &case.timed))].push(ns);
+            }
+        }
+        samples.insert(key(&case.baseline, i), Sample::of(&slices[0]).median);
+        samples.insert(key(&case.timed, i), Sample::of(&slices[1]).median);
     }
     for (i, case) in cases.iter().enumerate() {
         report.figures.push(Figure {
             part: case.part,
             name: case.name.clone(),
             unit: "ns",
-            value: samples.of(&key(&case.timed, i)),
+            value: Sample::of(&[samples[&key(&case.timed, i)]]),
             baseline_name: case.baseline_name.clone(),
-            baseline: samples.of(&key(&case.baseline, i)),
+            baseline: Sample::of(&[samples[&key(&case.baseline, i)]]),
             target: case.target,
             method: case.timed.method.describe(settings),
         });
     }
     Ok(())
-}
-
-/// Each measurement's values, one per round, by key.
-#[derive(Default)]
-struct Samples(Vec<(String, Vec<f64>)>);
-
-impl Samples {
-    /// Whether `key` has its value for `round` already (a baseline shared by several cases).
-    fn has(&self, key: &str, round: usize) -> bool {
-        self.0.iter().any(|(k, v)| k == key && v.len() > round)
-    }
-
-    fn push(&mut self, key: String, ns: f64) {
-        match self.0.iter_mut().find(|(k, _)| *k == key) {
-            Some((_, values)) => values.push(ns),
-            None => self.0.push((key, vec![ns])),
-        }
-    }
-
-    fn of(&self, key: &str) -> Sample {
-        let values = self.0.iter().find(|(k, _)| k == key);
-        Sample::of(values.map_or(&[][..], |(_, v)| v.as_slice()))
-    }
 }
 
 /// Everything part 1 loads.
@@ -361,28 +340,27 @@ struct Packet {
 }
 
 /// Measures every hot-path program and both floors, adding figures, facts and checks to
-/// `report`: `settings.rounds` rounds, each on everything loaded anew. A single run's cost
-/// moves by several ns from one load to the next while the rounds of one load agree within 1
-/// to 3 ns (measured here, 2026-11-30; likely where the JIT puts the code, at a random offset
-/// in its allocation, and where the maps land): a figure is the median of its loads.
+/// `report`: `settings.rounds` rounds, each on everything loaded anew (see
+/// [`on_fresh_loads`]; the rounds of one load agree within 1 to 3 ns, measured here on
+/// 2026-11-30, likely where the JIT puts the code and where the maps land).
 pub fn measure(settings: &Settings, report: &mut Report) -> Result<(), Error> {
-    on_fresh_loads(settings.rounds, report, |one| {
-        measure_one_load(settings, one)
+    on_fresh_loads(settings.rounds, report, |round, one| {
+        measure_one_load(settings, round, one)
     })
 }
 
-/// `rounds` rounds of the figures `one_load` measures, each on everything it loads anew: a
-/// single run's cost moves by several ns from one load of the programs to the next, so a
-/// figure is the median of `rounds` loads, not the luck of one.
+/// `rounds` rounds of the figures `one_load` measures (given the round, for [`run_round`]),
+/// each on everything it loads anew: a single run's cost moves by several ns from one load of
+/// the programs to the next, so a figure is the median of `rounds` loads, not the luck of one.
 pub fn on_fresh_loads(
     rounds: usize,
     report: &mut Report,
-    mut one_load: impl FnMut(&mut Report) -> Result<(), Error>,
+    mut one_load: impl FnMut(usize, &mut Report) -> Result<(), Error>,
 ) -> Result<(), Error> {
     let ours = report.figures.len();
     for round in 0..rounds {
         let mut loaded = Report::default();
-        one_load(&mut loaded)?;
+        one_load(round, &mut loaded)?;
         if round == 0 {
             // The first load gives the facts, the notes, the checks and the figures...
             report.programs.extend(loaded.programs);
@@ -406,9 +384,8 @@ pub fn on_fresh_loads(
     Ok(())
 }
 
-/// One round of [`measure`], on everything loaded once (`settings.rounds` only names how
-/// many there are).
-fn measure_one_load(settings: &Settings, report: &mut Report) -> Result<(), Error> {
+/// Round `round` of [`measure`], on everything loaded once.
+fn measure_one_load(settings: &Settings, round: usize, report: &mut Report) -> Result<(), Error> {
     let eth_cfg = test_config(4, true, &[1, 2]);
     let l3_cfg = test_config(4, false, &[1, 2]);
     let (eth, eth_bundle) = load(&eth_cfg)?;
@@ -467,7 +444,7 @@ fn measure_one_load(settings: &Settings, report: &mut Report) -> Result<(), Erro
         primed,
     };
     let cases = cases(&objects, &packets);
-    run_cases(&cases, settings, 1, report)?;
+    run_round(&cases, settings, round, report)?;
     naive_demux_note(&objects.eth, &packets[0], settings, report)?;
     Ok(())
 }

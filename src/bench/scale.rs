@@ -13,7 +13,7 @@ use crate::run::IngressChoice;
 use super::figure::family_name;
 use super::figure::{Check, Figure, Report, Sample, Target};
 use super::program_cost::{
-    load, load_primed, on_fresh_loads, primed_demux, redirect_verdict, run_cases, test_config,
+    load, load_primed, on_fresh_loads, primed_demux, redirect_verdict, run_round, test_config,
     Case, Method, Path, Timed,
 };
 use super::testrun::Loaded;
@@ -34,13 +34,17 @@ const FRAME: (Family, usize) = (Family::V4, 64);
 
 /// Per-packet demux cost, 1 link against 63, primed repeats and single runs.
 pub fn per_packet(settings: &Settings, report: &mut Report) -> Result<(), Error> {
-    on_fresh_loads(settings.scale_rounds, report, |one| {
-        per_packet_one_load(settings, one)
+    on_fresh_loads(settings.scale_rounds, report, |round, one| {
+        per_packet_one_load(settings, round, one)
     })
 }
 
-/// One round of [`per_packet`], on both configurations' programs loaded once.
-fn per_packet_one_load(settings: &Settings, report: &mut Report) -> Result<(), Error> {
+/// Round `round` of [`per_packet`], on both configurations' programs loaded once.
+fn per_packet_one_load(
+    settings: &Settings,
+    round: usize,
+    report: &mut Report,
+) -> Result<(), Error> {
     let all: Vec<u8> = (1..=MANY).collect();
     let configs = [
         (1u8, test_config(LABEL_BITS, true, &[1])),
@@ -81,7 +85,7 @@ fn per_packet_one_load(settings: &Settings, report: &mut Report) -> Result<(), E
             });
         }
     }
-    run_cases(&cases, settings, 1, report)
+    run_round(&cases, settings, round, report)
 }
 
 /// Start-up time, 1 link against 63, in a lab with a veth ext, TC ingress.

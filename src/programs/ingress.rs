@@ -5,7 +5,7 @@
 //! The far end's probe on a configured label is recorded and dropped, never delivered.
 //!
 //! What it delivers, it does not count: the link's own counters do (the hidden end's transmit
-//! counters, which `l3mp status` reads), so the hot path writes nothing but the packet.
+//! counters, which `l3mp status` reads), so the hot path updates no counter.
 
 use l3mp_asm::{
     alu64, call, exit, jump_if, load, load_imm64, load_map, mov, store, AluOp, Cond, Helper,
